@@ -1,0 +1,35 @@
+"""optuna-mfkd: multi-fidelity neural architecture search with knowledge distillation (MF-KD).
+
+Public names:
+
+- :class:`MFKDSampler`: the AR1 co-kriging multi-fidelity sampler for Optuna.
+- :func:`fidelity_of`, :func:`best_high_fidelity_trial`, :class:`MaxCostCallback`: helpers
+  for multi-fidelity objectives and studies.
+- :class:`NB201TrainingObjective`: trains NAS-Bench-201 cells, optionally with distillation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of
+from optuna_mfkd.sampler import MFKDSampler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MFKDSampler",
+    "MaxCostCallback",
+    "NB201TrainingObjective",
+    "best_high_fidelity_trial",
+    "fidelity_of",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The training objective pulls in torchvision and the trainer; load it on first use.
+    if name == "NB201TrainingObjective":
+        from optuna_mfkd.training.objective import NB201TrainingObjective
+
+        return NB201TrainingObjective
+    raise AttributeError(f"module 'optuna_mfkd' has no attribute {name!r}")

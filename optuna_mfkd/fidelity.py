@@ -1,0 +1,138 @@
+"""Trial and study helpers for multi-fidelity studies.
+
+A multi-fidelity sampler (:class:`optuna_mfkd.MFKDSampler`) decides the fidelity of each
+trial before the objective runs and records it as the user attribute ``"fidelity"``
+(plus ``"fidelity_level"``, its 0-based position in the ordered list of levels, cheapest
+first). The objective reads it back with :func:`fidelity_of`, reports what the evaluation
+cost as the user attribute ``"cost"``, and the study stops on a total budget with
+:class:`MaxCostCallback`.
+
+These helpers work with any sampler, so one objective serves every method of a benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+FIDELITY_ATTR = "fidelity"
+FIDELITY_LEVEL_ATTR = "fidelity_level"
+COST_ATTR = "cost"
+#: Study system attribute holding the ordered list of fidelity names of a study.
+STUDY_FIDELITIES_ATTR = "mfkd:fidelities"
+
+_TrialLike = optuna.trial.BaseTrial | FrozenTrial
+
+
+def fidelity_of(trial: _TrialLike, default: str | None = None) -> str | None:
+    """Return the fidelity recorded for ``trial``, or ``default`` when it has none.
+
+    Works inside an objective (``optuna.Trial``), on a ``FrozenTrial`` and on a
+    ``FixedTrial``. A trial created by a sampler that is not multi-fidelity carries no
+    level, so ``default`` lets one objective serve every sampler.
+    """
+    value = trial.user_attrs.get(FIDELITY_ATTR)
+    return default if value is None else str(value)
+
+
+def study_fidelities(study: optuna.Study) -> list[str] | None:
+    """The ordered fidelity names a multi-fidelity sampler registered on ``study``.
+
+    ``None`` when no multi-fidelity sampler has run on the study.
+    """
+    names = study.system_attrs.get(STUDY_FIDELITIES_ATTR)
+    return None if names is None else [str(n) for n in names]
+
+
+def high_fidelity_trials(
+    study: optuna.Study, fidelity: str | None = None, states: Sequence[TrialState] = (TrialState.COMPLETE,)
+) -> list[FrozenTrial]:
+    """Trials of ``study`` evaluated at the highest fidelity (or at ``fidelity`` if given).
+
+    When ``fidelity`` is ``None`` the highest level is the last of the names registered by
+    the sampler (:func:`study_fidelities`); trials without a recorded level (made by a
+    single-fidelity sampler) count as highest-level trials.
+    """
+    if fidelity is None:
+        names = study_fidelities(study)
+        fidelity = names[-1] if names else None
+    trials = study.get_trials(deepcopy=False, states=tuple(states))
+    return [t for t in trials if fidelity_of(t, default=fidelity) == fidelity]
+
+
+def best_high_fidelity_trial(study: optuna.Study, fidelity: str | None = None) -> FrozenTrial:
+    """The best COMPLETE trial at the highest fidelity of ``study``.
+
+    Raises:
+        ValueError: if the study is multi-objective or holds no such trial.
+    """
+    if len(study.directions) != 1:
+        raise ValueError("best_high_fidelity_trial: the study must be single-objective.")
+    trials = high_fidelity_trials(study, fidelity)
+    if not trials:
+        level = fidelity or (study_fidelities(study) or ["(highest)"])[-1]
+        raise ValueError(f"study {study.study_name!r} has no COMPLETE trial at fidelity {level!r}.")
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(trials, key=lambda t: t.value)
+
+
+def trial_cost(trial: FrozenTrial, cost_attr: str = COST_ATTR) -> float:
+    """The cost user attribute of a trial (0 when it has none or it is not a number)."""
+    value = trial.user_attrs.get(cost_attr, 0.0)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def total_cost(study: optuna.Study, cost_attr: str = COST_ATTR) -> float:
+    """Sum of the cost user attributes of all finished trials of ``study``.
+
+    COMPLETE, PRUNED and FAILED trials all count: a pruned or failed evaluation was paid for.
+    """
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False, states=finished)
+    return sum(trial_cost(t, cost_attr) for t in trials)
+
+
+class MaxCostCallback:
+    """Stop ``study.optimize`` once the total cost of finished trials reaches ``budget``.
+
+    The cost of a trial is its ``"cost"`` user attribute (set by the objective, in any
+    consistent unit: simulated seconds, wall seconds, GPU hours). The check runs after each
+    trial, so the last trial may overshoot the budget, as in NAS-Bench-201's simulated
+    searches.
+
+    Args:
+        budget: total cost at which the study stops; must be positive and finite.
+        cost_attr: name of the user attribute holding each trial's cost.
+    """
+
+    def __init__(self, budget: float, cost_attr: str = COST_ATTR) -> None:
+        if not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
+            raise ValueError(f"budget must be a positive finite number, got {budget!r}.")
+        self.budget = float(budget)
+        self.cost_attr = cost_attr
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if total_cost(study, self.cost_attr) >= self.budget:
+            study.stop()
+
+    def __repr__(self) -> str:
+        return f"MaxCostCallback(budget={self.budget!r}, cost_attr={self.cost_attr!r})"
+
+
+def record_user_attrs(trial: FrozenTrial, study: optuna.Study, attrs: dict[str, Any]) -> None:
+    """Write user attributes to storage *and* to the given ``FrozenTrial`` object.
+
+    ``optuna.Trial`` reads ``user_attrs`` from the ``FrozenTrial`` it cached before
+    ``Sampler.before_trial`` ran, so writing only to storage would leave the objective
+    reading stale values. Samplers call this from ``before_trial``.
+    """
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        trial.user_attrs[key] = value
