@@ -1,0 +1,96 @@
+"""Shared fixtures: data paths from environment variables, PostgreSQL databases, SQLite URLs.
+
+Data live outside the repository and are found through environment variables; a test that
+needs one skips with the name of the variable when it is unset or points nowhere:
+
+- ``NB201_TABLE``: the compact NAS-Bench-201 CSV (``nb201_compact.csv``).
+- ``MFKD_CIFAR10``: CIFAR-10 as a zip of JPEG files or an ImageFolder root.
+- ``MFKD_TEACHERS``: the folder of teacher checkpoints (``*.pth``).
+- ``MFKD_TEST_POSTGRES_URL``: an SQLAlchemy URL of a PostgreSQL database whose role may
+  create databases (``.ci/run`` starts a server and sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ENV_TABLE = "NB201_TABLE"
+ENV_CIFAR10 = "MFKD_CIFAR10"
+ENV_TEACHERS = "MFKD_TEACHERS"
+ENV_POSTGRES = "MFKD_TEST_POSTGRES_URL"
+
+
+def _path_from_env(var: str, what: str) -> Path:
+    value = os.environ.get(var)
+    if not value:
+        pytest.skip(f"{var} is not set (path to {what})")
+    path = Path(value)
+    if not path.exists():
+        pytest.skip(f"{var}={value} does not exist (path to {what})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nb201_table_path() -> Path:
+    """Path of the compact NAS-Bench-201 table (``$NB201_TABLE``)."""
+    return _path_from_env(ENV_TABLE, "nb201_compact.csv")
+
+
+@pytest.fixture(scope="session")
+def cifar10_path() -> Path:
+    """CIFAR-10 zip or ImageFolder root (``$MFKD_CIFAR10``)."""
+    return _path_from_env(ENV_CIFAR10, "the CIFAR-10 JPEG zip or ImageFolder root")
+
+
+@pytest.fixture(scope="session")
+def teachers_dir() -> Path:
+    """Folder of teacher checkpoints (``$MFKD_TEACHERS``)."""
+    return _path_from_env(ENV_TEACHERS, "the folder of teacher checkpoints")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a new SQLite file in the test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL URL given in ``$MFKD_TEST_POSTGRES_URL``, checked to answer."""
+    url = os.environ.get(ENV_POSTGRES)
+    if not url:
+        pytest.skip(f"{ENV_POSTGRES} is not set (PostgreSQL URL; .ci/run starts a server)")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install '.[postgres]')")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as exc:  # the server is down or the URL is wrong: say which
+        pytest.fail(f"{ENV_POSTGRES}={url} does not answer: {exc}")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+    import sqlalchemy
+
+    base = sqlalchemy.make_url(postgres_url)
+    name = f"mfkd_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
