@@ -1,0 +1,580 @@
+"""The ``optuna-mfkd`` command.
+
+Subcommands:
+
+- ``search``: create (or resume) an MF-KD study and run it in this process.
+- ``worker``: join a study made by ``search`` in the same storage (one per process/machine).
+- ``benchmark`` / ``report``: the benchmark harness and its report (arguments pass through).
+- ``teacher``: inspect, train or fine-tune a distillation teacher.
+- ``nb201``: look up a NAS-Bench-201 cell by index or arch string.
+
+Every bad argument ends the command with one line ``optuna-mfkd <cmd>: error: ...`` that
+names it, and exit code 2. Ctrl-C fails the running trial, queues it again and exits with
+code 130; running the same ``search`` (or ``worker``) again resumes the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+PROG = "optuna-mfkd"
+DEFAULT_STORAGE = "sqlite:///optuna-mfkd.db"
+#: Study user attribute holding the search configuration (JSON object).
+CONFIG_ATTR = "mfkd:config"
+#: Trial user attribute naming the process that ran the trial (``host:pid``).
+WORKER_ATTR = "worker"
+MODES = ("tabular", "hybrid", "train")
+DATASET_CHOICES = ("cifar10", "cifar100", "imagenet16")
+KD_LOSSES = ("nst", "hinton", "ce")
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """A bad argument or input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage block) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# --------------------------------------------------------------------------- argument types
+def _number(kind: type, check: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not check(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonneg_int = _number(int, lambda v: v >= 0, "a non-negative integer")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+nonneg_float = _number(float, lambda v: v >= 0, "a non-negative number")
+
+
+def _existing_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
+    return path
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class SearchConfig:
+    """What defines a study; stored in the study (``mfkd:config``) so workers can join it.
+
+    ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
+    warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
+    scored per step; ``budget`` the total cost (seconds, simulated in tabular mode).
+    """
+
+    mode: str = "tabular"
+    dataset: str = "cifar10"
+    e1: int = 12
+    e2: int = 200
+    n1: int = 30
+    n2: int = 10
+    beta: float = 1.0
+    n_candidates: int = 2000
+    kd_loss: str = "nst"
+    budget: float = 200_000.0
+
+    # Options that may change when a study is resumed (the budget may grow).
+    RESUMABLE = ("budget",)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _mode_defaults(mode: str) -> dict[str, Any]:
+    """Defaults that depend on the mode (live low fidelity: the paper's 1 epoch)."""
+    if mode == "tabular":
+        return {"e1": 12, "e2": 200}
+    return {"e1": 1, "e2": 12}
+
+
+def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> SearchConfig:
+    """Merge command-line options with the configuration a study was created with.
+
+    An option given explicitly that differs from the stored value is an error (the study
+    would silently mix two searches); options not given take the stored value.
+    """
+    given = {n: getattr(args, n, None) for n in SearchConfig.names()}
+    if stored is None:
+        mode = given["mode"] or SearchConfig.mode
+        values = {**asdict(SearchConfig()), **_mode_defaults(mode)}
+        values.update({k: v for k, v in given.items() if v is not None})
+        return SearchConfig(**values)
+    values = {n: stored.get(n, getattr(SearchConfig, n)) for n in SearchConfig.names()}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in SearchConfig.RESUMABLE and value != values[name]:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(
+                f"{flag} {value} differs from the value {values[name]!r} the study was created "
+                f"with; drop {flag} to resume it, or pick a new --study-name"
+            )
+        values[name] = value
+    return SearchConfig(**values)
+
+
+# --------------------------------------------------------------------------- storage & study
+def _masked(url: str) -> str:
+    """The URL with its password hidden (for messages)."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str, heartbeat: int | None, grace: int | None) -> Any:
+    """Open an Optuna RDB storage with heartbeats and retry of stale trials.
+
+    A process that dies mid-trial stops its heartbeat; after ``grace`` seconds another
+    process fails that trial and queues it again (``RetryHeartbeatStaleTrialCallback``).
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    if "://" not in url:
+        raise CLIError(
+            f"--storage {url!r} is not a database URL (e.g. sqlite:///study.db or "
+            "postgresql+psycopg://user:password@host:5432/db)"
+        )
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=(
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if heartbeat else None
+            ),
+        )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CLIError(f"--storage {_masked(url)}: cannot open the database: {reason}") from None
+
+
+def _study_id(storage: Any, name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def _check_direction(storage: Any, study_id: int, name: str) -> None:
+    import optuna
+
+    directions = storage.get_study_directions(study_id)
+    if directions != [optuna.study.StudyDirection.MAXIMIZE]:
+        got = ", ".join(d.name.lower() for d in directions)
+        raise CLIError(
+            f"--study-name {name!r}: the stored study has direction(s) [{got}], MF-KD maximises "
+            "accuracy; pick a new --study-name"
+        )
+
+
+def _stored_config(storage: Any, study_id: int) -> dict[str, Any] | None:
+    value = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
+    return dict(value) if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- objectives
+def _resolve_path(value: Path | None, env: str, what: str, flag: str) -> Path:
+    if value is None:
+        text = os.environ.get(env)
+        if not text:
+            raise CLIError(f"{flag} is required ({what}; or set {env})")
+        value = Path(text)
+        if not value.exists():
+            raise CLIError(f"{flag}: {env}={text} does not exist ({what})")
+    return value
+
+
+def build_sampler(config: SearchConfig, seed: int | None) -> Any:
+    """The MFKDSampler of a configuration (two levels, cheapest first)."""
+    from optuna_mfkd import MFKDSampler
+
+    low: dict[str, Any] = {"epochs": config.e1}
+    high: dict[str, Any] = {"epochs": config.e2}
+    if config.mode != "tabular":
+        low["kd_loss"] = config.kd_loss
+    return MFKDSampler(
+        fidelities={"low": low, "high": high},
+        n_warmup={"low": config.n1, "high": config.n2},
+        n_candidates=config.n_candidates,
+        beta=config.beta,
+        seed=seed,
+    )
+
+
+def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[[Any], float]:
+    """The objective of a configuration: table lookups, live training, or both."""
+    table_path = _resolve_path(args.table, "NB201_TABLE", "the NB201 table CSV", "--table")
+    from optuna_mfkd.nasbench201.table import load_table
+
+    table = load_table(table_path)
+    if config.mode == "tabular":
+        from optuna_mfkd.nasbench201.objectives import TabularObjective
+
+        return TabularObjective(table, config.dataset)
+    data = _resolve_path(args.data_root, "MFKD_CIFAR10", "CIFAR-10 zip or ImageFolder", "--data-root")
+    teacher = _resolve_path(args.teacher, "MFKD_TEACHERS", "a teacher .pth or folder", "--teacher")
+    from optuna_mfkd.training import objective as training
+
+    if config.mode == "hybrid":
+        return training.HybridObjective(
+            table=table, dataset=config.dataset, data_root=data, teacher=teacher, device=args.device
+        )
+    return training.NB201TrainingObjective(
+        dataset=config.dataset, data_root=data, teacher=teacher, device=args.device
+    )
+
+
+class _Worker:
+    """Wraps an objective: records which process ran the trial, optionally slows it down.
+
+    ``time_scale > 0`` sleeps ``time_scale * cost`` seconds after each evaluation, so a
+    tabular search runs at a watchable pace (and a worker can be stopped mid-trial).
+    """
+
+    def __init__(self, objective: Callable[[Any], float], time_scale: float = 0.0) -> None:
+        self.objective = objective
+        self.time_scale = time_scale
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.current: int | None = None  # trial id of the evaluation in progress
+
+    def __call__(self, trial: Any) -> float:
+        from optuna_mfkd.fidelity import COST_ATTR
+
+        self.current = trial._trial_id
+        trial.set_user_attr(WORKER_ATTR, self.name)
+        value = self.objective(trial)
+        if self.time_scale > 0:
+            cost = float(trial.user_attrs.get(COST_ATTR, 0.0) or 0.0)
+            time.sleep(self.time_scale * cost)
+        return value
+
+
+class _Progress:
+    """Prints one line per finished trial: number, level, value, cost spent, best so far."""
+
+    def __init__(self, budget: float | None, out: Any = sys.stdout) -> None:
+        self.budget = budget
+        self.out = out
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from optuna_mfkd.fidelity import best_high_fidelity_trial, fidelity_of, total_cost
+
+        level = fidelity_of(trial, default="-")
+        value = "-" if trial.value is None else f"{trial.value:.2f}"
+        spent = total_cost(study)
+        budget = f"/{self.budget:,.0f}" if self.budget else ""
+        try:
+            best = f"{best_high_fidelity_trial(study).value:.2f}"
+        except ValueError:
+            best = "-"
+        print(
+            f"trial {trial.number:4d}  {level:5s} {trial.state.name.lower():8s} value {value:>6s}"
+            f"  cost {spent:,.0f}{budget}  best(high) {best}",
+            file=self.out,
+            flush=True,
+        )
+
+
+# --------------------------------------------------------------------------- search / worker
+def _optimize(study: Any, worker: _Worker, args: argparse.Namespace, budget: float | None) -> None:
+    from optuna_mfkd.fidelity import MaxCostCallback
+
+    callbacks: list[Any] = []
+    if budget:
+        callbacks.append(MaxCostCallback(budget))
+    if not args.quiet:
+        callbacks.append(_Progress(budget))
+    study.optimize(
+        worker,
+        n_trials=args.n_trials,
+        callbacks=callbacks,
+        catch=(FloatingPointError, ArithmeticError),
+        gc_after_trial=False,
+    )
+
+
+def _requeue_interrupted(study: Any, trial_id: int | None) -> None:
+    """Fail the trial an interrupt stopped (if still RUNNING) and queue it again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if trial_id is None:
+        return
+    trial = study._storage.get_trial(trial_id)
+    if trial.state == TrialState.RUNNING:
+        study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        trial = study._storage.get_trial(trial_id)
+    if trial.state == TrialState.FAIL:
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
+
+
+def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: str) -> None:
+    from optuna_mfkd.fidelity import best_high_fidelity_trial, total_cost
+
+    n = len(study.trials)
+    print(f"study {study.study_name!r}: {n} trials, cost {total_cost(study):,.0f} s")
+    try:
+        best = best_high_fidelity_trial(study)
+    except ValueError:
+        print("no high-fidelity trial has finished yet")
+    else:
+        from optuna_mfkd.nasbench201.space import architecture_from_params
+
+        arch = architecture_from_params(best.params)
+        print(f"best high-fidelity cell: {arch.arch_str} (NB201 index {arch.index})")
+        print(f"  {config.e2}-epoch validation accuracy: {best.value:.2f}%")
+        if config.mode in ("tabular", "hybrid"):
+            from optuna_mfkd.nasbench201.table import load_table
+
+            table = load_table(_resolve_path(args.table, "NB201_TABLE", "", "--table"))
+            print(f"  200-epoch test accuracy (NB201 table): {table.test_acc(config.dataset, arch.index):.2f}%")
+    print(f"open the dashboard: optuna-dashboard {url}")
+
+
+def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
+    """Create/resume (``search``) or join (``worker``) a study and run trials in this process."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = args.storage
+    storage = open_storage(url, args.heartbeat, args.grace_period)
+    study_id = _study_id(storage, args.study_name)
+    stored = None
+    if study_id is not None:
+        _check_direction(storage, study_id, args.study_name)
+        stored = _stored_config(storage, study_id)
+        if stored is None:
+            raise CLIError(
+                f"--study-name {args.study_name!r}: the stored study was not made by "
+                f"{PROG} search (it has no {CONFIG_ATTR} attribute); pick a new --study-name"
+            )
+    elif join:
+        raise CLIError(
+            f"--study-name {args.study_name!r}: no such study in {_masked(url)}; "
+            f"create it with '{PROG} search --storage URL --study-name NAME'"
+        )
+    config = resolve_config(args, stored)
+    if config.mode == "tabular" and config.e1 not in (12, 200):
+        raise CLIError(f"--e1 {config.e1}: the NB201 table holds 12 and 200 epochs only")
+    if config.mode != "tabular" and config.e2 not in (12, 200) and config.mode == "hybrid":
+        raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 or 200 epochs")
+    if config.e1 >= config.e2:
+        raise CLIError(f"--e1 {config.e1} must be smaller than --e2 {config.e2}")
+    objective = build_objective(config, args)  # checks data paths before anything is stored
+    sampler = build_sampler(config, args.seed)
+    if study_id is None:
+        study = optuna.create_study(
+            storage=storage, study_name=args.study_name, direction="maximize", sampler=sampler
+        )
+        study.set_user_attr(CONFIG_ATTR, asdict(config))
+        print(f"created study {args.study_name!r} in {_masked(url)}")
+    else:
+        study = optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler)
+        if config.budget != (stored or {}).get("budget") and not join:
+            study.set_user_attr(CONFIG_ATTR, asdict(config))
+        print(f"{'joined' if join else 'resumed'} study {args.study_name!r} ({len(study.trials)} trials)")
+    worker = _Worker(objective, args.time_scale)
+    try:
+        _optimize(study, worker, args, config.budget)
+    except KeyboardInterrupt:
+        _requeue_interrupted(study, worker.current)
+        print(
+            f"\ninterrupted: study {args.study_name!r} is saved; resume with "
+            f"'{PROG} {'worker' if join else 'search'} --storage {_masked(url)} "
+            f"--study-name {args.study_name}'",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _summary(study, config, args, _masked(url))
+    return 0
+
+
+# --------------------------------------------------------------------------- nb201
+def _parse_cell(text: str) -> Any:
+    from optuna_mfkd.nasbench201.space import Architecture
+
+    try:
+        return Architecture.from_index(int(text)) if text.strip().lstrip("-").isdigit() else Architecture.from_str(text)
+    except ValueError as exc:
+        raise CLIError(f"cell {text!r}: {exc}") from None
+
+
+def cmd_nb201(args: argparse.Namespace) -> int:
+    """Print a cell's index, arch string and (with a table) its accuracies."""
+    arch = _parse_cell(args.cell)
+    info: dict[str, Any] = {"index": arch.index, "arch_str": arch.arch_str, "ops": list(arch.ops),
+                            "canonical": arch.canonical_form()}
+    table_path = args.table or os.environ.get("NB201_TABLE")
+    if table_path:
+        from optuna_mfkd.nasbench201.table import DATASETS, load_table
+
+        try:
+            table = load_table(table_path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CLIError(f"--table: {exc}") from None
+        for ds in [args.dataset] if args.dataset else list(DATASETS):
+            info[ds] = {
+                "val_acc_12ep": table.val_acc(ds, arch.index, 12),
+                "val_acc_200ep": table.val_acc(ds, arch.index, 200),
+                "test_acc_200ep": table.test_acc(ds, arch.index, 200),
+                "train_seconds_per_epoch": table.seconds_per_epoch(ds, arch.index),
+            }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"index      {info['index']}")
+    print(f"arch_str   {info['arch_str']}")
+    print(f"canonical  {info['canonical']}")
+    for key, row in info.items():
+        if isinstance(row, dict):
+            print(
+                f"{key:10s} val@12 {row['val_acc_12ep']:6.2f}  val@200 {row['val_acc_200ep']:6.2f}"
+                f"  test@200 {row['test_acc_200ep']:6.2f}  s/epoch {row['train_seconds_per_epoch']:.2f}"
+            )
+    return 0
+
+
+# --------------------------------------------------------------------------- pass-through
+def cmd_passthrough(module: str, args: argparse.Namespace) -> int:
+    """Run ``optuna_mfkd.bench.<module>.main(argv)`` with the remaining arguments."""
+    import importlib
+
+    main_fn = importlib.import_module(f"optuna_mfkd.bench.{module}").main
+    code = main_fn(list(args.rest))
+    return int(code or 0)
+
+
+# --------------------------------------------------------------------------- parser
+def _add_study_options(p: argparse.ArgumentParser, join: bool) -> None:
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"Optuna storage URL (default: {DEFAULT_STORAGE} in this folder)")
+    p.add_argument("--study-name", default=None if join else "mfkd", required=join,
+                   help="study to join" if join else "study name; an existing study is resumed (default: mfkd)")
+    p.add_argument("--table", type=_existing_path, help="NB201 table CSV (default: $NB201_TABLE)")
+    p.add_argument("--data-root", type=_existing_path,
+                   help="CIFAR-10 zip or ImageFolder root for live training (default: $MFKD_CIFAR10)")
+    p.add_argument("--teacher", type=_existing_path,
+                   help="teacher checkpoint .pth or folder of them (default: $MFKD_TEACHERS)")
+    p.add_argument("--device", default="cpu", help="torch device for live training (default: cpu)")
+    p.add_argument("--n-trials", type=positive_int, help="stop after this many trials in this process")
+    p.add_argument("--budget", type=positive_float,
+                   help="total cost of the study in seconds (simulated in tabular mode)")
+    p.add_argument("--seed", type=nonneg_int, help="sampler seed (default: random)")
+    p.add_argument("--heartbeat", type=positive_int, default=30,
+                   help="seconds between heartbeats of a running trial (default: 30)")
+    p.add_argument("--grace-period", type=positive_int,
+                   help="seconds without heartbeat before a trial is failed and retried "
+                        "(default: twice --heartbeat)")
+    p.add_argument("--time-scale", type=nonneg_float, default=0.0,
+                   help="sleep this many seconds per second of evaluation cost (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no line per trial")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="MF-KD: multi-fidelity NAS with knowledge distillation, on Optuna.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+
+    p = sub.add_parser("search", help="run (or resume) an MF-KD search",
+                       description="Create an MF-KD study (or resume it) and run it in this process.")
+    p.add_argument("--mode", choices=MODES, help="tabular: table lookups; hybrid: live low fidelity + "
+                   "table high fidelity; train: live training at both (default: tabular)")
+    p.add_argument("--dataset", choices=DATASET_CHOICES, help="default: cifar10")
+    p.add_argument("--e1", type=positive_int, help="low-fidelity epochs (default: 12 tabular, 1 otherwise)")
+    p.add_argument("--e2", type=positive_int, help="high-fidelity epochs (default: 200 tabular, 12 otherwise)")
+    p.add_argument("--n1", type=nonneg_int, help="random warm-up trials at low fidelity (default: 30)")
+    p.add_argument("--n2", type=nonneg_int, help="random warm-up trials at high fidelity (default: 10)")
+    p.add_argument("--beta", type=nonneg_float, help="UCB weight of the variance (default: 1.0)")
+    p.add_argument("--n-candidates", type=positive_int, help="random cells scored per step (default: 2000)")
+    p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss (default: nst)")
+    _add_study_options(p, join=False)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join a study made by 'search' (one per process or machine)",
+                       description="Run trials of an existing MF-KD study; start as many as you like.")
+    _add_study_options(p, join=True)
+    p.set_defaults(func=lambda a: cmd_search(a, join=True))
+
+    for name, module, text in (("benchmark", "harness", "run the benchmark harness"),
+                               ("report", "report", "summarise benchmark results")):
+        p = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=lambda a, m=module: cmd_passthrough(m, a))
+
+    p = sub.add_parser("nb201", help="look up a NAS-Bench-201 cell",
+                       description="Print a NAS-Bench-201 cell given by official index or arch string.")
+    p.add_argument("cell", help="official index (0..15624) or arch string |op~0|+|op~0|op~1|+|...|")
+    p.add_argument("--table", type=_existing_path, help="NB201 table CSV (default: $NB201_TABLE)")
+    p.add_argument("--dataset", choices=DATASET_CHOICES, help="only this dataset")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_nb201)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("optuna-mfkd")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``optuna-mfkd``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, ValueError) as exc:
+        # Clear messages raised by the package (missing table, malformed input, ...).
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
