@@ -44,7 +44,7 @@ def study_fidelities(study: optuna.Study) -> list[str] | None:
 
     ``None`` when no multi-fidelity sampler has run on the study.
     """
-    names = study.system_attrs.get(STUDY_FIDELITIES_ATTR)
+    names = study._storage.get_study_system_attrs(study._study_id).get(STUDY_FIDELITIES_ATTR)
     return None if names is None else [str(n) for n in names]
 
 

@@ -1,0 +1,214 @@
+"""Optuna search space <-> tensors.
+
+Notation (shapes):
+
+- ``p``: number of parameters in the search space (in the order given).
+- ``d``: number of model features after encoding; a categorical parameter with ``k``
+  choices takes ``k`` one-hot features (the paper's encoding), a numerical one takes one
+  feature scaled to ``[0, 1]`` (on the log scale when the distribution is ``log``).
+- ``internal``: ``(n, p)`` float array of Optuna internal representations
+  (``distribution.to_internal_repr``): the choice index for a categorical, the value
+  itself for a number.
+- ``features``: ``(n, d)`` float64 tensor given to the Gaussian process.
+
+Everything here is a pure function of the search space and arrays; no storage access.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+
+def _grid_size(dist: BaseDistribution) -> int | None:
+    """Number of values a distribution can take, or ``None`` when it is continuous."""
+    if isinstance(dist, CategoricalDistribution):
+        return len(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return (dist.high - dist.low) // dist.step + 1
+    if isinstance(dist, FloatDistribution):
+        if dist.low == dist.high:
+            return 1
+        if dist.step is not None:
+            return int(round((dist.high - dist.low) / dist.step)) + 1
+        return None
+    raise ValueError(f"unsupported distribution {dist!r}")
+
+
+def _grid_values(dist: BaseDistribution) -> np.ndarray:
+    """All internal values of a discrete distribution, in grid order."""
+    if isinstance(dist, CategoricalDistribution):
+        return np.arange(len(dist.choices), dtype=float)
+    if isinstance(dist, IntDistribution):
+        return np.arange(dist.low, dist.high + 1, dist.step, dtype=float)
+    assert isinstance(dist, FloatDistribution)
+    if dist.low == dist.high:
+        return np.array([dist.low], dtype=float)
+    n = _grid_size(dist)
+    assert n is not None and dist.step is not None
+    return np.minimum(dist.low + dist.step * np.arange(n, dtype=float), dist.high)
+
+
+class SearchSpaceEncoder:
+    """Encode points of an Optuna search space as Gaussian-process features.
+
+    Args:
+        search_space: parameter name -> distribution. Supported: ``CategoricalDistribution``,
+            ``IntDistribution`` and ``FloatDistribution`` (linear or log, with or without step).
+
+    Raises:
+        ValueError: naming the parameter, for any other distribution.
+    """
+
+    def __init__(self, search_space: Mapping[str, BaseDistribution]) -> None:
+        for name, dist in search_space.items():
+            if not isinstance(dist, (CategoricalDistribution, IntDistribution, FloatDistribution)):
+                raise ValueError(
+                    f"parameter {name!r}: unsupported distribution {type(dist).__name__}; "
+                    "MFKDSampler supports CategoricalDistribution, IntDistribution and "
+                    "FloatDistribution."
+                )
+        self.names: list[str] = list(search_space)
+        self.distributions: list[BaseDistribution] = [search_space[n] for n in self.names]
+        self._grid_sizes = [_grid_size(d) for d in self.distributions]
+        widths = [
+            len(d.choices) if isinstance(d, CategoricalDistribution) else 1
+            for d in self.distributions
+        ]
+        self.feature_slices: list[slice] = []
+        start = 0
+        for w in widths:
+            self.feature_slices.append(slice(start, start + w))
+            start += w
+        self.num_features: int = start
+
+    # ----------------------------------------------------------------------------- sizes
+    @property
+    def is_discrete(self) -> bool:
+        """Whether every parameter takes finitely many values."""
+        return all(n is not None for n in self._grid_sizes)
+
+    def cardinality(self) -> int | None:
+        """Number of points of the space, or ``None`` when a parameter is continuous."""
+        if not self.is_discrete:
+            return None
+        return math.prod(n for n in self._grid_sizes if n is not None)
+
+    # --------------------------------------------------------------- internal <-> params
+    def to_internal(self, params: Mapping[str, Any]) -> np.ndarray:
+        """``(p,)`` internal representation of a parameter dict (Optuna external values)."""
+        return np.array(
+            [d.to_internal_repr(params[n]) for n, d in zip(self.names, self.distributions)],
+            dtype=float,
+        )
+
+    def to_params(self, internal: np.ndarray) -> dict[str, Any]:
+        """Parameter dict (external values, Python scalars) of one ``(p,)`` internal row."""
+        params: dict[str, Any] = {}
+        for name, dist, value in zip(self.names, self.distributions, internal):
+            if isinstance(dist, CategoricalDistribution):
+                params[name] = dist.to_external_repr(int(round(float(value))))
+            elif isinstance(dist, IntDistribution):
+                params[name] = int(round(float(value)))
+            else:
+                params[name] = float(min(max(float(value), dist.low), dist.high))
+        return params
+
+    def contains(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` has a value inside every distribution of the space."""
+        try:
+            return all(
+                n in params and d._contains(d.to_internal_repr(params[n]))
+                for n, d in zip(self.names, self.distributions)
+            )
+        except (ValueError, TypeError):
+            return False
+
+    # ---------------------------------------------------------------------- candidates
+    def enumerate(self) -> np.ndarray:
+        """``(cardinality, p)`` internal rows of every point of a discrete space.
+
+        Row order is the mixed-radix order of :meth:`point_ids` (last parameter fastest).
+        """
+        if not self.is_discrete:
+            raise ValueError("enumerate() needs a discrete search space.")
+        grids = [_grid_values(d) for d in self.distributions]
+        mesh = np.meshgrid(*grids, indexing="ij")
+        return np.stack([m.reshape(-1) for m in mesh], axis=1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n, p)`` internal rows drawn uniformly (log-uniformly for ``log`` numbers)."""
+        cols = []
+        for dist, size in zip(self.distributions, self._grid_sizes):
+            if isinstance(dist, CategoricalDistribution):
+                cols.append(rng.integers(0, size, n).astype(float))
+            elif isinstance(dist, IntDistribution) and dist.log:
+                u = rng.uniform(math.log(dist.low - 0.5), math.log(dist.high + 0.5), n)
+                cols.append(np.clip(np.round(np.exp(u)), dist.low, dist.high))
+            elif isinstance(dist, FloatDistribution) and dist.log and dist.low < dist.high:
+                cols.append(np.exp(rng.uniform(math.log(dist.low), math.log(dist.high), n)))
+            elif size is not None:
+                cols.append(_grid_values(dist)[rng.integers(0, size, n)])
+            else:
+                cols.append(rng.uniform(dist.low, dist.high, n))
+        return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+
+    def point_ids(self, internal: np.ndarray) -> np.ndarray:
+        """Hashable id of each row: a mixed-radix grid index (discrete spaces) or bytes.
+
+        Two rows get the same id exactly when they denote the same point.
+        """
+        internal = np.atleast_2d(np.asarray(internal, dtype=float))
+        if not self.is_discrete:
+            return np.array([row.tobytes() for row in np.round(internal, 12)], dtype=object)
+        ids = np.zeros(len(internal), dtype=np.int64)
+        for j, (dist, size) in enumerate(zip(self.distributions, self._grid_sizes)):
+            assert size is not None
+            if isinstance(dist, CategoricalDistribution):
+                pos = internal[:, j]
+            elif isinstance(dist, IntDistribution):
+                pos = (internal[:, j] - dist.low) / dist.step
+            elif dist.low == dist.high:
+                pos = np.zeros(len(internal))
+            else:
+                assert dist.step is not None
+                pos = (internal[:, j] - dist.low) / dist.step
+            ids = ids * size + np.clip(np.round(pos), 0, size - 1).astype(np.int64)
+        return ids
+
+    # ------------------------------------------------------------------------ features
+    def encode(self, internal: np.ndarray) -> torch.Tensor:
+        """``(n, d)`` float64 features of ``(n, p)`` internal rows.
+
+        Categorical: one-hot over the choices. Numerical: ``(t(v) - t(low)) / (t(high) -
+        t(low))`` with ``t = log`` for log distributions and the identity otherwise; a
+        distribution with ``low == high`` encodes as 0.5.
+        """
+        internal = np.atleast_2d(np.asarray(internal, dtype=float))
+        out = np.zeros((len(internal), self.num_features))
+        for j, (dist, sl) in enumerate(zip(self.distributions, self.feature_slices)):
+            col = internal[:, j]
+            if isinstance(dist, CategoricalDistribution):
+                out[np.arange(len(col)), sl.start + col.round().astype(int)] = 1.0
+                continue
+            low, high = float(dist.low), float(dist.high)
+            if low == high:
+                out[:, sl.start] = 0.5
+                continue
+            if dist.log:
+                if isinstance(dist, IntDistribution):
+                    low, high = low - 0.5, high + 0.5
+                out[:, sl.start] = (np.log(col) - math.log(low)) / (math.log(high) - math.log(low))
+            else:
+                out[:, sl.start] = (col - low) / (high - low)
+        return torch.from_numpy(out)

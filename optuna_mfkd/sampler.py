@@ -1,0 +1,441 @@
+"""MFKDSampler: multi-fidelity architecture search with AR1 co-kriging (MF-KD, Algorithm 1).
+
+The sampler only orchestrates: it decides the fidelity of each trial (``before_trial``),
+collects the data from storage, and calls the pure tensor functions of
+:mod:`optuna_mfkd.gp` (encoding, model fit, acquisition) to propose the next point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_mfkd.fidelity import (
+    FIDELITY_ATTR,
+    FIDELITY_LEVEL_ATTR,
+    STUDY_FIDELITIES_ATTR,
+    fidelity_of,
+    record_user_attrs,
+)
+from optuna_mfkd.gp.acquisition import posterior_mean_var, ucb_scores
+from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+from optuna_mfkd.gp.model import FittedModel, condition_on_pending, fit_ar1_model
+
+_logger = optuna.logging.get_logger(__name__)
+
+#: Trial system attribute holding the point a trial was given (Optuna internal repr).
+POINT_ATTR = "mfkd:point"
+#: Trial system attribute saying how the point was chosen ("random", "ucb", "fallback").
+HOW_ATTR = "mfkd:how"
+_RESERVED_ATTRS = {FIDELITY_ATTR, FIDELITY_LEVEL_ATTR}
+
+
+def _normalise_fidelities(
+    fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]],
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    if isinstance(fidelities, str):
+        raise ValueError("fidelities must be a list of level names or a dict, not a string.")
+    if isinstance(fidelities, Mapping):
+        names = [str(n) for n in fidelities]
+        settings = {}
+        for name, value in fidelities.items():
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f"fidelities[{name!r}] must be a dict of settings, got {type(value).__name__}."
+                )
+            clash = _RESERVED_ATTRS.intersection(value)
+            if clash:
+                raise ValueError(f"fidelities[{name!r}] uses reserved keys {sorted(clash)}.")
+            settings[str(name)] = dict(value)
+    else:
+        names = [str(n) for n in fidelities]
+        settings = {n: {} for n in names}
+    if not names:
+        raise ValueError("fidelities must name at least one level.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"fidelities has duplicate names: {names}.")
+    return names, settings
+
+
+def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str]) -> dict[str, int]:
+    if n_warmup is None:
+        # The paper's n1 = 100 (cheap levels) and n2 = 20 (highest level).
+        return {n: (20 if i == len(names) - 1 else 100) for i, n in enumerate(names)}
+    if not isinstance(n_warmup, Mapping):
+        raise ValueError("n_warmup must be a dict mapping fidelity names to counts.")
+    unknown = [k for k in n_warmup if k not in names]
+    if unknown:
+        raise ValueError(f"n_warmup names unknown fidelities {unknown}; known: {names}.")
+    out = {}
+    for n in names:
+        count = n_warmup.get(n, 0)
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise ValueError(f"n_warmup[{n!r}] must be a non-negative integer, got {count!r}.")
+        out[n] = int(count)
+    return out
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class MFKDSampler(BaseSampler):
+    """Multi-fidelity sampler with AR1 co-kriging and a UCB rule (MF-KD, Algorithm 1).
+
+    Each trial gets a fidelity level before the objective runs, recorded as the user
+    attributes ``"fidelity"`` (the level's name) and ``"fidelity_level"`` (its position,
+    0 = cheapest), plus the level's settings when ``fidelities`` is a dict. The objective
+    reads the level with :func:`optuna_mfkd.fidelity_of`.
+
+    Phases, derived from storage (COMPLETE and RUNNING trials), so they hold for several
+    processes sharing one study:
+
+    1. Warm-up: while a level has fewer than ``n_warmup[level]`` trials, new trials go to
+       the cheapest such level and get a uniformly random point not yet evaluated (or
+       running) at that level.
+    2. Search: every further trial is at the highest level. The AR1 model
+       ``y_L(x) = rho_{L-1} y_{L-1}(x) + delta_L(x)`` (see
+       :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel`) is fitted to all COMPLETE trials of
+       all levels, and the candidate maximising
+
+           score(x) = mu_L(x) / s_L + beta * sigma_L^2(x) / s_L^2
+
+       is chosen: ``beta`` multiplies the posterior **variance** (as in the paper), in
+       standardised units of the highest level (``s_L`` is the standard deviation of the
+       observed highest-level values). Candidates are every point of the space when it is
+       discrete with at most ``n_candidates`` points (or ``n_candidates="all"``), else
+       ``n_candidates`` uniformly random points; points already evaluated or running at
+       the highest level are never proposed again. Running highest-level trials enter the
+       model at their posterior mean (kriging believer), so parallel workers spread out.
+
+    With a single level the sampler is GP-UCB (the paper's single-fidelity ablation).
+    FAILED and PRUNED trials do not enter the model. If the fit fails numerically, a
+    warning is logged and a random candidate is used for that trial.
+
+    Args:
+        fidelities: level names ordered from cheapest to most expensive, or a dict
+            ``{name: settings}`` whose settings (e.g. ``{"epochs": 1, "kd_loss": "nst"}``)
+            are recorded as user attributes of the trials at that level.
+        n_warmup: random warm-up trials per level (paper: ``{"low": 100, "high": 20}``,
+            the default). Levels not named get 0.
+        n_candidates: number of random candidates scored per step, or ``"all"`` to score
+            every point of a discrete space.
+        beta: UCB trade-off (``>= 0``), see above.
+        seed: seed of the candidate draws and of the model fit's restarts.
+        refit_every: fully re-optimise the hyperparameters every this many new
+            observations; in between, the previous hyperparameters are reused (warm start).
+        max_fit_iter: L-BFGS-B iteration cap of one fit.
+        ard: one GP length scale per encoded feature instead of one per level.
+        torch_threads: torch threads used inside a step (restored afterwards); ``None``
+            leaves torch's setting alone. One thread is fastest for these small matrices.
+
+    The study's direction is respected (minimisation negates the values internally).
+    """
+
+    def __init__(
+        self,
+        fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] = ("low", "high"),
+        n_warmup: Mapping[str, int] | None = None,
+        n_candidates: int | str = 5000,
+        beta: float = 1.0,
+        seed: int | None = None,
+        *,
+        refit_every: int = 1,
+        max_fit_iter: int = 100,
+        ard: bool = False,
+        torch_threads: int | None = 1,
+    ) -> None:
+        self._names, self._settings = _normalise_fidelities(fidelities)
+        self._n_warmup = _normalise_warmup(n_warmup, self._names)
+        if n_candidates != "all" and (
+            isinstance(n_candidates, bool)
+            or not isinstance(n_candidates, (int, np.integer))
+            or n_candidates < 1
+        ):
+            raise ValueError(f"n_candidates must be a positive integer or 'all', got {n_candidates!r}.")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}.")
+        if not isinstance(refit_every, int) or refit_every < 1:
+            raise ValueError(f"refit_every must be a positive integer, got {refit_every!r}.")
+        if not isinstance(max_fit_iter, int) or max_fit_iter < 1:
+            raise ValueError(f"max_fit_iter must be a positive integer, got {max_fit_iter!r}.")
+        self._n_candidates = n_candidates
+        self._beta = float(beta)
+        self._seed = seed
+        self._refit_every = refit_every
+        self._max_fit_iter = max_fit_iter
+        self._ard = ard
+        self._torch_threads = torch_threads
+        self._rng = np.random.default_rng(seed)
+        self._random_sampler = RandomSampler(seed=seed)
+        self._search_space = IntersectionSearchSpace()
+        self._lock = threading.RLock()
+        self._warm: dict[tuple[int, tuple[str, ...]], tuple[int, dict[str, torch.Tensor]]] = {}
+        self._grid_cache: dict[tuple, tuple[np.ndarray, torch.Tensor, np.ndarray]] = {}
+        self._registered: set[int] = set()
+
+    # ----------------------------------------------------------------- public properties
+    @property
+    def fidelities(self) -> list[str]:
+        """Level names, cheapest first."""
+        return list(self._names)
+
+    @property
+    def n_warmup(self) -> dict[str, int]:
+        """Warm-up trials per level."""
+        return dict(self._n_warmup)
+
+    @property
+    def beta(self) -> float:
+        """UCB trade-off (multiplies the variance in standardised top-level units)."""
+        return self._beta
+
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng()
+        self._random_sampler.reseed_rng()
+
+    # ------------------------------------------------------------------ fidelity choice
+    def _level_of(self, trial: FrozenTrial) -> int | None:
+        name = fidelity_of(trial)
+        if name is None:
+            return None
+        return self._names.index(name) if name in self._names else None
+
+    def _choose_level(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        counts = [0] * len(self._names)
+        states = (TrialState.COMPLETE, TrialState.RUNNING)
+        for t in study._get_trials(deepcopy=False, states=states, use_cache=False):
+            if t.number == trial.number:
+                continue
+            level = self._level_of(t)
+            if level is not None:
+                counts[level] += 1
+        for level, name in enumerate(self._names):
+            if counts[level] < self._n_warmup[name]:
+                return level
+        return len(self._names) - 1
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if study._is_multi_objective():
+            return
+        if study._study_id not in self._registered:
+            stored = study._storage.get_study_system_attrs(study._study_id).get(STUDY_FIDELITIES_ATTR)
+            if stored is None:
+                study._storage.set_study_system_attr(study._study_id, STUDY_FIDELITIES_ATTR, self._names)
+            elif list(stored) != self._names:
+                raise ValueError(
+                    f"study {study.study_name!r} was run with fidelities {list(stored)}, "
+                    f"this sampler has {self._names}."
+                )
+            self._registered.add(study._study_id)
+        existing = fidelity_of(trial)
+        if existing is not None and existing in self._names:
+            # Enqueued or retried trials keep their level.
+            level = self._names.index(existing)
+        else:
+            with self._lock:
+                level = self._choose_level(study, trial)
+        name = self._names[level]
+        attrs = {FIDELITY_ATTR: name, FIDELITY_LEVEL_ATTR: level, **self._settings[name]}
+        missing = {k: v for k, v in attrs.items() if trial.user_attrs.get(k) != v}
+        if missing:
+            record_user_attrs(trial, study, missing)
+
+    # ------------------------------------------------------------------------ sampling
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if study._is_multi_objective():
+            return {}
+        space = {}
+        for name, dist in self._search_space.calculate(study).items():
+            if dist.single():
+                continue
+            space[name] = dist
+        return space
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        self._raise_if_multi_objective(study)
+        return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        self._raise_if_multi_objective(study)
+        if not search_space:
+            return {}
+        encoder = SearchSpaceEncoder(search_space)
+        level = self._level_of(trial)
+        if level is None:
+            level = len(self._names) - 1
+        with self._lock, _torch_threads(self._torch_threads):
+            for _ in range(3):
+                internal, how = self._propose(study, trial, encoder, level)
+                study._storage.set_trial_system_attr(trial._trial_id, POINT_ATTR, internal.tolist())
+                study._storage.set_trial_system_attr(trial._trial_id, HOW_ATTR, how)
+                # Another process may have claimed the same point meanwhile: the earlier
+                # claim wins and this trial proposes again (the claim is now visible).
+                if not self._claimed_earlier(study, trial, encoder, level, internal):
+                    break
+        return encoder.to_params(internal)
+
+    def _claimed_earlier(
+        self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int, internal: np.ndarray
+    ) -> bool:
+        mine = encoder.point_ids(internal).item()
+        for t in study._get_trials(deepcopy=False, states=(TrialState.RUNNING,), use_cache=False):
+            if t.number >= trial.number or self._level_of(t) != level:
+                continue
+            point = t.system_attrs.get(POINT_ATTR)
+            if point is not None and len(point) == len(internal):
+                if encoder.point_ids(np.asarray(point, dtype=float)).item() == mine:
+                    return True
+        return False
+
+    def _raise_if_multi_objective(self, study: optuna.Study) -> None:
+        if study._is_multi_objective():
+            raise ValueError("MFKDSampler supports single-objective studies only.")
+
+    # ---------------------------------------------------------------------- internals
+    def _collect(
+        self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]:
+        """Observed (internal, level, y) of COMPLETE trials, and running points per level."""
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        top = len(self._names) - 1
+        rows, levels, values, running = [], [], [], []
+        states = (TrialState.COMPLETE, TrialState.RUNNING)
+        for t in study._get_trials(deepcopy=False, states=states, use_cache=False):
+            if t.number == trial.number:
+                continue
+            name = fidelity_of(t)
+            if name is not None and name not in self._names:
+                continue
+            level = top if name is None else self._names.index(name)
+            if t.state == TrialState.RUNNING:
+                point = t.system_attrs.get(POINT_ATTR)
+                if point is not None and len(point) == len(encoder.names):
+                    running.append((level, np.asarray(point, dtype=float)))
+                elif encoder.contains(t.params):
+                    running.append((level, encoder.to_internal(t.params)))
+                continue
+            if not encoder.contains(t.params) or t.value is None or not math.isfinite(t.value):
+                continue
+            rows.append(encoder.to_internal(t.params))
+            levels.append(level)
+            values.append(sign * t.value)
+        p = len(encoder.names)
+        return (
+            np.array(rows, dtype=float).reshape(-1, p),
+            np.array(levels, dtype=np.int64),
+            np.array(values, dtype=float),
+            running,
+        )
+
+    def _candidates(self, encoder: SearchSpaceEncoder) -> tuple[np.ndarray, torch.Tensor | None, np.ndarray]:
+        """Candidate internal rows, their features (cached for full grids) and ids."""
+        size = encoder.cardinality()
+        if size is not None and (self._n_candidates == "all" or size <= self._n_candidates):
+            key = tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
+            if key not in self._grid_cache:
+                grid = encoder.enumerate()
+                self._grid_cache[key] = (grid, encoder.encode(grid), encoder.point_ids(grid))
+            return self._grid_cache[key]
+        n = 5000 if self._n_candidates == "all" else int(self._n_candidates)
+        cand = encoder.sample(n, self._rng)
+        return cand, None, encoder.point_ids(cand)
+
+    def _propose(
+        self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int
+    ) -> tuple[np.ndarray, str]:
+        top = len(self._names) - 1
+        X, levels, y, running = self._collect(study, trial, encoder)
+        used = set(encoder.point_ids(X[levels == level]).tolist()) if len(X) else set()
+        used.update(encoder.point_ids(pt).item() for lv, pt in running if lv == level)
+        cand, feats, ids = self._candidates(encoder)
+        free = np.fromiter((i not in used for i in ids.tolist()), dtype=bool, count=len(ids))
+        if not free.any():
+            _logger.warning(
+                f"Trial {trial.number}: every candidate was already evaluated at fidelity "
+                f"{self._names[level]!r}; proposing a random point."
+            )
+            return encoder.sample(1, self._rng)[0], "random"
+        n_top = int((levels == top).sum()) + sum(1 for lv, _ in running if lv == top)
+        if level != top or n_top < self._n_warmup[self._names[top]] or len(y) == 0:
+            return cand[self._rng.choice(np.flatnonzero(free))], "random"
+        try:
+            fitted = self._fit(study, encoder, X, levels, y)
+            pending = [pt for lv, pt in running if lv == top]
+            if pending:
+                fitted = condition_on_pending(fitted, encoder.encode(np.stack(pending)))
+            feats_free = feats[torch.from_numpy(free)] if feats is not None else encoder.encode(cand[free])
+            mean, var = posterior_mean_var(fitted, feats_free)
+            top_y = y[levels == top]
+            top_std = float(np.std(top_y, ddof=1)) if len(top_y) > 1 else 0.0
+            if not math.isfinite(top_std) or top_std <= 1e-12:
+                top_std = float(np.std(y, ddof=1)) if len(y) > 1 else 1.0
+                top_std = top_std if math.isfinite(top_std) and top_std > 1e-12 else 1.0
+            scores = ucb_scores(mean, var, self._beta, top_std).numpy()
+            if not np.isfinite(scores).all():
+                raise FloatingPointError("non-finite acquisition scores")
+        except Exception as err:  # numerical failures must not stop the study
+            _logger.warning(
+                f"Trial {trial.number}: fitting the co-kriging model failed ({err!r}); "
+                "using a random candidate for this trial."
+            )
+            return cand[self._rng.choice(np.flatnonzero(free))], "fallback"
+        return cand[free][int(np.argmax(scores))], "ucb"
+
+    def _fit(
+        self, study: optuna.Study, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray
+    ) -> FittedModel:
+        key = (study._study_id, tuple(encoder.names))
+        n_fit_last, warm = self._warm.get(key, (-(10**9), None))
+        refit = len(y) - n_fit_last >= self._refit_every or warm is None
+        with torch.random.fork_rng():
+            torch.manual_seed(int(self._rng.integers(2**31 - 1)))
+            fitted = fit_ar1_model(
+                encoder.encode(X),
+                torch.from_numpy(levels),
+                torch.from_numpy(y),
+                len(self._names),
+                warm_start=warm,
+                max_iter=self._max_fit_iter,
+                lengthscale_loc=0.5 * math.log(max(len(encoder.names), 1)),
+                ard=self._ard,
+                fit=refit,
+            )
+        if refit:
+            self._warm[key] = (len(y), fitted.hyperparameters())
+        return fitted
