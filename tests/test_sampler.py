@@ -1,0 +1,308 @@
+"""MFKDSampler: phases, fidelity attributes, the Optuna contract, parallel workers, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from optuna_mfkd import MaxCostCallback, MFKDSampler, best_high_fidelity_trial, fidelity_of
+from optuna_mfkd.sampler import HOW_ATTR, POINT_ATTR
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+CHOICES = list(range(5))
+
+
+class TwoLevelProblem:
+    """6 categorical variables x 5 choices; high = rho * low + discrepancy, low 10x cheaper."""
+
+    def __init__(self, seed: int, rho: float = 0.8, noise: float = 0.3) -> None:
+        rng = np.random.default_rng(1000 + seed)
+        self.w = rng.normal(size=(6, 5))
+        self.d = noise * rng.normal(size=(6, 5))
+        self.rho = rho
+
+    def low(self, c) -> float:
+        return float(sum(self.w[i, v] for i, v in enumerate(c)))
+
+    def high(self, c) -> float:
+        return self.rho * self.low(c) + float(sum(self.d[i, v] for i, v in enumerate(c)))
+
+    def objective(self, trial: optuna.Trial) -> float:
+        c = [trial.suggest_categorical(f"x{i}", CHOICES) for i in range(6)]
+        level = fidelity_of(trial, default="high")
+        trial.set_user_attr("cost", 1.0 if level == "low" else 10.0)
+        return self.low(c) if level == "low" else self.high(c)
+
+    def best_high(self) -> float:
+        return max(self.high(c) for c in itertools.product(CHOICES, repeat=6))
+
+
+def _run(sampler, problem, budget):
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(problem.objective, callbacks=[MaxCostCallback(budget)])
+    return study
+
+
+def test_phases_follow_algorithm_1_and_objective_sees_its_level():
+    problem = TwoLevelProblem(0)
+    seen = []
+
+    def objective(trial):
+        seen.append((trial.number, fidelity_of(trial), trial.user_attrs.get("fidelity")))
+        return problem.objective(trial)
+
+    sampler = MFKDSampler(
+        fidelities={"low": {"epochs": 1, "kd_loss": "nst"}, "high": {"epochs": 12, "kd_loss": "none"}},
+        n_warmup={"low": 8, "high": 3},
+        n_candidates="all",
+        seed=1,
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=16)
+    levels = [t.user_attrs["fidelity"] for t in study.trials]
+    assert levels == ["low"] * 8 + ["high"] * 8
+    assert [t.user_attrs["fidelity_level"] for t in study.trials] == [0] * 8 + [1] * 8
+    assert all(a == b == levels[n] for n, a, b in seen)
+    assert study.trials[0].user_attrs["kd_loss"] == "nst" and study.trials[0].user_attrs["epochs"] == 1
+    assert study.trials[-1].user_attrs["kd_loss"] == "none"
+    hows = [t.system_attrs.get(HOW_ATTR) for t in study.trials]
+    assert hows[11:] == ["ucb"] * 5
+    # No highest-level point is proposed twice.
+    high = [tuple(t.params.values()) for t in study.trials if t.user_attrs["fidelity"] == "high"]
+    assert len(set(high)) == len(high)
+    best = best_high_fidelity_trial(study)
+    assert best.user_attrs["fidelity"] == "high"
+    assert best.value == max(t.value for t in study.trials if t.user_attrs["fidelity"] == "high")
+
+
+def test_multi_fidelity_beats_random_search_at_equal_cost():
+    """Averaged over seeds, the best high-level value found within the same total cost."""
+    budget = 250.0
+    regret_mf, regret_rs = [], []
+    for seed in range(5):
+        problem = TwoLevelProblem(seed)
+        best = problem.best_high()
+        mf = _run(
+            MFKDSampler(n_warmup={"low": 30, "high": 4}, n_candidates="all", seed=seed, max_fit_iter=50),
+            problem,
+            budget,
+        )
+        rs = _run(optuna.samplers.RandomSampler(seed=seed), problem, budget)
+        regret_mf.append(best - best_high_fidelity_trial(mf).value)
+        regret_rs.append(best - best_high_fidelity_trial(rs).value)
+    assert np.mean(regret_mf) < 0.5 * np.mean(regret_rs), (regret_mf, regret_rs)
+    assert sum(m < r for m, r in zip(regret_mf, regret_rs)) >= 4
+
+
+def test_single_level_is_gp_ucb_and_finds_a_good_point():
+    problem = TwoLevelProblem(3)
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 5}, n_candidates="all", seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(problem.objective, n_trials=25)
+    assert {t.user_attrs["fidelity"] for t in study.trials} == {"high"}
+    values = sorted(problem.high(c) for c in itertools.product(CHOICES, repeat=6))
+    # Better than 99.5% of the 15,625 points after 25 evaluations.
+    assert best_high_fidelity_trial(study).value >= values[int(0.995 * len(values))]
+
+
+def test_minimize_direction_is_respected():
+    problem = TwoLevelProblem(4)
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 5}, n_candidates="all", seed=0)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(problem.objective, n_trials=20)
+    values = sorted(problem.high(c) for c in itertools.product(CHOICES, repeat=6))
+    assert study.best_value <= values[int(0.005 * len(values))]
+
+
+def test_fidelity_of_with_a_sampler_that_is_not_multi_fidelity():
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    trial = study.ask()
+    assert fidelity_of(trial) is None
+    assert fidelity_of(trial, default="high") == "high"
+    assert fidelity_of(optuna.trial.FixedTrial({}), default="x") == "x"
+
+
+def test_enqueued_trial_keeps_its_level():
+    sampler = MFKDSampler(n_warmup={"low": 5, "high": 2}, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({"x": 1.0}, user_attrs={"fidelity": "high"})
+    trial = study.ask({"x": FloatDistribution(0, 2)})
+    assert fidelity_of(trial) == "high" and trial.user_attrs["fidelity_level"] == 1
+
+
+def test_failed_and_pruned_trials_do_not_enter_the_model():
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 2}, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    space = {"x": FloatDistribution(0, 1)}
+    for value in (0.1, 0.2):
+        t = study.ask(space)
+        study.tell(t, value)
+    t = study.ask(space)
+    study.tell(t, state=TrialState.FAIL)
+    t = study.ask(space)
+    study.tell(t, state=TrialState.PRUNED)
+    t = study.ask(space)
+    assert t.params["x"] is not None
+    X, levels, y, running = sampler._collect(study, study.trials[-1], sampler_encoder(space))
+    assert len(y) == 2 and sorted(y.tolist()) == [0.1, 0.2]
+
+
+def sampler_encoder(space):
+    from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+
+    return SearchSpaceEncoder(space)
+
+
+def test_fit_failure_falls_back_to_a_random_candidate(monkeypatch, caplog):
+    import optuna_mfkd.sampler as sampler_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("not positive definite")
+
+    monkeypatch.setattr(sampler_module, "fit_ar1_model", broken)
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 2}, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    optuna.logging.enable_propagation()
+    try:
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=4)
+    finally:
+        optuna.logging.disable_propagation()
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert [t.system_attrs.get(HOW_ATTR) for t in study.trials][2:] == ["fallback", "fallback"]
+    assert "fitting the co-kriging model failed" in caplog.text
+
+
+def test_n_jobs_2_runs_and_never_duplicates_highest_level_points():
+    problem = TwoLevelProblem(5)
+    sampler = MFKDSampler(n_warmup={"low": 10, "high": 3}, n_candidates="all", seed=0, max_fit_iter=30)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(problem.objective, n_trials=24, n_jobs=2)
+    assert len(study.trials) == 24
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    high = [tuple(t.params.values()) for t in study.trials if t.user_attrs["fidelity"] == "high"]
+    assert len(set(high)) == len(high)
+    assert sum(t.user_attrs["fidelity"] == "low" for t in study.trials) == 10
+
+
+def test_running_points_are_excluded_and_believed():
+    """Ask/tell with several trials in flight: each gets a different highest-level point."""
+    problem = TwoLevelProblem(6)
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 4}, n_candidates="all", seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    space = {f"x{i}": CategoricalDistribution(CHOICES) for i in range(6)}
+    for _ in range(4):
+        t = study.ask(space)
+        study.tell(t, problem.high(list(t.params.values())))
+    pending = [study.ask(space) for _ in range(4)]
+    points = [tuple(t.params.values()) for t in pending]
+    assert len(set(points)) == 4
+    assert all(study._storage.get_trial(t._trial_id).system_attrs[HOW_ATTR] == "ucb" for t in pending)
+    assert all(study._storage.get_trial(t._trial_id).system_attrs[POINT_ATTR] for t in pending)
+
+
+def test_sqlite_resume_in_a_new_process_continues_the_phase_counts(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    script = textwrap.dedent(
+        f"""
+        import optuna
+        from optuna_mfkd import MFKDSampler, fidelity_of
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = MFKDSampler(n_warmup={{"low": 4, "high": 2}}, seed=0, max_fit_iter=20)
+        study = optuna.create_study(study_name="s", storage="{url}", direction="maximize",
+                                    sampler=sampler, load_if_exists=True)
+        def objective(trial):
+            x = trial.suggest_float("x", 0, 1)
+            return x if fidelity_of(trial) == "low" else 2 * x
+        study.optimize(objective, n_trials=3)
+        """
+    )
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", script], check=True)
+    study = optuna.load_study(study_name="s", storage=url)
+    levels = [t.user_attrs["fidelity"] for t in study.trials]
+    assert levels == ["low"] * 4 + ["high"] * 5
+
+
+def test_study_with_other_fidelities_is_refused():
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="s", sampler=MFKDSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    other = optuna.load_study(study_name="s", storage=storage, sampler=MFKDSampler(["a", "b"], {"a": 1}))
+    n_before = len(other.trials)
+    with pytest.raises(ValueError, match="fidelities"):
+        other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(other.trials) == n_before + 1  # the refused trial is recorded as FAIL, nothing changed
+    assert other.trials[0].state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"fidelities": []}, "fidelities"),
+        ({"fidelities": ["a", "a"]}, "duplicate"),
+        ({"fidelities": "low"}, "fidelities"),
+        ({"fidelities": {"low": 3}}, "fidelities"),
+        ({"fidelities": {"low": {"fidelity": 1}}}, "reserved"),
+        ({"n_warmup": {"medium": 3}}, "n_warmup"),
+        ({"n_warmup": {"low": -1}}, "n_warmup"),
+        ({"n_warmup": {"low": 1.5}}, "n_warmup"),
+        ({"beta": -0.1}, "beta"),
+        ({"beta": math.nan}, "beta"),
+        ({"n_candidates": 0}, "n_candidates"),
+        ({"n_candidates": "some"}, "n_candidates"),
+        ({"refit_every": 0}, "refit_every"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        MFKDSampler(**kwargs)
+
+
+def test_unsupported_distribution_is_named():
+    from optuna.distributions import BaseDistribution
+
+    class Weird(BaseDistribution):
+        def to_external_repr(self, v):
+            return v
+
+        def to_internal_repr(self, v):
+            return v
+
+        def single(self):
+            return False
+
+        def _contains(self, v):
+            return True
+
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 0}, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with pytest.raises(ValueError, match="'w'"):
+        sampler.sample_relative(study, study.ask()._cached_frozen_trial, {"w": Weird()})
+
+
+def test_mixed_numeric_space_respects_bounds_and_types():
+    sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 3}, n_candidates=500, seed=0)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial):
+        a = trial.suggest_float("a", 1e-4, 1.0, log=True)
+        b = trial.suggest_int("b", 1, 64, log=True)
+        c = trial.suggest_float("c", -2, 2, step=0.5)
+        d = trial.suggest_categorical("d", ["u", "v"])
+        return (math.log10(a) + 2) ** 2 + (b - 8) ** 2 / 64 + c**2 + (d == "v")
+
+    study.optimize(objective, n_trials=12)
+    for t in study.trials:
+        assert 1e-4 <= t.params["a"] <= 1.0 and isinstance(t.params["b"], int)
+        assert t.params["c"] in np.arange(-2, 2.01, 0.5)
+    assert study.best_value < 1.5
