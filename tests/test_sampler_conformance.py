@@ -1,0 +1,29 @@
+"""Optuna's own sampler conformance suite, run on MFKDSampler (one and two levels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from optuna.testing.pytest_samplers import (
+    BasicSamplerTestCase,
+    RelativeSamplerTestCase,
+    SingleOnlySamplerTestCase,
+)
+
+from optuna_mfkd import MFKDSampler
+
+FACTORIES = {
+    # GP-UCB after one observation: exercises the model on every relative sample.
+    "one-level": lambda: MFKDSampler(
+        fidelities=["high"], n_warmup={"high": 1}, n_candidates=256, seed=0, max_fit_iter=15
+    ),
+    # Two levels with the paper's default warm-up: trials go to the low level first.
+    "two-level": lambda: MFKDSampler(seed=0),
+}
+
+
+class TestMFKDSampler(BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase):
+    @pytest.fixture(params=sorted(FACTORIES))
+    def sampler(self, request) -> Callable[[], MFKDSampler]:
+        return FACTORIES[request.param]
