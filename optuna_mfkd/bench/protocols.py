@@ -1,0 +1,223 @@
+"""Benchmark protocols on NAS-Bench-201: what is searched, what it costs, what is reported.
+
+- ``nb201`` (NB201 paper / MF-KD paper Table 2): maximise the 12-epoch validation accuracy;
+  each query costs 12 x the cell's training seconds per epoch; budget 12,000 simulated
+  seconds on CIFAR-10 / CIFAR-100 and 36,000 on ImageNet16-120 (its epochs cost about 3x as
+  much, so about as many queries fit). Single-fidelity methods, plus the paper's MF-KD
+  methods (``mfkd-nst``, ``mfkd-ce``) when a low-fidelity pool is given: their low level is
+  a cached score of cells drawn from the pool (a uniform sample of the space), the high
+  level is the 12-epoch validation accuracy.
+- ``nb201-12k``: as ``nb201`` with 12,000 s on every dataset (the budget NB201's scripts
+  use; only about 18 queries fit on ImageNet16-120).
+- ``mf``: levels 12-epoch and 200-epoch validation accuracy; budget 50 x the median
+  200-epoch cost of the space; single-fidelity methods evaluate 200-epoch values only,
+  Hyperband methods use the two rungs, ``mfkd`` both levels.
+
+Every protocol reports the 200-epoch test accuracy of the incumbent: the best trial at the
+protocol's top level (ties: the earlier trial).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, get_method
+from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
+from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
+from optuna_mfkd.nasbench201.space import Architecture
+from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
+
+SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
+
+
+@dataclass(frozen=True)
+class LowFidelityPool:
+    """Cached low-fidelity scores of a pool of cells (the paper protocol's low level).
+
+    Attributes:
+        scores: loss name (``"nst"``, ``"ce"``) -> {NB201 index: score}.
+        cost_epochs: loss name -> cost of one evaluation in epochs of the table's per-epoch
+            seconds (``epochs x data fraction x measured time ratio to CE``).
+        dataset: the dataset the scores were computed on.
+        source: where the scores came from (shown in reports).
+    """
+
+    scores: Mapping[str, Mapping[int, float]]
+    cost_epochs: Mapping[str, float]
+    dataset: str = "cifar10"
+    source: str = ""
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | Path,
+        columns: Mapping[str, str],
+        cost_epochs: Mapping[str, float],
+        dataset: str = "cifar10",
+    ) -> LowFidelityPool:
+        """Read a pool CSV with an ``index`` column and one score column per loss.
+
+        Args:
+            columns: loss name -> score column, e.g. ``{"nst": "nst_acc", "ce": "ce_acc"}``.
+            cost_epochs: loss name -> cost in epoch-equivalents (see the class docstring).
+        """
+        import pandas as pd
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"low-fidelity pool not found at {str(path)!r} (a CSV with 'index' and score columns).")
+        df = pd.read_csv(path)
+        missing = [c for c in ["index", *columns.values()] if c not in df.columns]
+        if missing:
+            raise ValueError(f"pool {str(path)!r} lacks columns {missing}; it has {list(df.columns)}.")
+        for loss in columns:
+            if loss not in cost_epochs:
+                raise ValueError(f"pool: no cost given for the {loss!r} scores.")
+        scores = {}
+        for loss, col in columns.items():
+            sub = df[["index", col]].dropna()
+            scores[loss] = {int(i): float(v) for i, v in zip(sub["index"], sub[col], strict=True)}
+        return cls(scores, dict(cost_epochs), normalise_dataset(dataset), str(path))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One benchmark protocol (see the module docstring)."""
+
+    name: str
+    description: str
+    levels: Mapping[str, int]
+    single_level: str
+    top_level: str
+    budgets: Mapping[str, float] = field(default_factory=dict)
+    budget_median_top_evals: float | None = None
+    methods: tuple[str, ...] = SINGLE_FIDELITY_METHODS
+    low_level: str | None = None
+    n_warmup_low: int = 100
+    n_warmup_high: int = 20
+    n_warmup_single: int = 20
+    pool: LowFidelityPool | None = None
+
+    def budget(self, table: NB201Table, dataset: str) -> float:
+        """Simulated seconds a run may spend on ``dataset``."""
+        ds = normalise_dataset(dataset)
+        if self.budget_median_top_evals is not None:
+            epochs = self.levels[self.top_level]
+            per_epoch = table.column(ds, "seconds_per_epoch")
+            return float(self.budget_median_top_evals * epochs * np.median(per_epoch))
+        if ds not in self.budgets:
+            raise ValueError(f"protocol {self.name!r} has no budget for dataset {ds!r}.")
+        return float(self.budgets[ds])
+
+    def check(self, method: str, dataset: str) -> Method:
+        m = get_method(method)
+        if method not in self.methods:
+            raise ValueError(f"method {method!r} is not part of protocol {self.name!r} (methods: {list(self.methods)}).")
+        if method in ("mfkd-nst", "mfkd-ce"):
+            if self.pool is None:
+                raise ValueError(f"method {method!r} needs a low-fidelity pool (protocol {self.name!r} has none).")
+            if normalise_dataset(dataset) != self.pool.dataset:
+                raise ValueError(f"the low-fidelity pool is for {self.pool.dataset}, not {dataset}.")
+        return m
+
+    def context(self, method: str) -> MethodContext:
+        low = self.low_level
+        if method in ("mfkd-nst", "mfkd-ce"):
+            low = method.split("-")[1]
+        return MethodContext(
+            single_level=self.single_level,
+            low_level=low,
+            high_level=self.top_level,
+            n_warmup_low=self.n_warmup_low,
+            n_warmup_high=self.n_warmup_high,
+            n_warmup_single=self.n_warmup_single,
+        )
+
+    def objective(self, table: NB201Table, dataset: str, method: str) -> TabularObjective:
+        m = self.check(method, dataset)
+        levels: dict[str, int | ScoreLevel] = dict(self.levels)
+        promotion = None
+        if m.mode == TWO_RUNG:
+            if self.low_level is None:
+                raise ValueError(f"method {method!r} needs two table levels; protocol {self.name!r} has one.")
+            promotion = (self.low_level, self.top_level)
+        if method in ("mfkd-nst", "mfkd-ce"):
+            loss = method.split("-")[1]
+            assert self.pool is not None
+            levels = {
+                loss: ScoreLevel(
+                    self.pool.scores[loss], self.pool.cost_epochs[loss], step=1, name=f"{loss}_score"
+                ),
+                **levels,
+            }
+        default = self.single_level if m.mode != MULTI else self.top_level
+        return TabularObjective(table, dataset, levels, default_level=default, promotion=promotion)
+
+    def warmup_queue(self, method: str, seed: int) -> list[tuple[dict[str, str], dict[str, object]]]:
+        """Trials to enqueue before a run: the pool's low-fidelity warm-up cells.
+
+        ``n_warmup_low`` cells drawn uniformly without replacement from the pool
+        (``numpy.random.default_rng(seed)``), each with its fidelity set.
+        """
+        if method not in ("mfkd-nst", "mfkd-ce"):
+            return []
+        assert self.pool is not None
+        loss = method.split("-")[1]
+        cells = sorted(self.pool.scores[loss])
+        if len(cells) < self.n_warmup_low:
+            raise ValueError(f"the pool holds {len(cells)} {loss} scores, fewer than n_warmup_low={self.n_warmup_low}.")
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(cells), size=self.n_warmup_low, replace=False)
+        return [
+            (Architecture.from_index(cells[i]).params, {FIDELITY_ATTR: loss, FIDELITY_LEVEL_ATTR: 0})
+            for i in picks
+        ]
+
+
+def nb201_protocol(pool: LowFidelityPool | None = None, name: str = "nb201", budgets: Mapping[str, float] | None = None) -> Protocol:
+    methods = SINGLE_FIDELITY_METHODS + (("mfkd-nst", "mfkd-ce") if pool is not None else ())
+    return Protocol(
+        name=name,
+        description="maximise 12-epoch validation accuracy; each query costs the 12-epoch training time",
+        levels={"12ep": 12},
+        single_level="12ep",
+        top_level="12ep",
+        budgets=dict(budgets or {"cifar10": 12_000.0, "cifar100": 12_000.0, "imagenet16": 36_000.0}),
+        methods=methods,
+        pool=pool,
+    )
+
+
+def mf_protocol() -> Protocol:
+    return Protocol(
+        name="mf",
+        description="levels 12- and 200-epoch validation accuracy; budget 50 x median 200-epoch cost",
+        levels={"12ep": 12, "200ep": 200},
+        single_level="200ep",
+        top_level="200ep",
+        low_level="12ep",
+        budget_median_top_evals=50.0,
+        methods=SINGLE_FIDELITY_METHODS + ("bohb", "hyperband", "mfkd"),
+    )
+
+
+def get_protocol(name: str, pool: LowFidelityPool | None = None) -> Protocol:
+    """``"nb201"``, ``"nb201-12k"`` or ``"mf"``; ``pool`` adds the MF-KD methods to ``nb201``."""
+    if name == "nb201":
+        return nb201_protocol(pool)
+    if name == "nb201-12k":
+        return nb201_protocol(pool, name="nb201-12k", budgets={d: 12_000.0 for d in ("cifar10", "cifar100", "imagenet16")})
+    if name == "mf":
+        return mf_protocol()
+    raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")
+
+
+def check_finite(x: float, what: str) -> float:
+    if not math.isfinite(x):
+        raise ValueError(f"{what} must be finite, got {x}.")
+    return x

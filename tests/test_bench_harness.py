@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from optuna_mfkd.bench import harness, report
+from optuna_mfkd.bench.protocols import get_protocol
+
+
+@pytest.fixture
+def tiny_protocol():
+    # About 7 queries per run: the smoke test takes seconds.
+    return dataclasses.replace(get_protocol("nb201"), name="tiny", budgets={"cifar10": 1500.0})
+
+
+def _best_test(study):
+    best = max(study.trials, key=lambda t: (t.value, -t.number))
+    return best.user_attrs["test_acc_200ep"]
+
+
+def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol, tmp_path):
+    table = str(nb201_table_path)
+    res = harness.run_benchmark(sqlite_url, tiny_protocol, ["cifar10"], ["random", "re"], [0, 1], table_path=table, progress=False)
+    assert sorted(r["study"] for r in res) == sorted(
+        f"tiny/cifar10/{m}/seed-{s}" for m in ("random", "re") for s in (0, 1)
+    )
+    assert not any(r["skipped"] for r in res)
+    storage = optuna.storages.RDBStorage(sqlite_url)
+    finals = {}
+    for name in (r["study"] for r in res):
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert study.user_attrs[harness.FINISHED_ATTR] is True
+        costs = [t.user_attrs["cost"] for t in study.trials]
+        assert sum(costs) >= 1500 > sum(costs[:-1])  # stops on the first trial past the budget
+        finals[name] = _best_test(study)
+
+    # Resume: finished studies are skipped; an unfinished one is deleted and run again.
+    again = harness.run_benchmark(sqlite_url, tiny_protocol, ["cifar10"], ["random", "re"], [0, 1], table_path=table, progress=False)
+    assert all(r["skipped"] for r in again)
+    partial = optuna.create_study(study_name="tiny/cifar10/random/seed-2", storage=storage, direction="maximize")
+    partial.enqueue_trial({})
+    partial.optimize(lambda t: 0.0, n_trials=1)
+    res2 = harness.run_benchmark(sqlite_url, tiny_protocol, ["cifar10"], ["random"], [2], table_path=table, progress=False)
+    assert res2[0]["skipped"] is False
+    rerun = optuna.load_study(study_name="tiny/cifar10/random/seed-2", storage=storage)
+    assert all("nb201_index" in t.user_attrs for t in rerun.trials)
+    finals[rerun.study_name] = _best_test(rerun)
+
+    # The report reads the storage alone.
+    out = tmp_path / "report"
+    readme = report.write_report(sqlite_url, out, command="optuna-mfkd report ...")
+    text = readme.read_text()
+    assert "## tiny / cifar10" in text and "(curves-tiny-cifar10.png)" in text
+    assert (out / "curves-tiny-cifar10.png").stat().st_size > 1000
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 5
+    for row in runs.itertuples():
+        assert row.final_test_acc == pytest.approx(finals[f"tiny/cifar10/{row.method}/seed-{row.seed}"])
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    rand = [v for k, v in finals.items() if "/random/" in k]
+    assert summary.loc["random", "mean"] == pytest.approx(np.mean(rand))
+    assert summary.loc["random", "n_seeds"] == 3
+
+
+def test_study_names_and_seed_lists():
+    assert harness.study_name("nb201", "cifar10", "tpe", 7) == "nb201/cifar10/tpe/seed-7"
+    assert harness.parse_study_name("nb201/cifar10/tpe/seed-7") == ("nb201", "cifar10", "tpe", 7)
+    assert harness.parse_study_name("something else") is None
+    assert harness.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+
+
+def test_bad_requests(tiny_protocol):
+    with pytest.raises(ValueError, match="unknown method 'sa'"):
+        harness.make_specs(tiny_protocol, ["cifar10"], ["sa"], [0])
+    with pytest.raises(ValueError, match="not part of protocol"):
+        harness.make_specs(tiny_protocol, ["cifar10"], ["bohb"], [0])
+    with pytest.raises(ValueError, match="unknown protocol"):
+        get_protocol("nb301")
+    with pytest.raises(ValueError, match="RDB URL"):
+        harness.run_benchmark("bench.db", tiny_protocol, ["cifar10"], ["random"], [0], progress=False)
+
+
+def test_holm_matches_hand_computation():
+    # sorted: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> monotone 0.06.
+    assert report.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adj = report.holm([0.5, float("nan"), 0.001])
+    assert adj[0] == pytest.approx(0.5) and np.isnan(adj[1]) and adj[2] == pytest.approx(0.002)
+
+
+def test_incumbent_curve_uses_top_level_only():
+    from optuna.trial import TrialState, create_trial
+
+    trials = [
+        create_trial(value=50.0, user_attrs={"cost": 1.0, "evaluated_at": "12ep", "test_acc_200ep": 90.0}),
+        create_trial(value=40.0, user_attrs={"cost": 10.0, "evaluated_at": "200ep", "test_acc_200ep": 91.0}),
+        create_trial(state=TrialState.PRUNED, user_attrs={"cost": 2.0, "evaluated_at": "12ep", "test_acc_200ep": 99.0}),
+        create_trial(value=45.0, user_attrs={"cost": 10.0, "evaluated_at": "200ep", "test_acc_200ep": 92.5}),
+        create_trial(value=45.0, user_attrs={"cost": 10.0, "evaluated_at": "200ep", "test_acc_200ep": 80.0}),
+    ]
+    for i, t in enumerate(trials):
+        t.number = i
+    costs, tests, final_test, final_val = report.incumbent_curve(trials, "200ep")
+    assert costs.tolist() == [1.0, 11.0, 13.0, 23.0, 33.0]
+    assert np.isnan(tests[0]) and tests[1:].tolist() == [91.0, 91.0, 92.5, 92.5]  # ties keep the earlier
+    assert (final_test, final_val) == (92.5, 45.0)

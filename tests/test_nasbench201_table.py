@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+
+from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
+from optuna_mfkd.nasbench201.space import Architecture
+from optuna_mfkd.nasbench201.table import CompactTable, compact_columns, load_table
+
+
+@pytest.fixture(scope="module")
+def table(nb201_table_path):
+    return load_table(nb201_table_path)
+
+
+@pytest.fixture(scope="module")
+def row0(nb201_table_path):
+    return pd.read_csv(nb201_table_path, nrows=3).set_index("index").loc[0]
+
+
+def test_lookups_match_the_csv_row(table, row0):
+    assert table.val_acc("cifar10", 0, 12) == row0["cifar10_valid_val_acc_12ep"]
+    assert table.val_acc("cifar10-valid", 0, 200) == row0["cifar10_valid_val_acc_200ep_mean"]
+    assert table.test_acc("cifar100", 0, 200) == row0["cifar100_test_acc_200ep"]
+    assert table.test_acc("ImageNet16-120", 0, 12) == row0["imagenet16_test_acc_12ep"]
+    assert table.seconds_per_epoch("imagenet16", 0) == row0["imagenet16_train_seconds_per_epoch"]
+    seeds = table.val_acc_seeds("cifar10", 0)
+    assert seeds == tuple(float(s) for s in row0["cifar10_valid_val_acc_200ep_seeds"].split(";"))
+    assert abs(sum(seeds) / len(seeds) - row0["cifar10_valid_val_acc_200ep_mean"]) < 1e-3
+    assert table.arch_str(0) == row0["arch_str"]
+
+
+def test_best_cells(table):
+    assert table.best_test_acc("cifar10") == pytest.approx(94.3733, abs=1e-4)
+    assert table.column("cifar10", "test").argmax() == 6111
+
+
+def test_bad_inputs(table, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="unknown NB201 dataset"):
+        table.val_acc("mnist", 0)
+    with pytest.raises(ValueError, match="12, 200"):
+        table.val_acc("cifar10", 0, 50)
+    with pytest.raises(ValueError, match="index"):
+        table.val_acc("cifar10", 15625)
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(FileNotFoundError, match="nope.csv.*columns"):
+        CompactTable(missing)
+    monkeypatch.delenv("NB201_TABLE", raising=False)
+    with pytest.raises(FileNotFoundError, match="NB201_TABLE"):
+        load_table()
+
+
+def test_wrong_columns_named(tmp_path):
+    path = tmp_path / "wrong.csv"
+    pd.DataFrame({"index": [0], "arch_str": ["x"], "acc": [1.0]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"wrong.csv.*lacks the columns.*cifar10_valid_val_acc_12ep"):
+        CompactTable(path)
+    assert "cifar10_train_seconds_per_epoch" in compact_columns()
+
+
+def test_wrong_arch_order_is_caught(nb201_table_path, tmp_path):
+    df = pd.read_csv(nb201_table_path)
+    df.loc[5, "arch_str"], df.loc[6, "arch_str"] = df.loc[6, "arch_str"], df.loc[5, "arch_str"]
+    path = tmp_path / "swapped.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="arch_str of index 5"):
+        CompactTable(path)
+
+
+def _run(objective, params, user_attrs=None, pruner=None):
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.enqueue_trial(params, user_attrs=user_attrs)
+    study.optimize(objective, n_trials=1)
+    return study.trials[0]
+
+
+def test_tabular_objective_value_cost_attrs(table, row0):
+    arch = Architecture.from_index(0)
+    obj = TabularObjective(table, "cifar10", default_level="12ep")
+    t = _run(obj, arch.params)
+    assert t.value == row0["cifar10_valid_val_acc_12ep"]
+    assert t.user_attrs["cost"] == pytest.approx(12 * row0["cifar10_train_seconds_per_epoch"])
+    assert t.user_attrs["test_acc_200ep"] == row0["cifar10_test_acc_200ep"]
+    assert t.user_attrs["nb201_index"] == 0 and t.user_attrs["evaluated_at"] == "12ep"
+    assert t.intermediate_values == {12: row0["cifar10_valid_val_acc_12ep"]}
+    # The fidelity chosen by a multi-fidelity sampler selects the 200-epoch level.
+    t = _run(obj, arch.params, {"fidelity": "200ep"})
+    assert t.value == row0["cifar10_valid_val_acc_200ep_mean"]
+    assert t.user_attrs["cost"] == pytest.approx(200 * row0["cifar10_train_seconds_per_epoch"])
+
+
+class _Always(optuna.pruners.BasePruner):
+    def __init__(self, answer: bool) -> None:
+        self.answer, self.steps = answer, []
+
+    def prune(self, study, trial):
+        self.steps.append(trial.last_step)
+        return self.answer
+
+
+def test_two_rung_mode(table, row0):
+    arch = Architecture.from_index(0)
+    sec = row0["cifar10_train_seconds_per_epoch"]
+    obj = TabularObjective(table, "cifar10", promotion=("12ep", "200ep"))
+    for prune in (True, False):
+        pruner = _Always(prune)
+        t = _run(obj, arch.params, pruner=pruner)
+        assert pruner.steps == [12]  # should_prune is asked at the 12-epoch rung only
+        if prune:
+            assert t.state == optuna.trial.TrialState.PRUNED
+            assert t.user_attrs["cost"] == pytest.approx(12 * sec)
+        else:
+            assert t.value == row0["cifar10_valid_val_acc_200ep_mean"]
+            assert t.user_attrs["cost"] == pytest.approx(212 * sec)
+            assert t.user_attrs["evaluated_at"] == "200ep"
+
+
+def test_score_level(table, row0):
+    arch = Architecture.from_index(0)
+    obj = TabularObjective(table, "cifar10", {"nst": ScoreLevel({0: 42.0}, cost_epochs=0.3), "12ep": 12})
+    t = _run(obj, arch.params, {"fidelity": "nst"})
+    assert t.value == 42.0
+    assert t.user_attrs["cost"] == pytest.approx(0.3 * row0["cifar10_train_seconds_per_epoch"])
+    with pytest.raises(ValueError, match="no score for NB201 cell 1"):
+        _run(obj, Architecture.from_index(1).params, {"fidelity": "nst"})
+    with pytest.raises(ValueError, match="12 or 200 epochs"):
+        TabularObjective(table, "cifar10", {"5ep": 5})
