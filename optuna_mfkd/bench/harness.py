@@ -126,7 +126,10 @@ def run_one(
         "optuna": optuna.__version__,
     }
     if protocol.pool is not None and spec.method in ("mfkd-nst", "mfkd-ce"):
+        loss = spec.method.split("-")[1]
         meta["pool"] = protocol.pool.source
+        meta["pool_cells"] = len(protocol.pool.scores[loss])
+        meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
         meta["n_warmup_low"] = protocol.n_warmup_low
     for params, attrs in protocol.warmup_queue(spec.method, spec.seed):
         study.enqueue_trial(params, user_attrs=attrs)
@@ -253,28 +256,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--live", action="store_true", help="write each trial to the storage as it happens")
     p.add_argument("--pool", default=None, help="low-fidelity pool CSV (adds mfkd-nst / mfkd-ce to nb201)")
-    p.add_argument("--pool-columns", default="nst=nst_acc,ce=ce_acc", help="loss=column pairs of the pool CSV")
-    p.add_argument("--pool-cost-epochs", default=None, help="loss=epochs pairs: cost in epochs of per-epoch seconds")
+    p.add_argument("--pool-train-size", type=int, default=25_000, help="images of the table's training split")
     p.add_argument("--n-warmup-low", type=int, default=None, help="low-fidelity warm-up trials (default 100)")
     return p
-
-
-def _pairs(text: str, cast: type) -> dict[str, Any]:
-    out = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"expected key=value pairs, got {text!r}.")
-        out[key.strip()] = cast(value)
-    return out
 
 
 def protocol_from_args(args: argparse.Namespace) -> Protocol:
     pool = None
     if args.pool:
-        if not args.pool_cost_epochs:
-            raise ValueError("--pool needs --pool-cost-epochs (e.g. nst=0.31,ce=0.24).")
-        pool = LowFidelityPool.from_csv(args.pool, _pairs(args.pool_columns, str), _pairs(args.pool_cost_epochs, float))
+        pool = LowFidelityPool.from_csv(args.pool, train_size=args.pool_train_size)
     protocol = get_protocol(args.protocol, pool)
     if args.n_warmup_low is not None:
         import dataclasses

@@ -19,8 +19,7 @@ protocol's top level (ties: the earlier trial).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
+#: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
+POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
 
 
 @dataclass(frozen=True)
@@ -56,33 +57,52 @@ class LowFidelityPool:
     def from_csv(
         cls,
         path: str | Path,
-        columns: Mapping[str, str],
-        cost_epochs: Mapping[str, float],
+        losses: Sequence[str] = ("nst", "ce"),
+        reference_loss: str = "ce",
+        train_size: int = 25_000,
         dataset: str = "cifar10",
     ) -> LowFidelityPool:
-        """Read a pool CSV with an ``index`` column and one score column per loss.
+        """Read a pool CSV in long format: one row per (cell, loss).
 
-        Args:
-            columns: loss name -> score column, e.g. ``{"nst": "nst_acc", "ce": "ce_acc"}``.
-            cost_epochs: loss name -> cost in epoch-equivalents (see the class docstring).
+        Needed columns: ``index``, ``loss``, ``score``, ``wall_seconds``, ``epochs``,
+        ``train_images``. The cost of a loss in epochs of the table's per-epoch seconds is
+        ``epochs x train_images / train_size x r``, with ``r`` the median over cells scored
+        with both losses of ``wall_seconds[loss] / wall_seconds[reference_loss]`` (1 for the
+        reference loss): the measured time ratio of, e.g., NST to plain cross-entropy.
+        ``train_size`` is the training split the table's epochs run over (25,000 images of
+        cifar10-valid).
         """
         import pandas as pd
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"low-fidelity pool not found at {str(path)!r} (a CSV with 'index' and score columns).")
+            raise FileNotFoundError(
+                f"low-fidelity pool not found at {str(path)!r} (a CSV with columns {list(POOL_COLUMNS)})."
+            )
         df = pd.read_csv(path)
-        missing = [c for c in ["index", *columns.values()] if c not in df.columns]
+        missing = [c for c in POOL_COLUMNS if c not in df.columns]
         if missing:
-            raise ValueError(f"pool {str(path)!r} lacks columns {missing}; it has {list(df.columns)}.")
-        for loss in columns:
-            if loss not in cost_epochs:
-                raise ValueError(f"pool: no cost given for the {loss!r} scores.")
-        scores = {}
-        for loss, col in columns.items():
-            sub = df[["index", col]].dropna()
-            scores[loss] = {int(i): float(v) for i, v in zip(sub["index"], sub[col], strict=True)}
-        return cls(scores, dict(cost_epochs), normalise_dataset(dataset), str(path))
+            raise ValueError(f"pool {str(path)!r} lacks columns {missing}; expected {list(POOL_COLUMNS)}.")
+        df = df.dropna(subset=["score", "wall_seconds"])
+        wall = {loss: dict(zip(g["index"].astype(int), g["wall_seconds"].astype(float))) for loss, g in df.groupby("loss")}
+        scores: dict[str, dict[int, float]] = {}
+        cost: dict[str, float] = {}
+        for loss in losses:
+            sub = df[df["loss"] == loss]
+            if sub.empty:
+                raise ValueError(f"pool {str(path)!r} has no rows with loss {loss!r}; it has {sorted(wall)}.")
+            if sub["epochs"].nunique() != 1 or sub["train_images"].nunique() != 1:
+                raise ValueError(f"pool {str(path)!r}: the {loss!r} rows mix several epochs/train_images settings.")
+            scores[loss] = dict(zip(sub["index"].astype(int), sub["score"].astype(float)))
+            ratio = 1.0
+            if loss != reference_loss:
+                ref = wall.get(reference_loss, {})
+                both = [i for i in wall[loss] if i in ref]
+                if not both:
+                    raise ValueError(f"pool {str(path)!r}: no cell has both {loss!r} and {reference_loss!r} timings.")
+                ratio = float(np.median([wall[loss][i] / ref[i] for i in both]))
+            cost[loss] = float(sub["epochs"].iloc[0]) * float(sub["train_images"].iloc[0]) / train_size * ratio
+        return cls(scores, cost, normalise_dataset(dataset), str(path))
 
 
 @dataclass(frozen=True)
@@ -215,9 +235,3 @@ def get_protocol(name: str, pool: LowFidelityPool | None = None) -> Protocol:
     if name == "mf":
         return mf_protocol()
     raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")
-
-
-def check_finite(x: float, what: str) -> float:
-    if not math.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {x}.")
-    return x
