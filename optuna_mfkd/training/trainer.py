@@ -196,9 +196,13 @@ def train(
     if config.loss == "nst" and config.nst_channel_fraction < 1.0:
         subsets = random_channel_subsets(layer_widths(model, layers), config.nst_channel_fraction,
                                          seed=config.seed)
+    # The cache holds the teacher's features at ``nst_layers`` whatever the loss, so KD and
+    # NST runs on the same data share it.
+    teacher_layers = config.nst_layers if teacher_cache is not None else layers
     if teacher_cache is not None and config.loss != "ce":
         teacher_cache.check((teacher_key, len(train_data), int(train_data.labels.sum()),
-                             config.batch_size, config.seed, tuple(layers)))
+                             int(train_data.images[:, 0, 0, 0].long().sum()),
+                             config.batch_size, config.seed, tuple(teacher_layers)))
 
     from tqdm.auto import tqdm
 
@@ -217,7 +221,7 @@ def train(
                 hit = teacher_cache.get(epoch, step) if teacher_cache is not None else None
                 if hit is None:
                     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                        t_logits, t_feats = teacher.forward_features(x, layers)
+                        t_logits, t_feats = teacher.forward_features(x, teacher_layers)
                     if teacher_cache is not None:
                         teacher_cache.put(epoch, step, t_logits, t_feats)
                 else:
