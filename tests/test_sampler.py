@@ -53,7 +53,8 @@ def _run(sampler, problem, budget):
     return study
 
 
-def test_phases_follow_algorithm_1_and_objective_sees_its_level():
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_phases_follow_algorithm_1_and_objective_sees_its_level(storage, tmp_path):
     problem = TwoLevelProblem(0)
     seen = []
 
@@ -67,7 +68,8 @@ def test_phases_follow_algorithm_1_and_objective_sees_its_level():
         n_candidates="all",
         seed=1,
     )
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'phases.db'}"
+    study = optuna.create_study(direction="maximize", sampler=sampler, storage=url)
     study.optimize(objective, n_trials=16)
     levels = [t.user_attrs["fidelity"] for t in study.trials]
     assert levels == ["low"] * 8 + ["high"] * 8

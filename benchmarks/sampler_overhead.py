@@ -1,0 +1,137 @@
+"""Seconds per ask -> tell step of MFKDSampler against Optuna's GPSampler and TPESampler.
+
+All samplers see the same history on the NAS-Bench-201 space (six categorical edges,
+15,625 cells; MFKDSampler scores every cell) at each history size, and the time of
+``steps`` consecutive ask/tell steps is measured, model fits included (the first step
+of MFKDSampler fits from scratch, later ones warm-start). Threads are pinned alike
+(run with ``OMP_NUM_THREADS=1``). History values are the 12-epoch CIFAR-10 validation
+accuracies of ``NB201_TABLE`` (the two-level variant splits the history half and half
+between a low level, whose values are half the table value plus noise, and the high level).
+
+    OMP_NUM_THREADS=1 python benchmarks/sampler_overhead.py --out benchmarks/results/sampler-overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from optuna_mfkd import MFKDSampler
+from optuna_mfkd.nasbench201.space import EDGE_PARAM_NAMES, NUM_ARCHS, Architecture, suggest_architecture
+from optuna_mfkd.nasbench201.table import load_table
+
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "MFKDSampler (1 level, all 15,625 cells)": lambda seed: MFKDSampler(
+        fidelities=["high"], n_warmup={"high": 0}, n_candidates="all", seed=seed
+    ),
+    "MFKDSampler (2 levels, all 15,625 cells)": lambda seed: MFKDSampler(
+        fidelities=["low", "high"], n_warmup={"low": 0, "high": 0}, n_candidates="all", seed=seed
+    ),
+    "GPSampler": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    "TPESampler": lambda seed: optuna.samplers.TPESampler(seed=seed),
+}
+
+
+def _history(n: int, two_level: bool, seed: int, values: np.ndarray) -> list[optuna.trial.FrozenTrial]:
+    rng = np.random.default_rng(seed)
+    dists = {name: optuna.distributions.CategoricalDistribution(
+        ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")) for name in EDGE_PARAM_NAMES}
+    trials = []
+    levels = ["high"] * n if not two_level else ["low"] * (n // 2) + ["high"] * (n - n // 2)
+    for level in levels:
+        arch = Architecture.from_index(int(rng.integers(NUM_ARCHS)))
+        value = float(values[arch.index])
+        attrs = {}
+        if two_level:
+            attrs = {"fidelity": level, "fidelity_level": 0 if level == "low" else 1}
+            if level == "low":
+                value = 0.5 * value + float(rng.normal(0, 2.0))
+        trials.append(
+            optuna.trial.create_trial(params=arch.params, distributions=dists, value=value, user_attrs=attrs)
+        )
+    return trials
+
+
+def _time_steps(name: str, n: int, steps: int, seed: int, values: np.ndarray) -> list[float]:
+    sampler = SAMPLERS[name](seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    two_level = "2 levels" in name
+    if two_level:
+        study._storage.set_study_system_attr(study._study_id, "mfkd:fidelities", ["low", "high"])
+    study.add_trials(_history(n, two_level, seed, values))
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        trial = study.ask()
+        arch = suggest_architecture(trial)
+        study.tell(trial, float(values[arch.index]))
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--steps", type=int, default=5, help="ask/tell steps timed per size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", default=None, help="NB201 compact CSV (default: $NB201_TABLE)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sampler-overhead"))
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    table = load_table(args.table)
+    values = np.array([table.val_acc("cifar10", i, 12) for i in range(NUM_ARCHS)])
+    rows = []
+    for n in args.sizes:
+        for name in SAMPLERS:
+            times = _time_steps(name, n, args.steps, args.seed, values)
+            row = {
+                "sampler": name,
+                "completed_trials": n,
+                "first_step_s": times[0],
+                "mean_step_s": statistics.fmean(times),
+                "median_step_s": statistics.median(times),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    lines = [
+        "# Sampler overhead: seconds per ask -> tell step on the NB201 space",
+        "",
+        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} python "
+        f"benchmarks/sampler_overhead.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch threads {torch.get_num_threads()}; Python {platform.python_version()}, "
+        f"optuna {optuna.__version__}, torch {torch.__version__}. {args.steps} steps per cell "
+        "(mean; first step in brackets: MFKDSampler fits from scratch there, warm-starts after).",
+        "",
+        "| sampler | " + " | ".join(f"n = {n}" for n in args.sizes) + " |",
+        "| --- | " + " | ".join("---" for _ in args.sizes) + " |",
+    ]
+    for name in SAMPLERS:
+        cells = []
+        for n in args.sizes:
+            r = next(r for r in rows if r["sampler"] == name and r["completed_trials"] == n)
+            cells.append(f"{r['mean_step_s']:.2f} ({r['first_step_s']:.2f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("n = completed trials in the history (the 2-level variant: n/2 low-level and n/2 high-level trials).")
+    (args.out / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
