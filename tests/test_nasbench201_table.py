@@ -126,3 +126,51 @@ def test_score_level(table, row0):
         _run(obj, Architecture.from_index(1).params, {"fidelity": "nst"})
     with pytest.raises(ValueError, match="12 or 200 epochs"):
         TabularObjective(table, "cifar10", {"5ep": 5})
+
+
+class _FakeResults:
+    def get_dataset_seeds(self, name):
+        return [777, 888]
+
+    def get_metrics(self, name, setname, iepoch=None, is_random=False):
+        if iepoch is not None:
+            return {"accuracy": float(iepoch)}
+        return {"accuracy": {777: 80.0, 888: 82.0}[is_random]}
+
+
+class _FakeAPI:
+    """The two nas_201_api calls OfficialTable makes, with made-up values."""
+
+    def __init__(self):
+        self.calls = []
+
+    def get_more_info(self, index, dataset, iepoch=None, hp="12", is_random=False):
+        self.calls.append((index, dataset, hp))
+        return {"valid-accuracy": 50.0 + int(hp), "test-accuracy": 60.0 + int(hp),
+                "valtest-accuracy": 70.0 + int(hp), "train-per-time": 13.5}
+
+    def query_meta_info_by_index(self, index, hp="12"):
+        return _FakeResults()
+
+
+def test_official_backend_maps_the_api():
+    from optuna_mfkd.nasbench201.table import OfficialTable
+
+    api = _FakeAPI()
+    t = OfficialTable("official.pth", api=api)
+    assert t.val_acc("cifar10", 7, 12) == 62.0 and api.calls[-1] == (7, "cifar10-valid", "12")
+    assert t.test_acc("cifar10", 7, 200) == 260.0 and api.calls[-1] == (7, "cifar10", "200")
+    assert t.test_acc("cifar100", 7, 200) == 270.0  # ori-test (valtest) for cifar100 / ImageNet
+    assert t.seconds_per_epoch("imagenet16", 7) == 13.5 and api.calls[-1][1] == "ImageNet16-120"
+    assert t.val_acc_seeds("cifar10", 7) == (80.0, 82.0)
+    assert t.curve("cifar10", 7, 12).tolist() == list(map(float, range(12)))
+
+
+def test_official_backend_needs_nas_201_api(monkeypatch):
+    import sys
+
+    from optuna_mfkd.nasbench201.table import OfficialTable
+
+    monkeypatch.setitem(sys.modules, "nas_201_api", None)
+    with pytest.raises(ImportError, match="pip install nas-bench-201"):
+        OfficialTable("official.pth")
