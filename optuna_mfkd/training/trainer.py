@@ -243,7 +243,7 @@ def train(
                     loss = ce + config.nst_beta * mmd
             if not torch.isfinite(loss):
                 raise DivergenceError(
-                    f"training loss became {float(loss)} at epoch {epoch + 1}, step {step + 1} "
+                    f"training loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} "
                     f"(arch {arch}, loss {config.loss}, lr {config.lr})."
                 )
             opt.zero_grad(set_to_none=True)
