@@ -35,7 +35,7 @@ CONFIG_ATTR = "mfkd:config"
 WORKER_ATTR = "worker"
 MODES = ("tabular", "hybrid", "train")
 DATASET_CHOICES = ("cifar10", "cifar100", "imagenet16")
-KD_LOSSES = ("nst", "hinton", "ce")
+KD_LOSSES = ("nst", "kd", "ce")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -222,17 +222,27 @@ def _resolve_path(value: Path | None, env: str, what: str, flag: str) -> Path:
     return value
 
 
+def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
+    """Fidelity name -> settings (recorded on each trial), cheapest level first.
+
+    Tabular levels are named after their epochs (``12ep``, ``200ep``); a live low fidelity
+    also names its training loss (``1ep-nst``).
+    """
+    if config.mode == "tabular":
+        return {f"{config.e1}ep": {"epochs": config.e1}, f"{config.e2}ep": {"epochs": config.e2}}
+    low = {"epochs": config.e1, "kd_loss": config.kd_loss}
+    return {f"{config.e1}ep-{config.kd_loss}": low, f"{config.e2}ep": {"epochs": config.e2, "kd_loss": "ce"}}
+
+
 def build_sampler(config: SearchConfig, seed: int | None) -> Any:
     """The MFKDSampler of a configuration (two levels, cheapest first)."""
     from optuna_mfkd import MFKDSampler
 
-    low: dict[str, Any] = {"epochs": config.e1}
-    high: dict[str, Any] = {"epochs": config.e2}
-    if config.mode != "tabular":
-        low["kd_loss"] = config.kd_loss
+    levels = level_settings(config)
+    low, high = levels
     return MFKDSampler(
-        fidelities={"low": low, "high": high},
-        n_warmup={"low": config.n1, "high": config.n2},
+        fidelities=levels,
+        n_warmup={low: config.n1, high: config.n2},
         n_candidates=config.n_candidates,
         beta=config.beta,
         seed=seed,
@@ -244,11 +254,15 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
     table_path = _resolve_path(args.table, "NB201_TABLE", "the NB201 table CSV", "--table")
     from optuna_mfkd.nasbench201.table import load_table
 
-    table = load_table(table_path)
+    try:
+        table = load_table(table_path)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise CLIError(f"--table {table_path}: {exc}") from None
     if config.mode == "tabular":
         from optuna_mfkd.nasbench201.objectives import TabularObjective
 
-        return TabularObjective(table, config.dataset)
+        levels = {name: int(lv["epochs"]) for name, lv in level_settings(config).items()}
+        return TabularObjective(table, config.dataset, levels=levels)
     data = _resolve_path(args.data_root, "MFKD_CIFAR10", "CIFAR-10 zip or ImageFolder", "--data-root")
     teacher = _resolve_path(args.teacher, "MFKD_TEACHERS", "a teacher .pth or folder", "--teacher")
     from optuna_mfkd.training import objective as training
@@ -290,8 +304,9 @@ class _Worker:
 class _Progress:
     """Prints one line per finished trial: number, level, value, cost spent, best so far."""
 
-    def __init__(self, budget: float | None, out: Any = sys.stdout) -> None:
+    def __init__(self, budget: float | None, high: str, out: Any = sys.stdout) -> None:
         self.budget = budget
+        self.high = high
         self.out = out
 
     def __call__(self, study: Any, trial: Any) -> None:
@@ -302,7 +317,7 @@ class _Progress:
         spent = total_cost(study)
         budget = f"/{self.budget:,.0f}" if self.budget else ""
         try:
-            best = f"{best_high_fidelity_trial(study).value:.2f}"
+            best = f"{best_high_fidelity_trial(study, self.high).value:.2f}"
         except ValueError:
             best = "-"
         print(
@@ -314,14 +329,12 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------- search / worker
-def _optimize(study: Any, worker: _Worker, args: argparse.Namespace, budget: float | None) -> None:
+def _optimize(study: Any, worker: _Worker, args: argparse.Namespace, config: SearchConfig) -> None:
     from optuna_mfkd.fidelity import MaxCostCallback
 
-    callbacks: list[Any] = []
-    if budget:
-        callbacks.append(MaxCostCallback(budget))
+    callbacks: list[Any] = [MaxCostCallback(config.budget)]
     if not args.quiet:
-        callbacks.append(_Progress(budget))
+        callbacks.append(_Progress(config.budget, list(level_settings(config))[-1]))
     study.optimize(
         worker,
         n_trials=args.n_trials,
@@ -352,7 +365,7 @@ def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: st
     n = len(study.trials)
     print(f"study {study.study_name!r}: {n} trials, cost {total_cost(study):,.0f} s")
     try:
-        best = best_high_fidelity_trial(study)
+        best = best_high_fidelity_trial(study, list(level_settings(config))[-1])
     except ValueError:
         print("no high-fidelity trial has finished yet")
     else:
@@ -412,8 +425,14 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
             study.set_user_attr(CONFIG_ATTR, asdict(config))
         print(f"{'joined' if join else 'resumed'} study {args.study_name!r} ({len(study.trials)} trials)")
     worker = _Worker(objective, args.time_scale)
+    from optuna_mfkd.fidelity import total_cost
+
+    if total_cost(study) >= config.budget:
+        print(f"the budget of {config.budget:,.0f} s is spent; pass a larger --budget to go on")
+        _summary(study, config, args, _masked(url))
+        return 0
     try:
-        _optimize(study, worker, args, config.budget)
+        _optimize(study, worker, args, config)
     except KeyboardInterrupt:
         _requeue_interrupted(study, worker.current)
         print(
@@ -524,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n2", type=nonneg_int, help="random warm-up trials at high fidelity (default: 10)")
     p.add_argument("--beta", type=nonneg_float, help="UCB weight of the variance (default: 1.0)")
     p.add_argument("--n-candidates", type=positive_int, help="random cells scored per step (default: 2000)")
-    p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss (default: nst)")
+    p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
     _add_study_options(p, join=False)
     p.set_defaults(func=cmd_search)
 
@@ -558,8 +577,17 @@ def _version() -> str:
         return "unknown"
 
 
+def _quiet_warnings() -> None:
+    """Hide warnings about experimental/deprecated APIs the command uses on purpose."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*experimental.*")
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``optuna-mfkd``; returns the exit code."""
+    _quiet_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
