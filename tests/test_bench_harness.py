@@ -107,3 +107,36 @@ def test_incumbent_curve_uses_top_level_only():
     assert costs.tolist() == [1.0, 11.0, 13.0, 23.0, 33.0]
     assert np.isnan(tests[0]) and tests[1:].tolist() == [91.0, 91.0, 92.5, 92.5]  # ties keep the earlier
     assert (final_test, final_val) == (92.5, 45.0)
+
+
+def test_store_study_copies_everything(sqlite_url):
+    # The one-transaction copy must give back what Optuna's own storage holds.
+    mem = optuna.create_study(study_name="copy/x/y/seed-0", direction="maximize",
+                              pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    mem.set_user_attr("u", {"a": 1})
+    mem._storage.set_study_system_attr(mem._study_id, "s", [1, 2])
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        c = trial.suggest_categorical("c", ["a", "b", None])
+        n = trial.suggest_int("n", 1, 9, log=True)
+        trial.set_user_attr("cost", x * 10)
+        trial.report(x, 3)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        return x + n if c != "b" else float("inf")
+
+    mem.optimize(objective, n_trials=25)
+    target = optuna.storages.RDBStorage(sqlite_url)
+    harness._bulk_copy(mem, target)  # the fast path itself, not its fallback
+    back = optuna.load_study(study_name="copy/x/y/seed-0", storage=target)
+    assert back.user_attrs == {"u": {"a": 1}}
+    assert target.get_study_system_attrs(back._study_id) == {"s": [1, 2]}
+    assert back.direction == mem.direction
+    for a, b in zip(mem.trials, back.trials, strict=True):
+        assert (a.number, a.state, a.values, a.params, a.distributions) == (b.number, b.state, b.values, b.params, b.distributions)
+        assert (a.user_attrs, a.system_attrs, a.intermediate_values) == (b.user_attrs, b.system_attrs, b.intermediate_values)
+        assert (a.datetime_start, a.datetime_complete) == (b.datetime_start, b.datetime_complete)
+    # New trials continue the numbering.
+    back.optimize(objective, n_trials=1)
+    assert back.trials[-1].number == 25
