@@ -144,8 +144,10 @@ class MFKDSampler(BaseSampler):
             every point of a discrete space.
         beta: UCB trade-off (``>= 0``), see above.
         seed: seed of the candidate draws and of the model fit's restarts.
-        refit_every: fully re-optimise the hyperparameters every this many new
-            observations; in between, the previous hyperparameters are reused (warm start).
+        refit_every: re-optimise the hyperparameters once this many observations were
+            added since the last fit (which then starts from the previous optimum); in
+            between, the last hyperparameters are kept and only the data are updated, so
+            the posterior stays exact for those hyperparameters.
         max_fit_iter: L-BFGS-B iteration cap of one fit.
         ard: one GP length scale per encoded feature instead of one per level.
         torch_threads: torch threads used inside a step (restored afterwards); ``None``
@@ -162,8 +164,8 @@ class MFKDSampler(BaseSampler):
         beta: float = 1.0,
         seed: int | None = None,
         *,
-        refit_every: int = 1,
-        max_fit_iter: int = 100,
+        refit_every: int = 3,
+        max_fit_iter: int = 50,
         ard: bool = False,
         torch_threads: int | None = 1,
     ) -> None:
