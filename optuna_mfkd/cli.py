@@ -86,7 +86,8 @@ class SearchConfig:
 
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
-    scored per step; ``budget`` the total cost (seconds, simulated in tabular mode).
+    scored per step; ``train_images`` the training images of a live low fidelity (``None``:
+    all); ``budget`` the total cost (seconds, simulated in tabular mode).
     """
 
     mode: str = "tabular"
@@ -98,6 +99,7 @@ class SearchConfig:
     beta: float = 1.0
     n_candidates: int = 2000
     kd_loss: str = "nst"
+    train_images: int | None = None
     budget: float = 200_000.0
 
     # Options that may change when a study is resumed (the budget may grow).
@@ -230,7 +232,9 @@ def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
     """
     if config.mode == "tabular":
         return {f"{config.e1}ep": {"epochs": config.e1}, f"{config.e2}ep": {"epochs": config.e2}}
-    low = {"epochs": config.e1, "kd_loss": config.kd_loss}
+    low: dict[str, Any] = {"epochs": config.e1, "kd_loss": config.kd_loss}
+    if config.train_images:
+        low["train_images"] = config.train_images
     return {f"{config.e1}ep-{config.kd_loss}": low, f"{config.e2}ep": {"epochs": config.e2, "kd_loss": "ce"}}
 
 
@@ -264,16 +268,30 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
         levels = {name: int(lv["epochs"]) for name, lv in level_settings(config).items()}
         return TabularObjective(table, config.dataset, levels=levels)
     data = _resolve_path(args.data_root, "MFKD_CIFAR10", "CIFAR-10 zip or ImageFolder", "--data-root")
-    teacher = _resolve_path(args.teacher, "MFKD_TEACHERS", "a teacher .pth or folder", "--teacher")
-    from optuna_mfkd.training import objective as training
+    teacher: Path | None = None
+    if config.kd_loss != "ce":
+        from optuna_mfkd.distill.teacher import default_teacher_path
 
-    if config.mode == "hybrid":
-        return training.HybridObjective(
-            table=table, dataset=config.dataset, data_root=data, teacher=teacher, device=args.device
-        )
-    return training.NB201TrainingObjective(
-        dataset=config.dataset, data_root=data, teacher=teacher, device=args.device
+        teacher = _resolve_path(args.teacher, "MFKD_TEACHERS", "a teacher .pth or folder", "--teacher")
+        if teacher.is_dir():
+            teacher = default_teacher_path(config.dataset, teacher)
+        if not teacher.is_file():
+            raise CLIError(f"--teacher: no checkpoint {teacher} for --dataset {config.dataset}")
+    from optuna_mfkd.training.objective import (
+        HybridNB201Objective,
+        LowFidelityEvaluator,
+        NB201TrainingObjective,
     )
+
+    levels = level_settings(config)
+    low_name, high_name = levels
+    if config.mode == "hybrid":
+        evaluator = LowFidelityEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
+                                         device=args.device)
+        return HybridNB201Objective(table, evaluator, levels[low_name], low_name=low_name,
+                                    high_name=high_name, dataset=config.dataset)
+    return NB201TrainingObjective(config.dataset, data, fidelities=levels, teacher=teacher,
+                                  cache=args.storage, device=args.device)
 
 
 class _Worker:
@@ -344,6 +362,13 @@ def _optimize(study: Any, worker: _Worker, args: argparse.Namespace, config: Sea
     )
 
 
+def _no_interrupt_traceback(record: Any) -> bool:
+    """Logging filter: a trial stopped by Ctrl-C is logged without its traceback."""
+    if record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], KeyboardInterrupt):
+        record.exc_info = None
+    return True
+
+
 def _requeue_interrupted(study: Any, trial_id: int | None) -> None:
     """Fail the trial an interrupt stopped (if still RUNNING) and queue it again."""
     import optuna
@@ -387,6 +412,10 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import logging
+
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(_no_interrupt_traceback)
     url = args.storage
     storage = open_storage(url, args.heartbeat, args.grace_period)
     study_id = _study_id(storage, args.study_name)
@@ -407,8 +436,8 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
     config = resolve_config(args, stored)
     if config.mode == "tabular" and config.e1 not in (12, 200):
         raise CLIError(f"--e1 {config.e1}: the NB201 table holds 12 and 200 epochs only")
-    if config.mode != "tabular" and config.e2 not in (12, 200) and config.mode == "hybrid":
-        raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 or 200 epochs")
+    if config.mode == "hybrid" and config.e2 != 12:
+        raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 epochs")
     if config.e1 >= config.e2:
         raise CLIError(f"--e1 {config.e1} must be smaller than --e2 {config.e2}")
     objective = build_objective(config, args)  # checks data paths before anything is stored
@@ -493,10 +522,10 @@ def cmd_nb201(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- pass-through
 def cmd_passthrough(module: str, args: argparse.Namespace) -> int:
-    """Run ``optuna_mfkd.bench.<module>.main(argv)`` with the remaining arguments."""
+    """Run ``<module>.main(argv)`` with the remaining arguments."""
     import importlib
 
-    main_fn = importlib.import_module(f"optuna_mfkd.bench.{module}").main
+    main_fn = importlib.import_module(module).main
     code = main_fn(list(args.rest))
     return int(code or 0)
 
@@ -543,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n2", type=nonneg_int, help="random warm-up trials at high fidelity (default: 10)")
     p.add_argument("--beta", type=nonneg_float, help="UCB weight of the variance (default: 1.0)")
     p.add_argument("--n-candidates", type=positive_int, help="random cells scored per step (default: 2000)")
+    p.add_argument("--train-images", type=positive_int,
+                   help="training images of the live low fidelity (default: all of the split)")
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
     _add_study_options(p, join=False)
     p.set_defaults(func=cmd_search)
@@ -552,8 +583,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_options(p, join=True)
     p.set_defaults(func=lambda a: cmd_search(a, join=True))
 
-    for name, module, text in (("benchmark", "harness", "run the benchmark harness"),
-                               ("report", "report", "summarise benchmark results")):
+    for name, module, text in (
+        ("benchmark", "optuna_mfkd.bench.harness", "run the benchmark harness (see its --help)"),
+        ("report", "optuna_mfkd.bench.report", "summarise benchmark results (see its --help)"),
+        ("teacher", "optuna_mfkd.distill.teacher", "load, train or fine-tune a teacher (see its --help)"),
+    ):
         p = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=lambda a, m=module: cmd_passthrough(m, a))

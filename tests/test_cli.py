@@ -1,0 +1,300 @@
+"""The ``optuna-mfkd`` command: help, argument errors, nb201 look-ups, search/resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from optuna_mfkd.cli import CONFIG_ATTR, WORKER_ATTR, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = ["search", "worker", "nb201"]
+RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+# A small tabular search: 4 + 3 random warm-up trials, then GP-UCB steps.
+SMALL = ["--n1", "4", "--n2", "3", "--n-candidates", "300", "--seed", "0", "--quiet"]
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``optuna-mfkd`` in this process; (exit code, stdout, stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse exits on --help and on parse errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_row(path: Path, index: int) -> dict[str, str]:
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if int(row["index"]) == index:
+                return row
+    raise AssertionError(f"index {index} not in {path}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------- help
+@pytest.mark.parametrize("argv", [["--help"], *[[c, "--help"] for c in SUBCOMMANDS]])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 0
+    assert out.startswith("usage: optuna-mfkd")
+
+
+def test_console_script_help() -> None:
+    exe = Path(sys.executable).with_name("optuna-mfkd")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "optuna_mfkd.cli"]
+    res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for sub in [*SUBCOMMANDS, "benchmark", "report", "teacher"]:
+        assert sub in res.stdout
+
+
+# ------------------------------------------------------------------------ bad arguments
+BAD = [
+    (["search", "--budget", "0"], "--budget"),
+    (["search", "--budget", "-5"], "--budget"),
+    (["search", "--budget", "nan"], "--budget"),
+    (["search", "--n-trials", "0"], "--n-trials"),
+    (["search", "--n1", "-1"], "--n1"),
+    (["search", "--beta", "abc"], "--beta"),
+    (["search", "--dataset", "mnist"], "--dataset"),
+    (["search", "--mode", "fast"], "--mode"),
+    (["search", "--kd-loss", "l2"], "--kd-loss"),
+    (["search", "--table", "/no/such/table.csv"], "--table"),
+    (["search", "--storage", "not-a-url"], "--storage"),
+    (["search", "--storage", "nosuchdb://x"], "--storage"),
+    (["search", "--e1", "200", "--e2", "12"], "--e1"),
+    (["worker"], "--study-name"),
+    (["nb201", "15625"], "15625"),
+    (["nb201", "|none~0|+|none~0|"], "|none~0|+|none~0|"),
+    (["nb201", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "conv"),
+    (["frobnicate"], "frobnicate"),
+]
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_argument_is_one_line(
+    argv: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NB201_TABLE", str(tmp_path / "absent.csv"))
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("optuna-mfkd")
+    assert named in lines[0]
+    assert "Traceback" not in err + out
+
+
+def test_unreachable_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql+psycopg://mfkd:secret@127.0.0.1:{free_port()}/mfkd"
+    code, _, err = run_cli(["search", "--storage", url], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "--storage" in err and "secret" not in err  # the password is not printed
+
+
+def test_missing_table_names_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NB201_TABLE", raising=False)
+    code, _, err = run_cli(["search", "--budget", "1000"], capsys)
+    assert code == 2
+    assert "--table" in err and "NB201_TABLE" in err
+    assert not list(tmp_path.iterdir()) or _study_names(f"sqlite:///{tmp_path / 'optuna-mfkd.db'}") == []
+
+
+def _study_names(url: str) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(url)]
+
+
+# ----------------------------------------------------------------------------- nb201
+def test_nb201_lookup_matches_table(nb201_table_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    row = table_row(nb201_table_path, 11472)
+    for cell in ["11472", RESNET]:
+        code, out, err = run_cli(["nb201", cell, "--table", str(nb201_table_path), "--dataset", "cifar100"], capsys)
+        assert code == 0, err
+        assert "11472" in out and RESNET in out
+        numbers = re.findall(r"(?:val@12|val@200|test@200)\s+([\d.]+)", out)
+        expected = [row["cifar100_val_acc_12ep"], row["cifar100_val_acc_200ep_mean"], row["cifar100_test_acc_200ep"]]
+        assert [float(x) for x in numbers] == pytest.approx([float(x) for x in expected], abs=0.006)
+
+
+def test_nb201_without_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("NB201_TABLE", raising=False)
+    code, out, _ = run_cli(["nb201", "0", "--json"], capsys)
+    assert code == 0
+    assert '"index": 0' in out and "cifar10" not in out
+
+
+# ---------------------------------------------------------------------------- search
+def test_search_tabular_and_resume(nb201_table_path: Path, sqlite_url: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["search", "--storage", sqlite_url, "--study-name", "s", "--table", str(nb201_table_path)]
+    code, out, err = run_cli([*base, "--budget", "40000", *SMALL], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == len(study.trials)
+    levels = [t.user_attrs["fidelity"] for t in trials]
+    assert levels[:4] == ["12ep"] * 4 and set(levels[4:]) == {"200ep"}
+    costs = [t.user_attrs["cost"] for t in trials]
+    assert sum(costs) >= 40000 > sum(costs[:-1])  # stops on the first trial past the budget
+    assert all(t.user_attrs[WORKER_ATTR] for t in trials)
+    # The summary names the best 200-epoch cell and its table test accuracy.
+    best = max((t for t in trials if t.user_attrs["fidelity"] == "200ep"), key=lambda t: t.value)
+    index = best.user_attrs["nb201_index"]
+    row = table_row(nb201_table_path, index)
+    assert f"NB201 index {index}" in out
+    assert f"{float(row['cifar10_valid_val_acc_200ep_mean']):.2f}%" in out
+    assert f"{float(row['cifar10_test_acc_200ep']):.2f}%" in out
+    assert f"optuna-dashboard {sqlite_url}" in out
+
+    # A conflicting option is refused and nothing stored changes.
+    n, config = len(study.trials), study.user_attrs[CONFIG_ATTR]
+    code, _, err = run_cli([*base, "--n1", "5", "--budget", "60000"], capsys)
+    assert code == 2 and "--n1" in err
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    assert len(study.trials) == n and study.user_attrs[CONFIG_ATTR] == config
+
+    # Resuming with a larger budget goes on with the stored configuration.
+    code, out, err = run_cli([*base, "--budget", "50000", "--quiet"], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    assert len(study.trials) > n
+    assert sum(t.user_attrs["cost"] for t in study.trials) >= 50000
+    assert study.user_attrs[CONFIG_ATTR]["n1"] == 4
+
+
+def test_search_refuses_minimize_study(nb201_table_path: Path, sqlite_url: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    study = optuna.create_study(storage=sqlite_url, study_name="m", direction="minimize")
+    study.add_trial(optuna.create_trial(value=1.0))
+    code, _, err = run_cli(["search", "--storage", sqlite_url, "--study-name", "m",
+                            "--table", str(nb201_table_path)], capsys)
+    assert code == 2 and "--study-name" in err and "minimize" in err
+    study = optuna.load_study(study_name="m", storage=sqlite_url)
+    assert len(study.trials) == 1 and study.user_attrs == {}
+
+
+def test_worker_joins_existing_study(nb201_table_path: Path, sqlite_url: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["search", "--storage", sqlite_url, "--study-name", "w", "--table",
+                            str(nb201_table_path), "--budget", "1e9", "--n-trials", "3", *SMALL], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["worker", "--storage", sqlite_url, "--study-name", "w", "--table",
+                              str(nb201_table_path), "--n-trials", "5", "--quiet"], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="w", storage=sqlite_url)
+    assert len(study.trials) == 8
+    assert [t.user_attrs["fidelity"] for t in study.trials] == ["12ep"] * 4 + ["200ep"] * 4
+    assert "joined study 'w'" in out
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+def test_ctrl_c_leaves_study_resumable(nb201_table_path: Path, sqlite_url: str) -> None:
+    """SIGINT mid-trial: exit 130, the trial FAIL and queued again; the next run evaluates it."""
+    argv = [sys.executable, "-m", "optuna_mfkd.cli", "search", "--storage", sqlite_url,
+            "--study-name", "c", "--table", str(nb201_table_path), "--budget", "1e9",
+            "--time-scale", "0.05", *SMALL]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        running = _wait_for_running_trial(sqlite_url, "c", proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "resume with" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="c", storage=sqlite_url)
+    states = {t.number: t.state for t in study.trials}
+    assert states[running.number] == TrialState.FAIL
+    assert TrialState.RUNNING not in states.values()
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == running.number
+
+    res = subprocess.run([*argv[:-1], "--time-scale", "0", "--n-trials", "1"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    study = optuna.load_study(study_name="c", storage=sqlite_url)
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == running.params
+    assert retried[0].user_attrs["fidelity"] == running.user_attrs["fidelity"]
+
+
+def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen) -> optuna.trial.FrozenTrial:
+    """The first RUNNING trial that has its parameters (the objective is running)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            study = optuna.load_study(study_name=name, storage=url)
+        except KeyError:
+            study = None
+        if study is not None:
+            for t in study.get_trials(states=(TrialState.RUNNING,)):
+                if len(t.params) == 6 and "cost" in t.user_attrs:
+                    return t
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")
+
+
+# ---------------------------------------------------------------------- documentation
+def _doc_commands(prefix: str) -> list[str]:
+    commands = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        blocks = re.findall(r"```(?:bash|console|sh)\n(.*?)```", path.read_text(), flags=re.S)
+        for block in blocks:
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in line.split("&&"):
+                    part = part.strip()
+                    if part.startswith(prefix):
+                        commands.append(part)
+    return commands
+
+
+def test_documented_commands_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``optuna-mfkd`` command in the README and docs is accepted by the parser.
+
+    The README's main job runs in full in ``.ci/run``; search/worker/nb201 behaviour is
+    tested above, the harness commands by its own tests.
+    """
+    for var in ("NB201_TABLE", "MFKD_CIFAR10", "MFKD_TEACHERS"):
+        if not os.environ.get(var):
+            monkeypatch.setenv(var, str(tmp_path))
+    commands = _doc_commands("optuna-mfkd ")
+    assert any(c.startswith("optuna-mfkd search") for c in commands)
+    for command in commands:
+        argv = shlex.split(os.path.expandvars(command))[1:]
+        if argv[0] in ("benchmark", "report"):
+            continue
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit as exc:
+            assert exc.code == 0, f"{command}: {capsys.readouterr().err}"
