@@ -24,6 +24,7 @@ shapes, C <= HW everywhere, that is the Gram form). The paper's subset approxima
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +32,13 @@ import torch.nn.functional as F
 __all__ = [
     "ce_loss",
     "hinton_kd_loss",
+    "TeacherTargets",
     "nst_loss",
+    "nst_loss_from_targets",
     "nst_loss_subset",
     "nst_mmd2_per_sample",
     "random_channel_subsets",
+    "teacher_targets",
 ]
 
 
@@ -80,6 +84,67 @@ def _mean_kernel(a: torch.Tensor, b: torch.Tensor, c: float, degree: int) -> tor
     return gram.pow(degree).mean(dim=(1, 2))
 
 
+@dataclass
+class TeacherTargets:
+    """What NST needs of one teacher layer: normalised rows T (B, C_T, HW) and the
+    teacher-teacher term ``1/C_T^2 sum_{i,i'} k(t_i, t_i')`` per sample (B,)."""
+
+    rows: torch.Tensor
+    tt: torch.Tensor
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> TeacherTargets:
+        return TeacherTargets(self.rows.to(device, dtype), self.tt.to(device))
+
+
+def teacher_targets(teacher_feats: Sequence[torch.Tensor], *, c: float = 0.0,
+                    degree: int = 2) -> list[TeacherTargets]:
+    """Precompute the teacher side of NST for each layer (no gradient)."""
+    out = []
+    with torch.no_grad():
+        for ft in teacher_feats:
+            t = _rows(ft).contiguous()
+            out.append(TeacherTargets(t, _mean_kernel(t, t, c, degree)))
+    return out
+
+
+def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: int) -> torch.Tensor:
+    """Per-sample MMD^2 from a raw student map and teacher targets (channel-Gram form).
+
+    Normalisation is applied to the Gram matrices instead of the (C, HW) rows:
+    k(s_i, s_j) = (G_ij / (n_i n_j) + c)^d with G = F_S F_S^T and n_i = sqrt(G_ii).
+    """
+    if fs.dim() != 4:
+        raise ValueError(f"NST expects (B, C, H, W) feature maps, got shape {tuple(fs.shape)}.")
+    t = target.rows.float()
+    if fs.shape[0] != t.shape[0] or fs.shape[2] * fs.shape[3] != t.shape[2]:
+        raise ValueError(
+            "student and teacher feature maps must share batch size and H, W; got "
+            f"{tuple(fs.shape)} and teacher rows {tuple(t.shape)}."
+        )
+    s = fs.float().flatten(2)  # (B, C_S, HW), any memory layout
+    gram = torch.bmm(s, s.transpose(1, 2))  # (B, C_S, C_S)
+    inv = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-24).rsqrt()  # 1 / n_i
+    ss = gram * inv.unsqueeze(2) * inv.unsqueeze(1)
+    st = torch.bmm(s, t.transpose(1, 2)) * inv.unsqueeze(2)  # (B, C_S, C_T)
+    if c != 0.0:
+        ss, st = ss + c, st + c
+    return target.tt + ss.pow(degree).mean(dim=(1, 2)) - 2.0 * st.pow(degree).mean(dim=(1, 2))
+
+
+def nst_loss_from_targets(student_feats: Sequence[torch.Tensor], targets: Sequence[TeacherTargets],
+                          *, c: float = 0.0, degree: int = 2) -> torch.Tensor:
+    """:func:`nst_loss` with the teacher side precomputed by :func:`teacher_targets`."""
+    if len(student_feats) != len(targets):
+        raise ValueError(f"got {len(student_feats)} student feature maps and {len(targets)} teacher targets.")
+    if not targets:
+        raise ValueError("nst_loss needs at least one distilled layer.")
+    total = None
+    for fs, tg in zip(student_feats, targets, strict=True):
+        term = _student_terms(fs, tg, c, degree).mean()
+        total = term if total is None else total + term
+    return total
+
+
 def nst_mmd2_per_sample(
     student: torch.Tensor,
     teacher: torch.Tensor,
@@ -102,9 +167,8 @@ def nst_mmd2_per_sample(
     if int(degree) != degree or degree < 1:
         raise ValueError(f"degree must be a positive integer, got {degree!r}.")
     degree = int(degree)
-    s = _rows(student)
     t = _rows(teacher.detach())
-    cs, ct, hw = s.shape[1], t.shape[1], s.shape[2]
+    cs, ct, hw = student.shape[1], t.shape[1], t.shape[2]
     exact_spatial = c == 0.0 and degree == 2
     if form == "auto":
         gram_cost = (cs * cs + ct * ct + cs * ct) * hw
@@ -113,15 +177,12 @@ def nst_mmd2_per_sample(
     if form == "spatial":
         if not exact_spatial:
             raise ValueError("the spatial NST form holds only for c = 0, degree = 2.")
+        s = _rows(student)
         diff = torch.bmm(s.transpose(1, 2), s) / cs - torch.bmm(t.transpose(1, 2), t) / ct
         return diff.pow(2).sum(dim=(1, 2))
     if form != "gram":
         raise ValueError(f"form must be 'auto', 'gram' or 'spatial', got {form!r}.")
-    return (
-        _mean_kernel(t, t, c, degree)
-        + _mean_kernel(s, s, c, degree)
-        - 2.0 * _mean_kernel(t, s, c, degree)
-    )
+    return _student_terms(student, TeacherTargets(t.contiguous(), _mean_kernel(t, t, c, degree)), c, degree)
 
 
 def nst_loss(

@@ -24,11 +24,12 @@ import torch
 from torch import nn
 
 from optuna_mfkd.distill.losses import (
+    TeacherTargets,
     ce_loss,
     hinton_kd_loss,
-    nst_loss,
-    nst_loss_subset,
+    nst_loss_from_targets,
     random_channel_subsets,
+    teacher_targets,
 )
 from optuna_mfkd.nasbench201.network import DEFAULT_DISTILL_LAYERS, build_network
 from optuna_mfkd.training.data import ArrayDataset, DeviceLoader
@@ -98,37 +99,32 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 class TeacherOutputCache:
-    """Teacher logits and features per (epoch, batch) of a deterministic loader.
+    """Teacher logits and NST targets per (epoch, batch) of a deterministic loader.
 
     Valid only for loaders that yield the same batches each time (same data, batch size,
-    seed), which :class:`DeviceLoader` does; ``key`` records what the outputs depend on and
-    :meth:`check` refuses a different one. Stored as float16 on the given device.
+    seed), which :class:`DeviceLoader` does; :meth:`check` clears the cache when asked for a
+    different key. NST targets (normalised teacher rows, float16, and the teacher-teacher
+    term) are stored for the configuration's layers, channel subsets and kernel.
     """
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float16) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         self.key: tuple | None = None
-        self._store: dict[tuple[int, int], tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._store: dict[tuple[int, int], tuple[torch.Tensor, list[TeacherTargets]]] = {}
 
     def check(self, key: tuple) -> None:
-        if self.key is None:
-            self.key = key
-        elif self.key != key:
+        if self.key != key:
             self._store.clear()
             self.key = key
 
-    def get(self, epoch: int, step: int):
-        hit = self._store.get((epoch, step))
-        if hit is None:
-            return None
-        logits, feats = hit
-        return logits.float(), [f.float() for f in feats]
+    def get(self, epoch: int, step: int) -> tuple[torch.Tensor, list[TeacherTargets]] | None:
+        return self._store.get((epoch, step))
 
-    def put(self, epoch: int, step: int, logits: torch.Tensor, feats: list[torch.Tensor]) -> None:
+    def put(self, epoch: int, step: int, logits: torch.Tensor, targets: list[TeacherTargets]) -> None:
         self._store[(epoch, step)] = (
-            logits.to(self.device, self.dtype),
-            [f.to(self.device, self.dtype) for f in feats],
+            logits.float().to(self.device),
+            [t.to(self.device, self.dtype) for t in targets],
         )
 
     def __len__(self) -> int:
@@ -191,18 +187,24 @@ def train(
                           weight_decay=config.weight_decay, nesterov=config.nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
 
+    # The teacher side (logits + NST targets for the configured layers) is computed for KD too,
+    # so KD and NST runs on the same data share a TeacherOutputCache.
     layers = config.nst_layers if config.loss == "nst" else ()
-    subsets = None
-    if config.loss == "nst" and config.nst_channel_fraction < 1.0:
-        subsets = random_channel_subsets(layer_widths(model, layers), config.nst_channel_fraction,
-                                         seed=config.seed)
-    # The cache holds the teacher's features at ``nst_layers`` whatever the loss, so KD and
-    # NST runs on the same data share it.
     teacher_layers = config.nst_layers if teacher_cache is not None else layers
+    subsets = None
+    if config.nst_channel_fraction < 1.0 and teacher_layers:
+        subsets = random_channel_subsets(layer_widths(model, teacher_layers),
+                                         config.nst_channel_fraction, seed=config.seed)
     if teacher_cache is not None and config.loss != "ce":
         teacher_cache.check((teacher_key, len(train_data), int(train_data.labels.sum()),
-                             int(train_data.images[:, 0, 0, 0].long().sum()),
-                             config.batch_size, config.seed, tuple(teacher_layers)))
+                             int(train_data.images[:, 0, 0, 0].long().sum()), config.batch_size,
+                             config.seed, tuple(teacher_layers), config.nst_channel_fraction,
+                             config.nst_c, config.nst_degree))
+
+    def select(feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        if subsets is None:
+            return feats
+        return [f.index_select(1, idx.to(f.device)) for f, idx in zip(feats, subsets, strict=True)]
 
     from tqdm.auto import tqdm
 
@@ -216,16 +218,17 @@ def train(
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=None if config.progress is None else not config.progress)
         for step, (x, y) in enumerate(bar):
-            t_logits, t_feats = None, []
+            t_logits, targets = None, []
             if config.loss != "ce":
                 hit = teacher_cache.get(epoch, step) if teacher_cache is not None else None
                 if hit is None:
                     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         t_logits, t_feats = teacher.forward_features(x, teacher_layers)
+                    targets = teacher_targets(select(t_feats), c=config.nst_c, degree=config.nst_degree)
                     if teacher_cache is not None:
-                        teacher_cache.put(epoch, step, t_logits, t_feats)
+                        teacher_cache.put(epoch, step, t_logits, targets)
                 else:
-                    t_logits, t_feats = hit
+                    t_logits, targets = hit
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, s_feats = model.forward_features(x, layers)
                 if config.loss == "ce":
@@ -234,13 +237,9 @@ def train(
                     loss = hinton_kd_loss(logits.float(), t_logits.float(), y,
                                           tau=config.kd_tau, lam=config.kd_lambda)
                 else:
-                    ce = ce_loss(logits.float(), y)
-                    if subsets is None:
-                        mmd = nst_loss(s_feats, t_feats, c=config.nst_c, degree=config.nst_degree)
-                    else:
-                        mmd = nst_loss_subset(s_feats, t_feats, subsets, c=config.nst_c,
-                                              degree=config.nst_degree)
-                    loss = ce + config.nst_beta * mmd
+                    mmd = nst_loss_from_targets(select(s_feats), targets, c=config.nst_c,
+                                                degree=config.nst_degree)
+                    loss = ce_loss(logits.float(), y) + config.nst_beta * mmd
             if not torch.isfinite(loss):
                 raise DivergenceError(
                     f"training loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} "
