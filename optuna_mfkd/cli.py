@@ -227,11 +227,11 @@ def _resolve_path(value: Path | None, env: str, what: str, flag: str) -> Path:
 def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
     """Fidelity name -> settings (recorded on each trial), cheapest level first.
 
-    Tabular levels are named after their epochs (``12ep``, ``200ep``); a live low fidelity
-    also names its training loss (``1ep-nst``).
+    Tabular levels are named after their epochs (``12ep``, ``200ep``; NB201 trained them with
+    cross-entropy); a live low fidelity also names its training loss (``1ep-nst``).
     """
-    if config.mode == "tabular":
-        return {f"{config.e1}ep": {"epochs": config.e1}, f"{config.e2}ep": {"epochs": config.e2}}
+    if config.mode == "tabular":  # NB201's schedules, trained with cross-entropy
+        return {f"{e}ep": {"epochs": e, "kd_loss": "ce"} for e in (config.e1, config.e2)}
     low: dict[str, Any] = {"epochs": config.e1, "kd_loss": config.kd_loss}
     if config.train_images:
         low["train_images"] = config.train_images
@@ -384,27 +384,50 @@ def _requeue_interrupted(study: Any, trial_id: int | None) -> None:
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
-def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: str) -> None:
-    from optuna_mfkd.fidelity import best_high_fidelity_trial, total_cost
+def summary_lines(study: Any, config: SearchConfig, table: Any | None) -> list[str]:
+    """The end-of-search summary: trials per level, cost, best high-fidelity cell."""
+    from collections import Counter
 
-    n = len(study.trials)
-    print(f"study {study.study_name!r}: {n} trials, cost {total_cost(study):,.0f} s")
+    from optuna.trial import TrialState
+
+    from optuna_mfkd.fidelity import best_high_fidelity_trial, fidelity_of, total_cost
+    from optuna_mfkd.nasbench201.space import architecture_from_params
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    per_level = Counter(fidelity_of(t, default="-") for t in done)
+    levels = ", ".join(f"{n} at {name}" for name, n in sorted(per_level.items()))
+    lines = [f"study {study.study_name!r}: {len(study.trials)} trials ({levels or 'none complete'}), "
+             f"cost {total_cost(study):,.0f} s"]
     try:
         best = best_high_fidelity_trial(study, list(level_settings(config))[-1])
     except ValueError:
-        print("no high-fidelity trial has finished yet")
-    else:
-        from optuna_mfkd.nasbench201.space import architecture_from_params
+        return [*lines, "no high-fidelity trial has finished yet"]
+    arch = architecture_from_params(best.params)
+    lines += [f"best high-fidelity cell: {arch.arch_str} (NB201 index {arch.index}, trial {best.number})",
+              f"  {config.e2}-epoch validation accuracy: {best.value:.2f}%"]
+    if table is not None:
+        lines.append(f"  200-epoch test accuracy (NB201 table): {table.test_acc(config.dataset, arch.index):.2f}%")
+    return lines
 
-        arch = architecture_from_params(best.params)
-        print(f"best high-fidelity cell: {arch.arch_str} (NB201 index {arch.index})")
-        print(f"  {config.e2}-epoch validation accuracy: {best.value:.2f}%")
-        if config.mode in ("tabular", "hybrid"):
-            from optuna_mfkd.nasbench201.table import load_table
 
-            table = load_table(_resolve_path(args.table, "NB201_TABLE", "", "--table"))
-            print(f"  200-epoch test accuracy (NB201 table): {table.test_acc(config.dataset, arch.index):.2f}%")
+def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: str) -> None:
+    """Print the summary and store it as the study's note (shown by optuna-dashboard)."""
+    table = None
+    if config.mode in ("tabular", "hybrid"):
+        from optuna_mfkd.nasbench201.table import load_table
+
+        table = load_table(_resolve_path(args.table, "NB201_TABLE", "the NB201 table CSV", "--table"))
+    lines = summary_lines(study, config, table)
+    print("\n".join(lines))
     print(f"open the dashboard: optuna-dashboard {url}")
+    try:
+        from optuna_dashboard import save_note
+
+        settings = ", ".join(f"{k}={v}" for k, v in asdict(config).items())
+        save_note(study, "## MF-KD search\n\n" + "\n".join(f"    {line}" for line in lines)
+                  + f"\n\nSettings: {settings}\n")
+    except ImportError:  # the dashboard is optional at run time
+        pass
 
 
 def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
