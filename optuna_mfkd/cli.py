@@ -87,7 +87,8 @@ class SearchConfig:
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
     scored per step; ``train_images`` the training images of a live low fidelity (``None``:
-    all); ``budget`` the total cost (seconds, simulated in tabular mode).
+    all) and ``eval_images`` its validation images (``None``: all); ``budget`` the total
+    cost (seconds, simulated in tabular mode).
     """
 
     mode: str = "tabular"
@@ -100,6 +101,7 @@ class SearchConfig:
     n_candidates: int = 2000
     kd_loss: str = "nst"
     train_images: int | None = None
+    eval_images: int | None = None
     budget: float = 200_000.0
 
     # Options that may change when a study is resumed (the budget may grow).
@@ -235,6 +237,8 @@ def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
     low: dict[str, Any] = {"epochs": config.e1, "kd_loss": config.kd_loss}
     if config.train_images:
         low["train_images"] = config.train_images
+    if config.eval_images:
+        low["eval_images"] = config.eval_images
     return {f"{config.e1}ep-{config.kd_loss}": low, f"{config.e2}ep": {"epochs": config.e2, "kd_loss": "ce"}}
 
 
@@ -597,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-candidates", type=positive_int, help="random cells scored per step (default: 2000)")
     p.add_argument("--train-images", type=positive_int,
                    help="training images of the live low fidelity (default: all of the split)")
+    p.add_argument("--eval-images", type=positive_int,
+                   help="validation images of the live low fidelity (default: all of the split)")
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
     _add_study_options(p, join=False)
     p.set_defaults(func=cmd_search)

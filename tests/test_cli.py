@@ -213,6 +213,77 @@ def test_worker_joins_existing_study(nb201_table_path: Path, sqlite_url: str,
     assert "joined study 'w'" in out
 
 
+# ------------------------------------------------------------------------ live modes
+@pytest.fixture
+def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A 3-class ImageFolder zip of random 16x16 images and a teacher trained on nothing."""
+    import io
+    import zipfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from optuna_mfkd.distill.teacher import save_teacher
+    from optuna_mfkd.nasbench201.network import build_network
+
+    monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for split, n in (("train", 16), ("test", 4)):
+            for cls in ("a", "b", "c"):
+                for i in range(n):
+                    buf = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
+                    zf.writestr(f"cifar10/{split}/{cls}/{i}.png", buf.getvalue())
+    torch.manual_seed(0)
+    teacher = save_teacher(build_network(RESNET, 3), tmp_path / "teacher.pth")
+    return path, teacher
+
+
+LIVE = ["--n1", "2", "--n2", "2", "--n-candidates", "100", "--seed", "0", "--quiet",
+        "--train-images", "16", "--eval-images", "16", "--budget", "1e9", "--n-trials", "5"]
+
+
+@pytest.mark.parametrize("mode", ["train", "hybrid"])
+def test_search_live_modes(mode: str, tiny_cifar: tuple[Path, Path], nb201_table_path: Path,
+                           sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    data, teacher = tiny_cifar
+    extra = ["--e1", "1", "--e2", "2"] if mode == "train" else []
+    code, out, err = run_cli(["search", "--mode", mode, "--storage", sqlite_url, "--study-name", mode,
+                              "--table", str(nb201_table_path), "--data-root", str(data),
+                              "--teacher", str(teacher), *extra, *LIVE], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name=mode, storage=sqlite_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+    low = [t for t in study.trials if t.user_attrs["fidelity"] == "1ep-nst"]
+    high = [t for t in study.trials if t.user_attrs["fidelity"] != "1ep-nst"]
+    assert len(low) == 2 and len(high) == 3
+    assert all(t.user_attrs["kd_loss"] == "nst" and t.user_attrs["cost"] > 0 for t in low)
+    assert all(sorted(t.intermediate_values) == [1] for t in low)
+    if mode == "hybrid":  # the high fidelity is the table's 12-epoch validation accuracy
+        for t in high:
+            row = table_row(nb201_table_path, t.user_attrs["nb201_index"])
+            assert t.value == pytest.approx(float(row["cifar10_valid_val_acc_12ep"]))
+        assert "200-epoch test accuracy" in out
+    else:
+        assert all(t.user_attrs["kd_loss"] == "ce" and sorted(t.intermediate_values) == [1, 2] for t in high)
+
+
+def test_search_live_mode_needs_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     nb201_table_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MFKD_CIFAR10", raising=False)
+    code, _, err = run_cli(["search", "--mode", "hybrid", "--table", str(nb201_table_path)], capsys)
+    assert code == 2 and "--data-root" in err and "MFKD_CIFAR10" in err
+    monkeypatch.setenv("MFKD_TEACHERS", str(tmp_path))
+    code, _, err = run_cli(["search", "--mode", "hybrid", "--table", str(nb201_table_path),
+                            "--data-root", str(tmp_path)], capsys)
+    assert code == 2 and "--teacher" in err
+    assert not (tmp_path / "optuna-mfkd.db").exists() or _study_names(f"sqlite:///{tmp_path / 'optuna-mfkd.db'}") == []
+
+
 # ------------------------------------------------------------------------------ Ctrl-C
 def test_ctrl_c_leaves_study_resumable(nb201_table_path: Path, sqlite_url: str) -> None:
     """SIGINT mid-trial: exit 130, the trial FAIL and queued again; the next run evaluates it."""
