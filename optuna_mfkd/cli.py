@@ -568,7 +568,7 @@ def _add_study_options(p: argparse.ArgumentParser, join: bool) -> None:
                    help="CIFAR-10 zip or ImageFolder root for live training (default: $MFKD_CIFAR10)")
     p.add_argument("--teacher", type=_existing_path,
                    help="teacher checkpoint .pth or folder of them (default: $MFKD_TEACHERS)")
-    p.add_argument("--device", default="cpu", help="torch device for live training (default: cpu)")
+    p.add_argument("--device", help="torch device for live training (default: cuda when available, else cpu)")
     p.add_argument("--n-trials", type=positive_int, help="stop after this many trials in this process")
     p.add_argument("--budget", type=positive_float,
                    help="total cost of the study in seconds (simulated in tabular mode)")

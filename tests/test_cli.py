@@ -51,11 +51,14 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------------------- help
-@pytest.mark.parametrize("argv", [["--help"], *[[c, "--help"] for c in SUBCOMMANDS]])
+@pytest.mark.parametrize("argv", [["--help"], *[[c, "--help"] for c in SUBCOMMANDS],
+                                  ["teacher", "finetune", "--help"], ["benchmark", "--help"],
+                                  ["report", "--help"]])
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(argv, capsys)
     assert code == 0
     assert out.startswith("usage: optuna-mfkd")
+    assert argv[0] == "--help" or f"optuna-mfkd {argv[0]}" in out.splitlines()[0]
 
 
 def test_console_script_help() -> None:
@@ -369,3 +372,30 @@ def test_documented_commands_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             build_parser().parse_args(argv)
         except SystemExit as exc:
             assert exc.code == 0, f"{command}: {capsys.readouterr().err}"
+
+
+def test_documented_benchmark_commands_run(nb201_table_path: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark and report commands of the docs run as written (in a scratch folder)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NB201_TABLE", str(nb201_table_path))
+    commands = [c for c in _doc_commands("optuna-mfkd ") if c.split()[1] in ("benchmark", "report")]
+    assert [c.split()[1] for c in commands] == ["benchmark", "report"]
+    for command in commands:
+        code, _, err = run_cli(shlex.split(os.path.expandvars(command))[1:], capsys)
+        assert code == 0, f"{command}: {err}"
+    assert (tmp_path / "bench-report" / "README.md").is_file()
+
+
+def test_getting_started_python_example(nb201_table_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The Python example of getting-started.md runs (with a smaller budget, still past the warm-up)."""
+    monkeypatch.setenv("NB201_TABLE", str(nb201_table_path))
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert "MaxCostCallback(200_000)" in code
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    exec(compile(code.replace("200_000", "80_000"), "getting-started.md", "exec"), {})
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"(\|[a-z_0-9]+~\d)+\|(\+(\|[a-z_0-9]+~\d)+\|)+", printed), printed
