@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from optuna_mfkd.bench import harness, report
+from optuna_mfkd.bench.incumbent import incumbent_curve
 from optuna_mfkd.bench.protocols import get_protocol
 
 
@@ -60,6 +61,13 @@ def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol
     assert len(runs) == 5
     for row in runs.itertuples():
         assert row.final_test_acc == pytest.approx(finals[f"tiny/cifar10/{row.method}/seed-{row.seed}"])
+    # The summaries stored with the studies give what the trials give.
+    fast, slow = report.load_runs(sqlite_url), report.load_runs(sqlite_url, use_records=False)
+    key = lambda r: (r.method, r.seed)  # noqa: E731
+    for a, b in zip(sorted(fast, key=key), sorted(slow, key=key), strict=True):
+        assert (a.final_test, a.final_val, a.n_trials) == (b.final_test, b.final_val, b.n_trials)
+        np.testing.assert_array_equal(a.curve_test, b.curve_test)
+        np.testing.assert_allclose(a.curve_cost, b.curve_cost, atol=1e-3)
     summary = pd.read_csv(out / "summary.csv").set_index("method")
     rand = [v for k, v in finals.items() if "/random/" in k]
     assert summary.loc["random", "mean"] == pytest.approx(np.mean(rand))
@@ -103,7 +111,7 @@ def test_incumbent_curve_uses_top_level_only():
     ]
     for i, t in enumerate(trials):
         t.number = i
-    costs, tests, final_test, final_val = report.incumbent_curve(trials, "200ep")
+    costs, tests, final_test, final_val = incumbent_curve(trials, "200ep")
     assert costs.tolist() == [1.0, 11.0, 13.0, 23.0, 33.0]
     assert np.isnan(tests[0]) and tests[1:].tolist() == [91.0, 91.0, 92.5, 92.5]  # ties keep the earlier
     assert (final_test, final_val) == (92.5, 45.0)

@@ -26,12 +26,14 @@ from typing import Any
 
 import optuna
 
+from optuna_mfkd.bench.incumbent import result_record
 from optuna_mfkd.bench.protocols import LowFidelityPool, Protocol, get_protocol
 from optuna_mfkd.fidelity import MaxCostCallback
 from optuna_mfkd.nasbench201.table import load_table, normalise_dataset
 
 FINISHED_ATTR = "bench:finished"
 META_ATTR = "bench:meta"
+RESULT_ATTR = "bench:result"
 #: Safety cap on the trials of one run (a budget normally stops it long before).
 MAX_TRIALS = 5000
 
@@ -75,7 +77,7 @@ def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.Base
 
 def finished_studies(storage: optuna.storages.BaseStorage) -> set[str]:
     """Names of the studies in ``storage`` that a run completed."""
-    return {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False) if s.user_attrs.get(FINISHED_ATTR)}
+    return {s.study_name for s in storage.get_all_studies() if s.user_attrs.get(FINISHED_ATTR)}
 
 
 def run_one(
@@ -141,8 +143,25 @@ def run_one(
         store_study(study, target)
     stored = optuna.load_study(study_name=name, storage=target)
     stored.set_user_attr(META_ATTR, meta)
+    stored.set_user_attr(RESULT_ATTR, result_record(study.get_trials(deepcopy=False), protocol.top_level))
     stored.set_user_attr(FINISHED_ATTR, True)
     return {"study": name, "skipped": False, "trials": len(study.trials), "wall_seconds": wall}
+
+
+def backfill_results(storage: optuna.storages.BaseStorage) -> int:
+    """Store the result summary of finished studies that lack one (made by older versions).
+
+    Returns the number of studies updated.
+    """
+    n = 0
+    for study in storage.get_all_studies():
+        attrs = study.user_attrs
+        if attrs.get(FINISHED_ATTR) and RESULT_ATTR not in attrs and parse_study_name(study.study_name):
+            trials = storage.get_all_trials(study._study_id, deepcopy=False)
+            top = attrs.get(META_ATTR, {}).get("top_level", "")
+            storage.set_study_user_attr(study._study_id, RESULT_ATTR, result_record(trials, top))
+            n += 1
+    return n
 
 
 def _run_safely(spec: RunSpec, *args: Any) -> dict[str, Any]:
@@ -278,6 +297,7 @@ def run_benchmark(
         protocol = get_protocol(protocol)
     specs = make_specs(protocol, datasets, methods or protocol.methods, seeds)
     target = _storage(storage)
+    backfill_results(target)
     done = finished_studies(target)
     todo = [s for s in specs if s.name not in done]
     results: list[dict[str, Any]] = [{"study": s.name, "skipped": True} for s in specs if s.name in done]

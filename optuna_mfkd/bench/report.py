@@ -32,12 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
-from optuna_mfkd.bench.harness import FINISHED_ATTR, META_ATTR, _storage, parse_study_name
+from optuna_mfkd.bench.harness import (
+    FINISHED_ATTR,
+    META_ATTR,
+    RESULT_ATTR,
+    _storage,
+    parse_study_name,
+)
+from optuna_mfkd.bench.incumbent import from_record, incumbent_curve
 from optuna_mfkd.bench.methods import METHODS, REFERENCE_METHODS
-from optuna_mfkd.fidelity import COST_ATTR
-from optuna_mfkd.nasbench201.objectives import EVALUATED_AT_ATTR
 
 #: Published figures (200-epoch test accuracy, %) quoted as context; see docs of the method.
 PAPER_FIGURES: dict[str, dict[str, str]] = {
@@ -82,51 +86,39 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def incumbent_curve(trials: Sequence[optuna.trial.FrozenTrial], top_level: str) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Cumulative cost and incumbent test accuracy after each trial (ordered by number).
+def load_runs(
+    storage: str | optuna.storages.BaseStorage, protocols: Sequence[str] | None = None, use_records: bool = True
+) -> list[Run]:
+    """Every finished harness study in ``storage`` (optionally only some protocols).
 
-    Returns ``(costs, tests, final_test, final_val)``; NaN until a top-level trial completes.
+    A run's curve comes from the summary the harness stored with the study
+    (``bench:result``); studies without one (or with ``use_records=False``) are read trial
+    by trial, which is much slower on large storages.
     """
-    costs, tests = [], []
-    total, best_val, best_test = 0.0, -math.inf, math.nan
-    for t in sorted(trials, key=lambda t: t.number):
-        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
-            continue
-        total += float(t.user_attrs.get(COST_ATTR, 0.0) or 0.0)
-        if (
-            t.state == TrialState.COMPLETE
-            and t.user_attrs.get(EVALUATED_AT_ATTR, top_level) == top_level
-            and t.value is not None
-            and t.value > best_val
-        ):
-            best_val, best_test = float(t.value), float(t.user_attrs["test_acc_200ep"])
-        costs.append(total)
-        tests.append(best_test)
-    return np.array(costs), np.array(tests), best_test, (best_val if best_val > -math.inf else math.nan)
-
-
-def load_runs(storage: str | optuna.storages.BaseStorage, protocols: Sequence[str] | None = None) -> list[Run]:
-    """Every finished harness study in ``storage`` (optionally only some protocols)."""
     st = _storage(storage)
     runs: list[Run] = []
     best_cache: dict[tuple[str, str], float | None] = {}
-    for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
-        parsed = parse_study_name(summary.study_name)
-        if parsed is None or not summary.user_attrs.get(FINISHED_ATTR):
+    for study in st.get_all_studies():
+        parsed = parse_study_name(study.study_name)
+        if parsed is None or not study.user_attrs.get(FINISHED_ATTR):
             continue
         protocol, dataset, method, seed = parsed
         if protocols and protocol not in protocols:
             continue
-        meta = summary.user_attrs.get(META_ATTR, {})
-        sid = st.get_study_id_from_name(summary.study_name)
-        trials = st.get_all_trials(sid, deepcopy=False)
-        costs, tests, final_test, final_val = incumbent_curve(trials, meta.get("top_level", ""))
+        meta = study.user_attrs.get(META_ATTR, {})
+        record = study.user_attrs.get(RESULT_ATTR) if use_records else None
+        if record is not None:
+            costs, tests, final_test, final_val, n_trials = from_record(record)
+        else:
+            trials = st.get_all_trials(study._study_id, deepcopy=False)
+            costs, tests, final_test, final_val = incumbent_curve(trials, meta.get("top_level", ""))
+            n_trials = len(trials)
         key = (dataset, str(meta.get("table", "")))
         if key not in best_cache:
             best_cache[key] = meta.get("best_test_acc_in_space", _best_from_table(meta.get("table"), dataset))
         runs.append(
             Run(protocol, dataset, method, seed, float(meta.get("budget", math.nan)), final_test, final_val,
-                len(trials), float(costs[-1]) if costs.size else 0.0, float(meta.get("wall_seconds", math.nan)),
+                n_trials, float(costs[-1]) if costs.size else 0.0, float(meta.get("wall_seconds", math.nan)),
                 best_cache[key], costs, tests)
         )
     return runs
