@@ -84,6 +84,8 @@ def _existing_path(text: str) -> Path:
 class SearchConfig:
     """What defines a study; stored in the study (``mfkd:config``) so workers can join it.
 
+    ``protocol="nb201"`` (tabular mode only) is NAS-Bench-201's own search protocol: one
+    level, the 12-epoch validation accuracy, searched by GP-UCB after ``n2`` random trials.
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
     scored per step; ``train_images`` the training images of a live low fidelity (``None``:
@@ -92,6 +94,7 @@ class SearchConfig:
     """
 
     mode: str = "tabular"
+    protocol: str = "mf"
     dataset: str = "cifar10"
     e1: int = 12
     e2: int = 200
@@ -112,8 +115,10 @@ class SearchConfig:
         return [f.name for f in fields(cls)]
 
 
-def _mode_defaults(mode: str) -> dict[str, Any]:
+def _mode_defaults(mode: str, protocol: str) -> dict[str, Any]:
     """Defaults that depend on the mode (live low fidelity: the paper's 1 epoch)."""
+    if protocol == "nb201":  # NB201's protocol: 12-epoch accuracy, 12,000 simulated seconds
+        return {"e1": 12, "e2": 12, "n1": 0, "budget": 12_000.0}
     if mode == "tabular":
         return {"e1": 12, "e2": 200}
     return {"e1": 1, "e2": 12}
@@ -128,7 +133,8 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> S
     given = {n: getattr(args, n, None) for n in SearchConfig.names()}
     if stored is None:
         mode = given["mode"] or SearchConfig.mode
-        values = {**asdict(SearchConfig()), **_mode_defaults(mode)}
+        protocol = given["protocol"] or SearchConfig.protocol
+        values = {**asdict(SearchConfig()), **_mode_defaults(mode, protocol)}
         values.update({k: v for k, v in given.items() if v is not None})
         return SearchConfig(**values)
     values = {n: stored.get(n, getattr(SearchConfig, n)) for n in SearchConfig.names()}
@@ -232,6 +238,8 @@ def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
     Tabular levels are named after their epochs (``12ep``, ``200ep``; NB201 trained them with
     cross-entropy); a live low fidelity also names its training loss (``1ep-nst``).
     """
+    if config.protocol == "nb201":
+        return {"12ep": {"epochs": 12, "kd_loss": "ce"}}
     if config.mode == "tabular":  # NB201's schedules, trained with cross-entropy
         return {f"{e}ep": {"epochs": e, "kd_loss": "ce"} for e in (config.e1, config.e2)}
     low: dict[str, Any] = {"epochs": config.e1, "kd_loss": config.kd_loss}
@@ -247,10 +255,11 @@ def build_sampler(config: SearchConfig, seed: int | None) -> Any:
     from optuna_mfkd import MFKDSampler
 
     levels = level_settings(config)
-    low, high = levels
+    names = list(levels)
+    warmup = {names[-1]: config.n2} if len(names) == 1 else {names[0]: config.n1, names[-1]: config.n2}
     return MFKDSampler(
         fidelities=levels,
-        n_warmup={low: config.n1, high: config.n2},
+        n_warmup=warmup,
         n_candidates=config.n_candidates,
         beta=config.beta,
         seed=seed,
@@ -461,11 +470,16 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
             f"create it with '{PROG} search --storage URL --study-name NAME'"
         )
     config = resolve_config(args, stored)
-    if config.mode == "tabular" and config.e1 not in (12, 200):
+    if config.protocol == "nb201":
+        if config.mode != "tabular":
+            raise CLIError(f"--protocol nb201 is a tabular protocol; --mode {config.mode} trains cells")
+        if (config.e1, config.e2) != (12, 12) or config.n1:
+            raise CLIError("--protocol nb201 searches the 12-epoch accuracy alone: drop --e1/--e2/--n1")
+    elif config.mode == "tabular" and config.e1 not in (12, 200):
         raise CLIError(f"--e1 {config.e1}: the NB201 table holds 12 and 200 epochs only")
     if config.mode == "hybrid" and config.e2 != 12:
         raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 epochs")
-    if config.e1 >= config.e2:
+    if config.protocol != "nb201" and config.e1 >= config.e2:
         raise CLIError(f"--e1 {config.e1} must be smaller than --e2 {config.e2}")
     objective = build_objective(config, args)  # checks data paths before anything is stored
     sampler = build_sampler(config, args.seed)
@@ -592,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create an MF-KD study (or resume it) and run it in this process.")
     p.add_argument("--mode", choices=MODES, help="tabular: table lookups; hybrid: live low fidelity + "
                    "table high fidelity; train: live training at both (default: tabular)")
+    p.add_argument("--protocol", choices=("mf", "nb201"),
+                   help="mf: two levels (default); nb201: NAS-Bench-201's protocol, one level "
+                        "(12-epoch validation accuracy, budget 12,000 s), tabular mode only")
     p.add_argument("--dataset", choices=DATASET_CHOICES, help="default: cifar10")
     p.add_argument("--e1", type=positive_int, help="low-fidelity epochs (default: 12 tabular, 1 otherwise)")
     p.add_argument("--e2", type=positive_int, help="high-fidelity epochs (default: 200 tabular, 12 otherwise)")

@@ -85,6 +85,8 @@ BAD = [
     (["search", "--storage", "not-a-url"], "--storage"),
     (["search", "--storage", "nosuchdb://x"], "--storage"),
     (["search", "--e1", "200", "--e2", "12"], "--e1"),
+    (["search", "--protocol", "nb201", "--mode", "hybrid"], "--protocol"),
+    (["search", "--protocol", "paper"], "--protocol"),
     (["worker"], "--study-name"),
     (["nb201", "15625"], "15625"),
     (["nb201", "|none~0|+|none~0|"], "|none~0|+|none~0|"),
@@ -189,6 +191,23 @@ def test_search_tabular_and_resume(nb201_table_path: Path, sqlite_url: str,
     assert len(study.trials) > n
     assert sum(t.user_attrs["cost"] for t in study.trials) >= 50000
     assert study.user_attrs[CONFIG_ATTR]["n1"] == 4
+
+
+def test_search_nb201_protocol(nb201_table_path: Path, sqlite_url: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """One level (12-epoch validation accuracy, cost 12 epochs), n2 random trials, then GP-UCB."""
+    code, out, err = run_cli(["search", "--protocol", "nb201", "--storage", sqlite_url, "--table",
+                              str(nb201_table_path), "--n2", "3", "--n-candidates", "300", "--seed", "0",
+                              "--budget", "3000", "--quiet"], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="mfkd", storage=sqlite_url)
+    assert {t.user_attrs["fidelity"] for t in study.trials} == {"12ep"}
+    assert len(study.trials) > 3
+    for t in study.trials:
+        row = table_row(nb201_table_path, t.user_attrs["nb201_index"])
+        assert t.value == pytest.approx(float(row["cifar10_valid_val_acc_12ep"]))
+        assert t.user_attrs["cost"] == pytest.approx(12 * float(row["cifar10_train_seconds_per_epoch"]))
+    assert "12-epoch validation accuracy" in out
 
 
 def test_search_refuses_minimize_study(nb201_table_path: Path, sqlite_url: str,
