@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             from optuna_mfkd.bench import report
 
-            report.write_report(args.storage, args.out, table_path=args.table)
+            command = "OMP_NUM_THREADS=1 NB201_TABLE=... python benchmarks/run_nb201.py " + " ".join(
+                shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+            )
+            report.write_report(args.storage, args.out, command=command)
     return 1 if failed else 0
 
 
