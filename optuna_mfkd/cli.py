@@ -423,6 +423,56 @@ def summary_lines(study: Any, config: SearchConfig, table: Any | None) -> list[s
     return lines
 
 
+def summary_figure(study: Any, config: SearchConfig, path: Path) -> Path:
+    """Two panels: the best high-fidelity value against the cost spent (anytime curve), and
+    every trial's value by trial number, coloured by fidelity (fidelity scatter)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+
+    from optuna_mfkd.fidelity import fidelity_of, trial_cost
+
+    high = list(level_settings(config))[-1]
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    spent, best, curve = 0.0, -math.inf, []
+    for t in trials:
+        spent += trial_cost(t)
+        if t.state == TrialState.COMPLETE and fidelity_of(t) == high and t.value > best:
+            best = t.value
+        if best > -math.inf:
+            curve.append((spent, best))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if curve:
+        left.step(*zip(*curve, strict=True), where="post")
+    left.set(xlabel="cost spent (s)", ylabel=f"best {high} accuracy (%)", title="anytime curve")
+    for name in level_settings(config):
+        pts = [(t.number, t.value) for t in trials if t.state == TrialState.COMPLETE and fidelity_of(t) == name]
+        if pts:
+            right.scatter(*zip(*pts, strict=True), s=12, label=name)
+    right.set(xlabel="trial", ylabel="accuracy (%)", title="trials by fidelity")
+    right.legend(fontsize=8)
+    fig.suptitle(f"study {study.study_name}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _upload_figure(study: Any, config: SearchConfig, artifact_dir: Path) -> None:
+    """Store the summary figure as a study artifact (``optuna-dashboard --artifact-dir``)."""
+    import tempfile
+
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = summary_figure(study, config, Path(tmp) / "mfkd-summary.png")
+        upload_artifact(artifact_store=FileSystemArtifactStore(str(artifact_dir)), file_path=str(png),
+                        study_or_trial=study, mimetype="image/png")
+
+
 def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: str) -> None:
     """Print the summary and store it as the study's note (shown by optuna-dashboard)."""
     table = None
@@ -432,7 +482,12 @@ def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: st
         table = load_table(_resolve_path(args.table, "NB201_TABLE", "the NB201 table CSV", "--table"))
     lines = summary_lines(study, config, table)
     print("\n".join(lines))
-    print(f"open the dashboard: optuna-dashboard {url}")
+    artifacts = getattr(args, "artifact_dir", None)
+    if artifacts is not None:
+        _upload_figure(study, config, artifacts)
+        print(f"open the dashboard: optuna-dashboard {url} --artifact-dir {artifacts}")
+    else:
+        print(f"open the dashboard: optuna-dashboard {url}")
     try:
         from optuna_dashboard import save_note
 
@@ -621,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=positive_int,
                    help="validation images of the live low fidelity (default: all of the split)")
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
+    p.add_argument("--artifact-dir", type=Path,
+                   help="store a summary figure (anytime curve, trials by fidelity) as a study "
+                        "artifact in this folder, for optuna-dashboard --artifact-dir")
     _add_study_options(p, join=False)
     p.set_defaults(func=cmd_search)
 

@@ -35,20 +35,28 @@ def get_json(url: str) -> dict:
 
 
 @pytest.fixture
-def finished_study(nb201_table_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> str:
+def artifact_dir(tmp_path: Path) -> Path:
+    return tmp_path / "artifacts"
+
+
+@pytest.fixture
+def finished_study(nb201_table_path: Path, sqlite_url: str, artifact_dir: Path,
+                   capsys: pytest.CaptureFixture[str]) -> str:
     assert main(["search", "--storage", sqlite_url, "--study-name", "dash", "--table",
-                 str(nb201_table_path), *SEARCH]) == 0
-    capsys.readouterr()
+                 str(nb201_table_path), "--artifact-dir", str(artifact_dir), *SEARCH]) == 0
+    out = capsys.readouterr().out
+    assert f"optuna-dashboard {sqlite_url} --artifact-dir {artifact_dir}" in out
     return sqlite_url
 
 
 @pytest.fixture
-def dashboard(finished_study: str) -> Iterator[str]:
+def dashboard(finished_study: str, artifact_dir: Path) -> Iterator[str]:
     """``optuna-dashboard <storage URL>`` on 127.0.0.1 and a free port; yields its base URL."""
     port = free_port()
     exe = Path(sys.executable).with_name("optuna-dashboard")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from optuna_dashboard._cli import main; main()"]
-    proc = subprocess.Popen([*cmd, finished_study, "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([*cmd, finished_study, "--artifact-dir", str(artifact_dir),
+                             "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     base = f"http://127.0.0.1:{port}"
@@ -93,3 +101,9 @@ def test_dashboard_shows_fidelity_kd_loss_cost_and_intermediate_values(dashboard
     keys = {a["key"] for a in detail["union_user_attrs"]}
     assert {"fidelity", "kd_loss", "cost"} <= keys
     assert detail["has_intermediate_values"] is True
+    # The summary figure is a study artifact the dashboard serves.
+    (artifact,) = detail["artifacts"]
+    assert artifact["mimetype"] == "image/png"
+    with urllib.request.urlopen(f"{dashboard}/artifacts/{summary['study_id']}/{artifact['artifact_id']}",
+                                timeout=30) as resp:
+        assert resp.read(8) == b"\x89PNG\r\n\x1a\n"
