@@ -9,8 +9,8 @@ Subcommands:
 - ``nb201``: look up a NAS-Bench-201 cell by index or arch string.
 
 Every bad argument ends the command with one line ``optuna-mfkd <cmd>: error: ...`` that
-names it, and exit code 2. Ctrl-C fails the running trial, queues it again and exits with
-code 130; running the same ``search`` (or ``worker``) again resumes the study.
+names it, and exit code 2. Ctrl-C (or SIGTERM) fails the running trial, queues it again and
+exits with code 130; running the same ``search`` (or ``worker``) again resumes the study.
 """
 
 from __future__ import annotations
@@ -382,6 +382,18 @@ def _no_interrupt_traceback(record: Any) -> bool:
     return True
 
 
+def _sigterm_interrupts() -> None:
+    """Treat SIGTERM (a scheduler stopping the job) like Ctrl-C: fail, requeue, exit 130."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def _requeue_interrupted(study: Any, trial_id: int | None) -> None:
     """Fail the trial an interrupt stopped (if still RUNNING) and queue it again."""
     import optuna
@@ -550,6 +562,7 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
             study.set_user_attr(CONFIG_ATTR, asdict(config))
         print(f"{'joined' if join else 'resumed'} study {args.study_name!r} ({len(study.trials)} trials)")
     worker = _Worker(objective, args.time_scale)
+    _sigterm_interrupts()
     from optuna_mfkd.fidelity import total_cost
 
     if total_cost(study) >= config.budget:

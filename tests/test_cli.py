@@ -307,8 +307,9 @@ def test_search_live_mode_needs_data(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 # ------------------------------------------------------------------------------ Ctrl-C
-def test_ctrl_c_leaves_study_resumable(nb201_table_path: Path, sqlite_url: str) -> None:
-    """SIGINT mid-trial: exit 130, the trial FAIL and queued again; the next run evaluates it."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_leaves_study_resumable(sig: int, nb201_table_path: Path, sqlite_url: str) -> None:
+    """SIGINT/SIGTERM mid-trial: exit 130, the trial FAIL and queued again; the next run evaluates it."""
     argv = [sys.executable, "-m", "optuna_mfkd.cli", "search", "--storage", sqlite_url,
             "--study-name", "c", "--table", str(nb201_table_path), "--budget", "1e9",
             "--time-scale", "0.05", *SMALL]
@@ -316,7 +317,7 @@ def test_ctrl_c_leaves_study_resumable(nb201_table_path: Path, sqlite_url: str) 
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         running = _wait_for_running_trial(sqlite_url, "c", proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
