@@ -1,4 +1,8 @@
-"""Training throughput (images/s) of the trainer vs a naive loop, CE vs KD vs NST.
+"""Training throughput (images per CPU second) of the trainer vs a naive loop, CE vs KD vs NST.
+
+Time is the process's CPU time (``time.process_time``) with one torch thread, so figures
+are comparable on a machine shared with other jobs (wall time there depends on the load).
+A run's time includes building the network and the loader.
 
 For three cells (small, medium, the ResNet cell) and one pass over ``--images`` CIFAR-10
 training images at ``--batch-size``, measures the student's training images per second of:
@@ -33,6 +37,16 @@ from pathlib import Path
 
 import torch
 
+_CLOCK = [time.process_time]
+
+
+def _clock() -> float:
+    """CPU time of the process on CPU; wall time (after a device sync) on CUDA."""
+    if _CLOCK[0] is time.perf_counter and torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return _CLOCK[0]()
+
+
 CELLS = {
     "small": "|skip_connect~0|+|none~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|skip_connect~2|",
     "medium": "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|",
@@ -61,14 +75,14 @@ def naive_loop(arch, data, batch_size, seed, device) -> float:
     model = build_network(arch, data.num_classes).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
     loader = DataLoader(InMemory(), batch_size=batch_size, shuffle=True, num_workers=0)
-    t0 = time.perf_counter()
+    t0 = _clock()
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return len(data) / (time.perf_counter() - t0)
+    return len(data) / (_clock() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (CPU time assumes 1)")
     p.add_argument("--device", default=None)
     p.add_argument("--cells", default="small,medium,resnet")
     p.add_argument("--subset-layers", default="2,5,8")
@@ -93,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)
+    if device.type != "cpu":
+        _CLOCK[0] = time.perf_counter
     full = load_split("cifar10", a.data, "train")
     data = full.subset(seeded_subset(range(len(full)), a.images, 0))
     teacher = load_teacher(a.teacher or default_teacher_path("cifar10"), device=device)
@@ -116,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
                 cache = None
                 if name.endswith("+cache"):
                     cache = TeacherOutputCache(device=device)
-                    t0 = time.perf_counter()
+                    t0 = _clock()
                     train(arch, data, None, TrainConfig(**base, **kw), teacher=teacher, teacher_cache=cache)
                     key = (cell, name.replace("+cache", " cache build"))
-                    results[key] = max(results.get(key, 0.0), len(data) / (time.perf_counter() - t0))
-                res = train(arch, data, None, TrainConfig(**base, **kw), teacher=teacher, teacher_cache=cache)
-                results[(cell, name)] = max(results.get((cell, name), 0.0), res.images_per_second)
+                    results[key] = max(results.get(key, 0.0), len(data) / (_clock() - t0))
+                t0 = _clock()
+                train(arch, data, None, TrainConfig(**base, **kw), teacher=teacher, teacher_cache=cache)
+                results[(cell, name)] = max(results.get((cell, name), 0.0),
+                                            len(data) / (_clock() - t0))
             print(cell, {k[1]: round(v, 1) for k, v in results.items() if k[0] == cell}, flush=True)
 
     a.out.mkdir(parents=True, exist_ok=True)
@@ -135,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     lines = [
-        "# Trainer throughput (student training images per second)", "",
+        "# Trainer throughput (training images per CPU second, one thread)", "",
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python "
         f"benchmarks/trainer_throughput.py {' '.join(shlex.quote(x) for x in argv)}`", "",
         f"{dt.date.today()}, {device.type} ({cpu}, {a.threads} torch thread(s), a machine shared "
-        f"with other jobs; best of {a.repeats} interleaved runs), torch {torch.__version__}; "
+        f"with other jobs, so CPU time of the process is measured; best of {a.repeats} interleaved runs), torch {torch.__version__}; "
         f"{a.images} CIFAR-10 training images, batch {a.batch_size}, one epoch; NST on cells "
         f"2, 3, 5, 8, 9; subset: cells {a.subset_layers}, {a.subset_fraction:.0%} of the channels.", "",
         "| cell | " + " | ".join(names) + " | trainer / naive | NST / CE time | NST+cache / CE time | subset+cache / CE time |",
