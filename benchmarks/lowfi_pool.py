@@ -34,6 +34,7 @@ import numpy as np
 
 FIELDS = [
     "position", "role", "index", "arch_str", "loss", "score", "wall_seconds", "train_seconds",
+    "train_cpu_seconds",
     "images_per_second", "train_images", "eval_images", "batch_size", "epochs", "lr",
     "nst_beta", "nst_layers", "teacher", "seed", "val_acc_12ep", "test_acc_200ep",
     "seconds_per_epoch",
@@ -101,6 +102,7 @@ def export(a, evaluator, cache, pool, table, out_csv: Path) -> int:
                 "score": "" if hit.value is None else f"{hit.value:.4f}",
                 "wall_seconds": f"{hit.seconds:.2f}",
                 "train_seconds": f"{hit.extra.get('train_seconds', float('nan')):.2f}",
+                "train_cpu_seconds": f"{hit.extra.get('cpu_seconds', float('nan')):.2f}",
                 "images_per_second": f"{hit.extra.get('images_per_second', float('nan')):.1f}",
                 "train_images": a.train_images, "eval_images": a.eval_images,
                 "batch_size": a.batch_size, "epochs": a.epochs, "lr": a.lr,
@@ -134,6 +136,7 @@ def import_csv(a, evaluator, cache, out_csv: Path) -> int:
                 value = float(r["score"]) if r["score"] else None
                 cache.put(r["arch_str"], s, a.seed, value, float(r["wall_seconds"]),
                           {"train_seconds": float(r["train_seconds"]),
+                           "cpu_seconds": float(r.get("train_cpu_seconds") or "nan"),
                            "images_per_second": float(r["images_per_second"]), "imported": True})
                 n += 1
     return n
@@ -165,6 +168,8 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
     have = [loss for loss in losses if loss in wide.columns]
     wide = wide.dropna(subset=have)
     secs = df.pivot_table(index="index", columns="loss", values="train_seconds")
+    cpu = df.dropna(subset=["train_cpu_seconds"]).pivot_table(index="index", columns="loss",
+                                                               values="train_cpu_seconds")
     lines = ["# Low-fidelity pool: Kendall tau-b against the NB201 table (CIFAR-10)", ""]
     prov = json.loads((out_dir / "provenance.json").read_text())
     lines += [f"Command: `{prov['command']}`", "",
@@ -212,6 +217,13 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
                   + (f"; NST/CE time ratio over cells with both: "
                      f"{(secs['nst'] / secs['ce']).mean():.3f}" if {"nst", "ce"} <= set(secs.columns) else ""),
                   ""]
+    if {"nst", "ce"} <= set(cpu.columns) and len(cpu.dropna()):
+        both = cpu.dropna()
+        lines += [f"Training CPU seconds (load-independent; {len(both)} cells with both): "
+                  + ", ".join(f"{c} {both[c].mean():.1f} s" for c in both.columns)
+                  + f"; NST/CE CPU-time ratio: mean {(both['nst'] / both['ce']).mean():.3f}, "
+                  f"median {(both['nst'] / both['ce']).median():.3f}. Wall seconds on this shared "
+                  "machine depend on the load of other jobs.", ""]
     text = "\n".join(lines)
     (out_dir / "summary.md").write_text(text + "\n")
     return text

@@ -209,6 +209,7 @@ class LowFidelityEvaluator:
                 self.cache.put(arch, ident, seed, None, time.perf_counter() - t0, {"reason": str(exc)})
             raise
         extra = {"images_per_second": result.images_per_second, "train_seconds": result.train_seconds,
+                 "cpu_seconds": result.cpu_seconds,
                  "epoch_acc": result.epoch_acc, "final_loss": result.final_loss,
                  "train_images": len(train_data), "eval_images": len(eval_data)}
         if self.cache is not None:

@@ -87,6 +87,7 @@ class TrainResult:
     seconds: float  # wall time of training + evaluation
     train_seconds: float
     images_per_second: float  # training images per wall second (student steps)
+    cpu_seconds: float = math.nan  # process CPU time of training (all threads), a load-independent cost
     epoch_acc: list[float] = field(default_factory=list)
     final_loss: float = math.nan
 
@@ -210,11 +211,13 @@ def train(
 
     epoch_acc: list[float] = []
     train_seconds = 0.0
+    cpu_seconds = 0.0
     t_start = time.perf_counter()
     last_loss = math.nan
     for epoch in range(config.epochs):
         loader.set_epoch(epoch)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=None if config.progress is None else not config.progress)
         for step, (x, y) in enumerate(bar):
@@ -253,6 +256,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds += time.perf_counter() - t0
+        cpu_seconds += time.process_time() - c0
         acc = math.nan
         if eval_data is not None:
             acc = evaluate(model, eval_data, batch_size=config.eval_batch_size, device=device,
@@ -267,6 +271,7 @@ def train(
         seconds=seconds,
         train_seconds=train_seconds,
         images_per_second=n_images / max(train_seconds, 1e-9),
+        cpu_seconds=cpu_seconds,
         epoch_acc=epoch_acc,
         final_loss=last_loss,
     )
