@@ -34,6 +34,7 @@ TEACHER_FILES = {
     "cifar10-valid": "nb201-resnet-cifar10-valid.pth",
     "cifar100": "nb201-resnet-cifar100.pth",
     "imagenet16-120": "nb201-resnet-imagenet16-120.pth",
+    "imagenet16": "nb201-resnet-imagenet16-120.pth",
 }
 
 

@@ -188,6 +188,8 @@ def load_split(
     name = name.lower()
     if name in ("cifar10-valid", "cifar10_valid"):
         name = "cifar10"
+    if name in ("imagenet16", "imagenet16_120", "imagenet"):
+        name = "imagenet16-120"
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}.")
     if split not in ("train", "test"):

@@ -1,0 +1,92 @@
+"""The low-fidelity pool job resumes without recomputing finished cells."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from optuna_mfkd.distill.teacher import save_teacher
+from optuna_mfkd.nasbench201.network import build_network
+from optuna_mfkd.training.cache import EvaluationCache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_pool_module():
+    spec = importlib.util.spec_from_file_location("lowfi_pool", ROOT / "benchmarks" / "lowfi_pool.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("lowfi_pool", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, nb201_table_path):
+    from PIL import Image
+
+    monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(data, "w") as zf:
+        for split, n in (("train", 12), ("test", 2)):
+            for cls in ("a", "b"):
+                for i in range(n):
+                    buf = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
+                    zf.writestr(f"d/{split}/{cls}/{i}.png", buf.getvalue())
+    torch.manual_seed(0)
+    teacher = save_teacher(build_network(
+        "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|", 2),
+        tmp_path / "teacher.pth")
+    out = tmp_path / "pool"
+    args = ["--out", str(out), "--data", str(data), "--table", str(nb201_table_path),
+            "--teacher", str(teacher), "--pool-size", "3", "--tune-cells", "1",
+            "--train-images", "8", "--eval-images", "6", "--batch-size", "4"]
+    return _load_pool_module(), out, args
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "pool.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_pool_resumes_where_it_stopped(setup) -> None:
+    pool, out, args = setup
+    pool.main([*args, "--limit", "2"])  # stopped mid-way: 2 of 6 (cell, loss) evaluations
+    first = _rows(out)
+    assert len(first) == 2
+    cache = EvaluationCache(f"sqlite:///{out / 'lowfi_cache.db'}")
+    stamps = {(e.arch, e.settings["kd_loss"]): e.created for e in cache}
+    pool.main(args)
+    rows = _rows(out)
+    assert len(rows) == 6 and {r["loss"] for r in rows} == {"ce", "nst"}
+    assert {r["role"] for r in rows} == {"tune", "eval"}
+    again = {(e.arch, e.settings["kd_loss"]): e for e in cache}
+    assert len(again) == 6
+    for key, created in stamps.items():  # finished cells were not recomputed
+        assert again[key].created == created
+    by_key = {(r["index"], r["loss"]): r["score"] for r in rows}
+    for r in first:
+        assert by_key[(r["index"], r["loss"])] == r["score"]
+    indices = [int(r["index"]) for r in rows]
+    assert sorted(set(indices)) == sorted(pool.pool_indices(3, 0))
+
+
+def test_pool_resumes_from_the_csv_alone(setup) -> None:
+    pool, out, args = setup
+    pool.main([*args, "--limit", "3"])
+    (out / "lowfi_cache.db").unlink()  # e.g. a fresh checkout with only the committed CSV
+    before = {(r["index"], r["loss"]): r["score"] for r in _rows(out)}
+    pool.main([*args, "--limit", "0"])  # imports the CSV, trains nothing
+    assert {(r["index"], r["loss"]): r["score"] for r in _rows(out)} == before
+    pool.main([*args, "--report"])
+    assert len(_rows(out)) == 6
+    assert "tau-b" in (out / "summary.md").read_text()
