@@ -93,7 +93,8 @@ class TeacherTargets:
     tt: torch.Tensor
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> TeacherTargets:
-        return TeacherTargets(self.rows.to(device, dtype), self.tt.to(device))
+        rows = self.rows.to(device=device) if dtype is None else self.rows.to(device=device, dtype=dtype)
+        return TeacherTargets(rows, self.tt.to(device=device))
 
 
 def teacher_targets(teacher_feats: Sequence[torch.Tensor], *, c: float = 0.0,
@@ -115,7 +116,7 @@ def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: i
     """
     if fs.dim() != 4:
         raise ValueError(f"NST expects (B, C, H, W) feature maps, got shape {tuple(fs.shape)}.")
-    t = target.rows.float()
+    t = target.rows.to(device=fs.device, dtype=torch.float32)
     if fs.shape[0] != t.shape[0] or fs.shape[2] * fs.shape[3] != t.shape[2]:
         raise ValueError(
             "student and teacher feature maps must share batch size and H, W; got "
@@ -128,7 +129,7 @@ def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: i
     st = torch.bmm(s, t.transpose(1, 2)) * inv.unsqueeze(2)  # (B, C_S, C_T)
     if c != 0.0:
         ss, st = ss + c, st + c
-    return target.tt + ss.pow(degree).mean(dim=(1, 2)) - 2.0 * st.pow(degree).mean(dim=(1, 2))
+    return target.tt.to(fs.device) + ss.pow(degree).mean(dim=(1, 2)) - 2.0 * st.pow(degree).mean(dim=(1, 2))
 
 
 def nst_loss_from_targets(student_feats: Sequence[torch.Tensor], targets: Sequence[TeacherTargets],

@@ -34,7 +34,13 @@ import torch
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
 from optuna_mfkd.training.cache import EvaluationCache
 from optuna_mfkd.training.data import ArrayDataset, load_split, nb201_valid_split, seeded_subset
-from optuna_mfkd.training.trainer import DivergenceError, TeacherOutputCache, TrainConfig, train
+from optuna_mfkd.training.trainer import (
+    DivergenceError,
+    TeacherOutputCache,
+    TrainConfig,
+    pick_device,
+    train,
+)
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "kd_loss": "ce",
@@ -110,7 +116,7 @@ class LowFidelityEvaluator:
         self._teacher_spec = teacher
         self._teacher = None
         self._teacher_id = None
-        self.teacher_cache = TeacherOutputCache() if teacher_cache else None
+        self.teacher_cache = TeacherOutputCache(device=pick_device(device)) if teacher_cache else None
         self.cache = cache if (cache is None or isinstance(cache, EvaluationCache)) else EvaluationCache(cache)
         self._train_pool: ArrayDataset | None = None
         self._eval_pool: ArrayDataset | None = None

@@ -232,6 +232,9 @@ def train(
                         teacher_cache.put(epoch, step, t_logits, targets)
                 else:
                     t_logits, targets = hit
+                    if t_logits.device != device:
+                        t_logits = t_logits.to(device)
+                        targets = [t.to(device) for t in targets]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, s_feats = model.forward_features(x, layers)
                 if config.loss == "ce":
