@@ -246,7 +246,9 @@ class NB201TrainingObjective:
         cache: evaluation cache (URL, study, :class:`EvaluationCache`) or None.
         seed: training seed.
 
-    User attributes: ``cost`` (wall seconds), ``images_per_second``, ``kd_loss``, ``epochs``,
+    User attributes: ``cost`` (wall seconds of the evaluation; a cache hit charges the seconds
+    recorded when it was computed, so budgets do not depend on the cache), ``cached``,
+    ``images_per_second``, ``kd_loss``, ``epochs``,
     ``data_fraction``, ``teacher``, ``arch_str``, ``nb201_index``. ``trial.report`` runs each
     epoch, so pruners work. A diverging loss ends the trial as FAIL (the objective returns NaN,
     which Optuna records as a failure) with ``fail_reason``; the study goes on.
