@@ -11,7 +11,9 @@ Sources read by :func:`load_split`:
   each a dict with ``data`` (N, 3*16*16) uint8 and 1-based ``labels``); classes 1..120 kept.
 
 Decoded splits are cached as ``.npz`` under ``$MFKD_CACHE`` (default
-``~/.cache/optuna-mfkd``), keyed by the source's path, size and modification time.
+``~/.cache/optuna-mfkd``), keyed by the source's path, size and modification time (for a
+folder, the folder's own; pass ``use_cache=False`` after editing a tree in place).
+``download=True`` lets torchvision fetch CIFAR-10/100 into ``root`` where the machine is online.
 
 NB201 splits: ``cifar10-valid`` halves the 50k training images into 25k train / 25k valid
 with a seeded shuffle (:func:`nb201_valid_split`); the test split is held out. Cheaper
@@ -200,6 +202,9 @@ def load_split(
         if root is None:
             raise FileNotFoundError(f"no data root given for {name} and ${env} is not set.")
     path = Path(root).expanduser()
+    if download and name != "imagenet16-120" and not path.exists():
+        path.mkdir(parents=True)
+        use_cache = False
     if not path.exists():
         raise FileNotFoundError(f"dataset path {path} does not exist; {name} accepts {_FORMATS[name]}.")
     mean, std = _normalisation(name)
@@ -220,7 +225,8 @@ def load_split(
         if not path.is_dir():
             raise ValueError(f"{path}: {name} accepts {_FORMATS[name]}.")
         x, y, k = _read_torchvision(name, path.parent if path.name == "cifar-100-python" else path, split, download)
-    elif path.is_dir() and (path.name == "cifar-10-batches-py" or (path / "cifar-10-batches-py").is_dir()):
+    elif path.is_dir() and (download or path.name == "cifar-10-batches-py"
+                            or (path / "cifar-10-batches-py").is_dir()):
         x, y, k = _read_torchvision(name, path.parent if path.name == "cifar-10-batches-py" else path, split, download)
     else:
         x, y, k = _read_image_folder(path, split)
