@@ -27,7 +27,7 @@ CELL = "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|none~0|avg_pool_3x3~1|nor_conv
 SMALL = {"epochs": 1, "train_images": 16, "eval_images": 16, "batch_size": 8}
 
 
-def _tiny(n=24, h=16, classes=3, seed=0) -> ArrayDataset:
+def _tiny(n=24, h=8, classes=3, seed=0) -> ArrayDataset:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, h, h), generator=g, dtype=torch.uint8)
     return ArrayDataset(images, torch.arange(n) % classes, classes, (0.5,) * 3, (0.25,) * 3)
@@ -45,7 +45,7 @@ def tiny_zip(tmp_path, monkeypatch):
             for cls in ("a", "b", "c"):
                 for i in range(n):
                     buf = io.BytesIO()
-                    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
+                    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
                     zf.writestr(f"d/{split}/{cls}/{i}.png", buf.getvalue())
     return path
 

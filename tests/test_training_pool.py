@@ -40,7 +40,7 @@ def setup(tmp_path, monkeypatch, nb201_table_path):
             for cls in ("a", "b"):
                 for i in range(n):
                     buf = io.BytesIO()
-                    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
+                    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
                     zf.writestr(f"d/{split}/{cls}/{i}.png", buf.getvalue())
     torch.manual_seed(0)
     teacher = save_teacher(build_network(
