@@ -274,7 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         cache = EvaluationCache(a.db or f"sqlite:///{(a.out / 'lowfi_cache.db').resolve()}")
         evaluator = LowFidelityEvaluator("cifar10", a.data, teacher=a.teacher, cache=cache,
                                          device=a.device, progress=False)
-        (a.out / "provenance.json").write_text(json.dumps(provenance(a, ["benchmarks/lowfi_pool.py", *argv]), indent=1, default=str) + "\n")
+        prov_path = a.out / "provenance.json"
+        prov = provenance(a, ["benchmarks/lowfi_pool.py", *argv])
+        history = []
+        if prov_path.is_file():  # keep one entry per sitting
+            old = json.loads(prov_path.read_text())
+            history = old.get("sittings", [{k: old.get(k) for k in ("date", "command", "hardware")}])
+        rows_before = sum(1 for _ in open(out_csv)) - 1 if out_csv.is_file() else 0
+        prov["sittings"] = [*history, {"date": prov["date"], "command": prov["command"],
+                                       "hardware": prov["hardware"], "rows_before": rows_before}]
+        prov_path.write_text(json.dumps(prov, indent=1, default=str) + "\n")
         print(f"imported {import_csv(a, evaluator, cache, out_csv)} rows from {out_csv}", flush=True)
         pool = pool_indices(a.pool_size, a.pool_seed)
         order = list(range(len(pool)))
