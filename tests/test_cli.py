@@ -314,7 +314,10 @@ def test_ctrl_c_leaves_study_resumable(sig: int, nb201_table_path: Path, sqlite_
             "--study-name", "c", "--table", str(nb201_table_path), "--budget", "1e9",
             "--time-scale", "0.05", *SMALL]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A job started in the background of a non-interactive shell inherits an ignored SIGINT;
+    # give the child the default disposition a terminal session has.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         running = _wait_for_running_trial(sqlite_url, "c", proc)
         proc.send_signal(sig)
