@@ -224,6 +224,25 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
                   + f"; NST/CE CPU-time ratio: mean {(both['nst'] / both['ce']).mean():.3f}, "
                   f"median {(both['nst'] / both['ce']).median():.3f}. Wall seconds on this shared "
                   "machine depend on the load of other jobs.", ""]
+    if len(wide) and have:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(have), figsize=(4 * len(have), 3.6), squeeze=False)
+        for ax, loss in zip(axes[0], have, strict=True):
+            for role, marker in (("eval", "o"), ("tune", "x")):
+                g = wide[wide.role == role]
+                ax.scatter(g["val_acc_12ep"], g[loss], marker=marker, s=18, label=f"{role} ({len(g)})")
+            tau = kendalltau(wide[loss], wide["val_acc_12ep"]).statistic if len(wide) > 1 else float("nan")
+            ax.set(title=f"{loss}: tau-b {tau:+.2f} (all cells)", xlabel="NB201 12-epoch val. acc. (%)",
+                   ylabel="one-epoch score (%)")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "scatter.png", dpi=110)
+        plt.close(fig)
+        lines += ["![scores against the 12-epoch validation accuracy](scatter.png)", ""]
     text = "\n".join(lines)
     (out_dir / "summary.md").write_text(text + "\n")
     return text
