@@ -542,8 +542,10 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
             raise CLIError(f"--protocol nb201 is a tabular protocol; --mode {config.mode} trains cells")
         if (config.e1, config.e2) != (12, 12) or config.n1:
             raise CLIError("--protocol nb201 searches the 12-epoch accuracy alone: drop --e1/--e2/--n1")
-    elif config.mode == "tabular" and config.e1 not in (12, 200):
-        raise CLIError(f"--e1 {config.e1}: the NB201 table holds 12 and 200 epochs only")
+    elif config.mode == "tabular":
+        for flag, epochs in (("--e1", config.e1), ("--e2", config.e2)):
+            if epochs not in (12, 200):
+                raise CLIError(f"{flag} {epochs}: the NB201 table holds 12 and 200 epochs only")
     if config.mode == "hybrid" and config.e2 != 12:
         raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 epochs")
     if config.protocol != "nb201" and config.e1 >= config.e2:

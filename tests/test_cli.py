@@ -85,6 +85,7 @@ BAD = [
     (["search", "--storage", "not-a-url"], "--storage"),
     (["search", "--storage", "nosuchdb://x"], "--storage"),
     (["search", "--e1", "200", "--e2", "12"], "--e1"),
+    (["search", "--e2", "100"], "--e2"),
     (["search", "--protocol", "nb201", "--mode", "hybrid"], "--protocol"),
     (["search", "--protocol", "paper"], "--protocol"),
     (["worker"], "--study-name"),
