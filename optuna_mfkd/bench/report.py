@@ -196,6 +196,12 @@ def verdict(row: dict[str, object], ref: str, alpha: float = 0.05) -> str:
     return f"no significant difference ({diff:+.2f} pts, P={prob:.2f}, p_Holm={float(p):.2g})"  # type: ignore[arg-type]
 
 
+_COLORS = {
+    "random": "tab:blue", "tpe": "tab:orange", "gp": "tab:green", "re": "tab:red", "mfkd-gpr": "tab:purple",
+    "bohb": "tab:brown", "hyperband": "tab:pink", "mfkd": "black", "mfkd-nst": "black", "mfkd-ce": "tab:olive",
+}
+
+
 def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) -> None:
     """Anytime curves of one (protocol, dataset): incumbent test accuracy vs simulated seconds."""
     import matplotlib
@@ -206,7 +212,8 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) 
     budget = max(r.budget for r in runs)
     grid = np.linspace(0.0, budget, n_grid)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    lows = []
+    lows: list[float] = []
+    highs: list[float] = []
     by_method: dict[str, list[Run]] = {}
     for r in runs:
         by_method.setdefault(r.method, []).append(r)
@@ -225,13 +232,16 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) 
         mean[counts < max(1, len(by_method[m]) // 2)] = np.nan  # shown once half the seeds have one
         se = np.where(counts > 1, sd / np.sqrt(np.maximum(counts, 1)), 0.0)
         lw = 2.2 if m in REFERENCE_METHODS else 1.4
-        ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw)
-        ax.fill_between(grid, mean - se, mean + se, alpha=0.2)
+        color = _COLORS.get(m)
+        ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw, color=color)
+        ax.fill_between(grid, mean - se, mean + se, alpha=0.2, color=color)
+        if np.any(~np.isnan(mean)):
+            highs.append(np.nanmax(mean + se))
         quarter = mean[grid.size // 4 :]
         if np.any(~np.isnan(quarter)):
             lows.append(np.nanmin(quarter))
-    if lows:
-        ax.set_ylim(bottom=min(lows) - 0.5)
+    if lows and highs:
+        ax.set_ylim(min(lows) - 0.5, max(highs) + 0.2)
     ax.set_xlabel("simulated seconds")
     ax.set_ylabel("test accuracy of the incumbent (%), 200 epochs")
     ax.set_title(title + "\n(mean over seeds; band: +- 1 standard error)", fontsize=10)
