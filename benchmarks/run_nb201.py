@@ -7,7 +7,9 @@ interrupted run holds about the same number of seeds per method::
         python benchmarks/run_nb201.py --storage sqlite:///benchmarks/results/nb201-bench/studies.db \\
         --seeds 0-99 --out benchmarks/results/nb201-bench
 
-``--stages`` picks stages by name (default: all, in the order below).
+``--stages`` picks stages by name (default: all, in the order below). ``--chunk K`` runs the
+seeds K at a time through all stages, so a run stopped early holds about as many seeds for
+every stage.
 """
 
 from __future__ import annotations
@@ -43,16 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     p.add_argument("--table", default=None)
     p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--chunk", type=int, default=0, help="seeds per round through all stages (0: all)")
     p.add_argument("--out", default=None, help="write the report here after the stages")
     args = p.parse_args(argv)
     failed = 0
-    for stage in args.stages:
-        protocol, datasets, methods = STAGES[stage]
-        print(f"== stage {stage}", flush=True)
-        results = harness.run_benchmark(
-            args.storage, protocol, datasets, methods, args.seeds, n_jobs=args.n_jobs, table_path=args.table
-        )
-        failed += sum("error" in r for r in results)
+    k = args.chunk or len(args.seeds)
+    for start in range(0, len(args.seeds), k):
+        seeds = args.seeds[start : start + k]
+        for stage in args.stages:
+            protocol, datasets, methods = STAGES[stage]
+            print(f"== stage {stage}, seeds {seeds[0]}-{seeds[-1]}", flush=True)
+            results = harness.run_benchmark(
+                args.storage, protocol, datasets, methods, seeds, n_jobs=args.n_jobs, table_path=args.table
+            )
+            failed += sum("error" in r for r in results)
         if args.out:
             from optuna_mfkd.bench import report
 
