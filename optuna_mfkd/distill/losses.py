@@ -108,6 +108,27 @@ def teacher_targets(teacher_feats: Sequence[torch.Tensor], *, c: float = 0.0,
     return out
 
 
+class _GradInInputLayout(torch.autograd.Function):
+    """Identity whose backward returns the gradient in the input's memory format.
+
+    The NST gradient comes out of ``bmm`` in NCHW order; a channels_last network would then
+    add it to channels_last gradients and run its BatchNorm/conv backward on the slow mixed
+    layout. Converting here costs one copy per distilled layer.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        if ctx.channels_last:
+            return g.contiguous(memory_format=torch.channels_last)
+        return g.contiguous()
+
+
 def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: int) -> torch.Tensor:
     """Per-sample MMD^2 from a raw student map and teacher targets (channel-Gram form).
 
@@ -122,6 +143,8 @@ def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: i
             "student and teacher feature maps must share batch size and H, W; got "
             f"{tuple(fs.shape)} and teacher rows {tuple(t.shape)}."
         )
+    if fs.requires_grad:
+        fs = _GradInInputLayout.apply(fs)
     s = fs.float().flatten(2)  # (B, C_S, HW), any memory layout
     gram = torch.bmm(s, s.transpose(1, 2))  # (B, C_S, C_S)
     inv = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-24).rsqrt()  # 1 / n_i
