@@ -28,7 +28,12 @@ import optuna
 import torch
 
 from optuna_mfkd import MFKDSampler
-from optuna_mfkd.nasbench201.space import EDGE_PARAM_NAMES, NUM_ARCHS, Architecture, suggest_architecture
+from optuna_mfkd.nasbench201.space import (
+    EDGE_PARAM_NAMES,
+    NUM_ARCHS,
+    Architecture,
+    suggest_architecture,
+)
 from optuna_mfkd.nasbench201.table import load_table
 
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -152,6 +152,12 @@ class MFKDSampler(BaseSampler):
         ard: one GP length scale per encoded feature instead of one per level.
         torch_threads: torch threads used inside a step (restored afterwards); ``None``
             leaves torch's setting alone. One thread is fastest for these small matrices.
+        point_key: maps a parameter dict to a key; points with equal keys count as the
+            same point, so a point whose key was already evaluated (or is running) at a
+            level is not proposed at that level again. Use it for equivalent encodings,
+            e.g. isomorphic NAS-Bench-201 cells
+            (``lambda p: architecture_from_params(p).canonical_form()``). Default: points
+            are the same when all their parameter values are.
 
     The study's direction is respected (minimisation negates the values internally).
     """
@@ -168,6 +174,7 @@ class MFKDSampler(BaseSampler):
         max_fit_iter: int = 50,
         ard: bool = False,
         torch_threads: int | None = 1,
+        point_key: Callable[[dict[str, Any]], Hashable] | None = None,
     ) -> None:
         self._names, self._settings = _normalise_fidelities(fidelities)
         self._n_warmup = _normalise_warmup(n_warmup, self._names)
@@ -190,6 +197,9 @@ class MFKDSampler(BaseSampler):
         self._max_fit_iter = max_fit_iter
         self._ard = ard
         self._torch_threads = torch_threads
+        if point_key is not None and not callable(point_key):
+            raise ValueError(f"point_key must be callable, got {point_key!r}.")
+        self._point_key = point_key
         self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace()
@@ -315,13 +325,13 @@ class MFKDSampler(BaseSampler):
     def _claimed_earlier(
         self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int, internal: np.ndarray
     ) -> bool:
-        mine = encoder.point_ids(internal).item()
+        mine = self._keys(encoder, internal)[0]
         for t in study._get_trials(deepcopy=False, states=(TrialState.RUNNING,), use_cache=False):
             if t.number >= trial.number or self._level_of(t) != level:
                 continue
             point = t.system_attrs.get(POINT_ATTR)
             if point is not None and len(point) == len(internal):
-                if encoder.point_ids(np.asarray(point, dtype=float)).item() == mine:
+                if self._keys(encoder, np.asarray(point, dtype=float))[0] == mine:
                     return True
         return False
 
@@ -365,28 +375,35 @@ class MFKDSampler(BaseSampler):
             running,
         )
 
-    def _candidates(self, encoder: SearchSpaceEncoder) -> tuple[np.ndarray, torch.Tensor | None, np.ndarray]:
-        """Candidate internal rows, their features (cached for full grids) and ids."""
+    def _keys(self, encoder: SearchSpaceEncoder, internal: np.ndarray) -> list[Hashable]:
+        """Identity of each internal row: ``point_key`` of its params, or its grid id."""
+        internal = np.atleast_2d(internal)
+        if self._point_key is None:
+            return encoder.point_ids(internal).tolist()
+        return [self._point_key(encoder.to_params(row)) for row in internal]
+
+    def _candidates(self, encoder: SearchSpaceEncoder) -> tuple[np.ndarray, torch.Tensor | None, list[Hashable]]:
+        """Candidate internal rows, their features (cached for full grids) and keys."""
         size = encoder.cardinality()
         if size is not None and (self._n_candidates == "all" or size <= self._n_candidates):
             key = tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
             if key not in self._grid_cache:
                 grid = encoder.enumerate()
-                self._grid_cache[key] = (grid, encoder.encode(grid), encoder.point_ids(grid))
+                self._grid_cache[key] = (grid, encoder.encode(grid), self._keys(encoder, grid))
             return self._grid_cache[key]
         n = 5000 if self._n_candidates == "all" else int(self._n_candidates)
         cand = encoder.sample(n, self._rng)
-        return cand, None, encoder.point_ids(cand)
+        return cand, None, self._keys(encoder, cand)
 
     def _propose(
         self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int
     ) -> tuple[np.ndarray, str]:
         top = len(self._names) - 1
         X, levels, y, running = self._collect(study, trial, encoder)
-        used = set(encoder.point_ids(X[levels == level]).tolist()) if len(X) else set()
-        used.update(encoder.point_ids(pt).item() for lv, pt in running if lv == level)
-        cand, feats, ids = self._candidates(encoder)
-        free = np.fromiter((i not in used for i in ids.tolist()), dtype=bool, count=len(ids))
+        used = set(self._keys(encoder, X[levels == level])) if len(X) else set()
+        used.update(self._keys(encoder, pt)[0] for lv, pt in running if lv == level)
+        cand, feats, keys = self._candidates(encoder)
+        free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
         if not free.any():
             _logger.warning(
                 f"Trial {trial.number}: every candidate was already evaluated at fidelity "

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from optuna_mfkd import MaxCostCallback, MFKDSampler, best_high_fidelity_trial, fidelity_of
@@ -308,3 +308,27 @@ def test_mixed_numeric_space_respects_bounds_and_types():
         assert 1e-4 <= t.params["a"] <= 1.0 and isinstance(t.params["b"], int)
         assert t.params["c"] in np.arange(-2, 2.01, 0.5)
     assert study.best_value < 1.5
+
+
+def test_point_key_treats_equivalent_points_as_one():
+    """With NB201's canonical form as the key, no two isomorphic cells are evaluated."""
+    from optuna_mfkd.nasbench201.space import architecture_from_params, suggest_architecture
+
+    def key(params):
+        return architecture_from_params(params).canonical_form()
+
+    sampler = MFKDSampler(
+        fidelities=["high"], n_warmup={"high": 15}, n_candidates="all", seed=0, point_key=key
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def objective(trial):
+        arch = suggest_architecture(trial)
+        # Rewards cells with many convolutions; isomorphic cells score alike.
+        return sum(op.startswith("nor_conv") for op in arch.ops) + 0.1 * (arch.ops[5] == "skip_connect")
+
+    study.optimize(objective, n_trials=30)
+    forms = [key(t.params) for t in study.trials]
+    assert len(set(forms)) == len(forms)
+    with pytest.raises(ValueError, match="point_key"):
+        MFKDSampler(point_key="canonical")
