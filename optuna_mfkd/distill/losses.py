@@ -129,6 +129,11 @@ class _GradInInputLayout(torch.autograd.Function):
         return g.contiguous()
 
 
+def keep_grad_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself, but gradients flowing back through it take ``x``'s memory format."""
+    return _GradInInputLayout.apply(x) if x.requires_grad else x
+
+
 def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: int) -> torch.Tensor:
     """Per-sample MMD^2 from a raw student map and teacher targets (channel-Gram form).
 
@@ -143,9 +148,7 @@ def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: i
             "student and teacher feature maps must share batch size and H, W; got "
             f"{tuple(fs.shape)} and teacher rows {tuple(t.shape)}."
         )
-    if fs.requires_grad:
-        fs = _GradInInputLayout.apply(fs)
-    s = fs.float().flatten(2)  # (B, C_S, HW), any memory layout
+    s = keep_grad_layout(fs).float().flatten(2)  # (B, C_S, HW), any memory layout
     gram = torch.bmm(s, s.transpose(1, 2))  # (B, C_S, C_S)
     inv = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-24).rsqrt()  # 1 / n_i
     ss = gram * inv.unsqueeze(2) * inv.unsqueeze(1)
@@ -274,6 +277,7 @@ def nst_loss_subset(
         teacher_channels = student_channels
     if not (len(student_feats) == len(teacher_feats) == len(student_channels) == len(teacher_channels)):
         raise ValueError("feature lists and channel subsets must have one entry per layer.")
-    fs = [f if idx is None else f.index_select(1, idx.to(f.device)) for f, idx in zip(student_feats, student_channels, strict=True)]
+    fs = [f if idx is None else keep_grad_layout(f).index_select(1, idx.to(f.device))
+          for f, idx in zip(student_feats, student_channels, strict=True)]
     ft = [f if idx is None else f.index_select(1, idx.to(f.device)) for f, idx in zip(teacher_feats, teacher_channels, strict=True)]
     return nst_loss(fs, ft, c=c, degree=degree)

@@ -27,6 +27,7 @@ from optuna_mfkd.distill.losses import (
     TeacherTargets,
     ce_loss,
     hinton_kd_loss,
+    keep_grad_layout,
     nst_loss_from_targets,
     random_channel_subsets,
     teacher_targets,
@@ -205,7 +206,8 @@ def train(
     def select(feats: list[torch.Tensor]) -> list[torch.Tensor]:
         if subsets is None:
             return feats
-        return [f.index_select(1, idx.to(f.device)) for f, idx in zip(feats, subsets, strict=True)]
+        return [keep_grad_layout(f).index_select(1, idx.to(f.device))
+                for f, idx in zip(feats, subsets, strict=True)]
 
     from tqdm.auto import tqdm
 
