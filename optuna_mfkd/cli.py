@@ -250,8 +250,15 @@ def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
     return {f"{config.e1}ep-{config.kd_loss}": low, f"{config.e2}ep": {"epochs": config.e2, "kd_loss": "ce"}}
 
 
+def cell_key(params: dict[str, Any]) -> str:
+    """Isomorphic NB201 cells compute the same function: the sampler proposes one of them once."""
+    from optuna_mfkd.nasbench201.space import architecture_from_params
+
+    return architecture_from_params(params).canonical_form()
+
+
 def build_sampler(config: SearchConfig, seed: int | None) -> Any:
-    """The MFKDSampler of a configuration (two levels, cheapest first)."""
+    """The MFKDSampler of a configuration (levels cheapest first; isomorphic cells are one)."""
     from optuna_mfkd import MFKDSampler
 
     levels = level_settings(config)
@@ -263,6 +270,7 @@ def build_sampler(config: SearchConfig, seed: int | None) -> Any:
         n_candidates=config.n_candidates,
         beta=config.beta,
         seed=seed,
+        point_key=cell_key,
     )
 
 

@@ -20,7 +20,7 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_mfkd.cli import WORKER_ATTR, main
+from optuna_mfkd.cli import WORKER_ATTR, cell_key, main
 from optuna_mfkd.sampler import HOW_ATTR
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -77,8 +77,10 @@ def cell(trial: FrozenTrial) -> tuple:
 def check_consistent(study: optuna.Study, n_workers: int) -> None:
     """No highest-level cell twice; warm-up counts within ``n_workers - 1`` of the configured."""
     done = study.get_trials(states=(TrialState.COMPLETE,))
-    high = [cell(t) for t in done if t.user_attrs["fidelity"] == "200ep"]
-    assert len(high) == len(set(high)), "a 200-epoch cell was evaluated twice"
+    high = [t for t in done if t.user_attrs["fidelity"] == "200ep"]
+    assert len({cell(t) for t in high}) == len(high), "a 200-epoch cell was evaluated twice"
+    # Isomorphic cells count as one (the command's sampler keys points by canonical form).
+    assert len({cell_key(t.params) for t in high}) == len(high), "isomorphic 200-epoch cells"
     # Warm-up points are random: drawn by the sampler ("random"), or by Optuna's independent
     # sampling on the study's very first trial, before the search space is known (no mark).
     warm = Counter(t.user_attrs["fidelity"] for t in done if t.system_attrs.get(HOW_ATTR, "random") == "random")
