@@ -10,7 +10,14 @@ Public names:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+# linear_operator (under GPyTorch) calls torch.jit.script at import, which torch >= 2.10
+# reports as deprecated on every import; the warning is not actionable for our users.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+)
 
 from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of
 from optuna_mfkd.sampler import MFKDSampler

@@ -19,6 +19,7 @@ import torch
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_mfkd.fidelity import (
@@ -250,6 +251,11 @@ class MFKDSampler(BaseSampler):
         return len(self._names) - 1
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if is_heartbeat_enabled(study._storage):
+            # A process killed while this trial is being set up (before Optuna's heartbeat
+            # thread starts) must still leave a trial that the stale-trial check can fail.
+            assert isinstance(study._storage, BaseHeartbeat)
+            study._storage.record_heartbeat(trial._trial_id)
         if study._is_multi_objective():
             return
         if study._study_id not in self._registered:

@@ -332,3 +332,18 @@ def test_point_key_treats_equivalent_points_as_one():
     assert len(set(forms)) == len(forms)
     with pytest.raises(ValueError, match="point_key"):
         MFKDSampler(point_key="canonical")
+
+
+def test_trial_set_up_by_the_sampler_has_a_heartbeat(tmp_path):
+    """A process that dies inside ``study.ask`` leaves a trial the stale check can fail."""
+    import time
+
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=1
+    )
+    study = optuna.create_study(storage=storage, sampler=MFKDSampler(seed=0))
+    trial = study.ask()  # no heartbeat thread runs for an asked trial: like a dead worker
+    assert trial.user_attrs["fidelity"] == "low"
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == TrialState.FAIL
