@@ -19,8 +19,8 @@ warnings.filterwarnings(
     "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
 )
 
-from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of
-from optuna_mfkd.sampler import MFKDSampler
+from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of  # noqa: E402
+from optuna_mfkd.sampler import MFKDSampler  # noqa: E402
 
 __version__ = "0.1.0"
 
