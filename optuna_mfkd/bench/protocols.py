@@ -67,8 +67,10 @@ class LowFidelityPool:
         Needed columns: ``index``, ``loss``, ``score``, ``wall_seconds``, ``epochs``,
         ``train_images``. The cost of a loss in epochs of the table's per-epoch seconds is
         ``epochs x train_images / train_size x r``, with ``r`` the median over cells scored
-        with both losses of ``wall_seconds[loss] / wall_seconds[reference_loss]`` (1 for the
+        with both losses of ``seconds[loss] / seconds[reference_loss]`` (1 for the
         reference loss): the measured time ratio of, e.g., NST to plain cross-entropy.
+        ``seconds`` is the training CPU time (``train_cpu_seconds``) where the pool has it,
+        since wall time depends on whatever else ran on the machine, else ``wall_seconds``.
         ``train_size`` is the training split the table's epochs run over (25,000 images of
         cifar10-valid).
         """
@@ -84,20 +86,24 @@ class LowFidelityPool:
         if missing:
             raise ValueError(f"pool {str(path)!r} lacks columns {missing}; expected {list(POOL_COLUMNS)}.")
         df = df.dropna(subset=["score", "wall_seconds"])
-        wall = {loss: dict(zip(g["index"].astype(int), g["wall_seconds"].astype(float))) for loss, g in df.groupby("loss")}
+        timing = "wall_seconds"
+        if "train_cpu_seconds" in df.columns and df["train_cpu_seconds"].notna().any():
+            timing = "train_cpu_seconds"
+        timed = df.dropna(subset=[timing])
+        wall = {loss: dict(zip(g["index"].astype(int), g[timing].astype(float))) for loss, g in timed.groupby("loss")}
         scores: dict[str, dict[int, float]] = {}
         cost: dict[str, float] = {}
         for loss in losses:
             sub = df[df["loss"] == loss]
             if sub.empty:
-                raise ValueError(f"pool {str(path)!r} has no rows with loss {loss!r}; it has {sorted(wall)}.")
+                raise ValueError(f"pool {str(path)!r} has no rows with loss {loss!r}; it has {sorted(df['loss'].unique())}.")
             if sub["epochs"].nunique() != 1 or sub["train_images"].nunique() != 1:
                 raise ValueError(f"pool {str(path)!r}: the {loss!r} rows mix several epochs/train_images settings.")
             scores[loss] = dict(zip(sub["index"].astype(int), sub["score"].astype(float)))
             ratio = 1.0
             if loss != reference_loss:
                 ref = wall.get(reference_loss, {})
-                both = [i for i in wall[loss] if i in ref]
+                both = [i for i in wall.get(loss, {}) if i in ref]
                 if not both:
                     raise ValueError(f"pool {str(path)!r}: no cell has both {loss!r} and {reference_loss!r} timings.")
                 ratio = float(np.median([wall[loss][i] / ref[i] for i in both]))

@@ -13,4 +13,21 @@ from optuna_mfkd.nasbench201.space import (
     suggest_architecture,
 )
 
-__all__ = ["EDGES", "EDGE_PARAM_NAMES", "NUM_ARCHS", "OPS", "Architecture", "suggest_architecture"]
+__all__ = [
+    "EDGES",
+    "EDGE_PARAM_NAMES",
+    "NUM_ARCHS",
+    "OPS",
+    "Architecture",
+    "build_network",
+    "suggest_architecture",
+]
+
+
+def __getattr__(name: str):
+    # The network needs torch; keep ``import optuna_mfkd.nasbench201`` light until it is used.
+    if name == "build_network":
+        from optuna_mfkd.nasbench201.network import build_network
+
+        return build_network
+    raise AttributeError(f"module 'optuna_mfkd.nasbench201' has no attribute {name!r}")
