@@ -27,11 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lowfi_pool import kendall_with_ci, pool_indices  # noqa: E402
+from lowfi_pool import kendall_difference_with_ci, kendall_with_ci, pool_indices  # noqa: E402
 
 
 def correlation_table(df, losses, n_boot: int = 2000) -> list[str]:
-    from scipy.stats import kendalltau
 
     wide = df.pivot_table(index="index", columns="loss", values="score")
     meta = df.drop_duplicates("index").set_index("index")[["val_acc_12ep", "test_acc_200ep"]]
@@ -47,17 +46,10 @@ def correlation_table(df, losses, n_boot: int = 2000) -> list[str]:
             t, lo, hi = kendall_with_ci(wide[loss], wide[target], n_boot)
             cells.append(f"{t:+.3f} [{lo:+.2f}, {hi:+.2f}]")
         if "ce" in have:
-            rng = np.random.default_rng(1)
             for loss in have:
                 if loss == "ce":
                     continue
-                x, c, y = (wide[k].to_numpy() for k in (loss, "ce", target))
-                d0 = kendalltau(x, y).statistic - kendalltau(c, y).statistic
-                ds = []
-                for _ in range(n_boot):
-                    i = rng.integers(0, len(x), len(x))
-                    ds.append(kendalltau(x[i], y[i]).statistic - kendalltau(c[i], y[i]).statistic)
-                lo, hi = np.nanquantile(ds, [0.05, 0.95])
+                d0, lo, hi = kendall_difference_with_ci(wide[loss], wide["ce"], wide[target], n_boot)
                 cells.append(f"{d0:+.3f} [{lo:+.2f}, {hi:+.2f}]")
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
     return lines

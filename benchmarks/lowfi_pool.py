@@ -156,6 +156,21 @@ def kendall_with_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.90
     return float(tau), float(lo), float(hi)
 
 
+def kendall_difference_with_ci(x, c, y, n_boot: int = 2000, seed: int = 1, level: float = 0.90):
+    """tau_b(x, y) - tau_b(c, y) with a paired bootstrap interval (cells resampled)."""
+    from scipy.stats import kendalltau
+
+    x, c, y = (np.asarray(v, float) for v in (x, c, y))
+    d0 = kendalltau(x, y).statistic - kendalltau(c, y).statistic
+    rng = np.random.default_rng(seed)
+    ds = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        ds.append(kendalltau(x[i], y[i]).statistic - kendalltau(c[i], y[i]).statistic)
+    lo, hi = np.nanquantile(ds, [(1 - level) / 2, (1 + level) / 2])
+    return float(d0), float(lo), float(hi)
+
+
 def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
     import pandas as pd
     from scipy.stats import kendalltau
@@ -197,17 +212,10 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
                 t, lo, hi = kendall_with_ci(g[loss], g[target], n_boot)
                 cells.append(f"{t:+.3f} [{lo:+.2f}, {hi:+.2f}]")
             diffs = []
-            rng = np.random.default_rng(1)
             for loss in have:
                 if loss == "ce" or "ce" not in have:
                     continue
-                x, c, y = g[loss].to_numpy(), g["ce"].to_numpy(), g[target].to_numpy()
-                d0 = kendalltau(x, y).statistic - kendalltau(c, y).statistic
-                ds = []
-                for _ in range(n_boot):
-                    i = rng.integers(0, len(x), len(x))
-                    ds.append(kendalltau(x[i], y[i]).statistic - kendalltau(c[i], y[i]).statistic)
-                lo, hi = np.nanquantile(ds, [0.05, 0.95])
+                d0, lo, hi = kendall_difference_with_ci(g[loss], g["ce"], g[target], n_boot)
                 diffs.append(f"{d0:+.3f} [{lo:+.2f}, {hi:+.2f}]")
             lines.append(f"| {name} | {len(g)} | {target} | " + " | ".join(cells + diffs) + " |")
     lines += [""]

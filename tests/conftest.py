@@ -102,3 +102,24 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def write_image_zip(path: Path, root: str, size: int, counts=(("train", 16), ("test", 4)),
+                    classes=("a", "b", "c"), seed: int = 0) -> Path:
+    """Write an ImageFolder tree of random RGB PNGs (``root/split/class/i.png``) into a zip."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    with zipfile.ZipFile(path, "w") as zf:
+        for split, n in counts:
+            for cls in classes:
+                for i in range(n):
+                    buf = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+                    zf.writestr(f"{root}/{split}/{cls}/{i}.png", buf.getvalue())
+    return path
+

@@ -240,26 +240,14 @@ def test_worker_joins_existing_study(nb201_table_path: Path, sqlite_url: str,
 @pytest.fixture
 def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A 3-class ImageFolder zip of random 16x16 images and a teacher trained on nothing."""
-    import io
-    import zipfile
-
-    import numpy as np
     import torch
-    from PIL import Image
+    from conftest import write_image_zip
 
     from optuna_mfkd.distill.teacher import save_teacher
     from optuna_mfkd.nasbench201.network import build_network
 
     monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    path = tmp_path / "tiny.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        for split, n in (("train", 16), ("test", 4)):
-            for cls in ("a", "b", "c"):
-                for i in range(n):
-                    buf = io.BytesIO()
-                    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, "PNG")
-                    zf.writestr(f"cifar10/{split}/{cls}/{i}.png", buf.getvalue())
+    path = write_image_zip(tmp_path / "tiny.zip", "cifar10", 16)
     torch.manual_seed(0)
     teacher = save_teacher(build_network(RESNET, 3), tmp_path / "teacher.pth")
     return path, teacher

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import math
-import zipfile
 
-import numpy as np
 import optuna
 import pytest
 import torch
@@ -35,19 +32,10 @@ def _tiny(n=24, h=8, classes=3, seed=0) -> ArrayDataset:
 
 @pytest.fixture
 def tiny_zip(tmp_path, monkeypatch):
-    from PIL import Image
+    from conftest import write_image_zip
 
     monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    path = tmp_path / "tiny.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        for split, n in (("train", 16), ("test", 4)):
-            for cls in ("a", "b", "c"):
-                for i in range(n):
-                    buf = io.BytesIO()
-                    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
-                    zf.writestr(f"d/{split}/{cls}/{i}.png", buf.getvalue())
-    return path
+    return write_image_zip(tmp_path / "tiny.zip", "d", 8)
 
 
 @pytest.fixture
