@@ -40,6 +40,9 @@ FIELDS = [
     "seconds_per_epoch",
 ]
 
+#: Losses a pool row may have; every one present in the cache is exported.
+LOSSES = ("ce", "nst", "kd")
+
 
 def pool_indices(size: int, seed: int, n: int = 15_625) -> list[int]:
     """``size`` distinct NB201 indices drawn uniformly (``numpy.random.default_rng(seed)``)."""
@@ -88,10 +91,11 @@ def provenance(a: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def export(a, evaluator, cache, pool, table, out_csv: Path) -> int:
+    """Write every cached (cell, loss) of the pool to ``out_csv`` (all losses, not only this run's)."""
     rows = []
     for pos, index in enumerate(pool):
         arch = table.arch_str(index)
-        for loss in a.losses:
+        for loss in LOSSES:
             s = settings_for(loss, a)
             hit = cache.get(arch, evaluator.cache_settings(s), a.seed)
             if hit is None:
@@ -129,7 +133,7 @@ def import_csv(a, evaluator, cache, out_csv: Path) -> int:
     n = 0
     with open(out_csv) as f:
         for r in csv.DictReader(f):
-            if r["loss"] not in a.losses or int(r["train_images"]) != a.train_images:
+            if r["loss"] not in LOSSES or int(r["train_images"]) != a.train_images:
                 continue
             s = evaluator.cache_settings(settings_for(r["loss"], a))
             if cache.get(r["arch_str"], s, a.seed) is None:
@@ -286,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true")
     p.add_argument("--no-run", action="store_true")
     a = p.parse_args(argv)
+    unknown = [x for x in a.losses if x not in LOSSES]
+    if unknown:
+        p.error(f"--losses: unknown {unknown}; choose from {list(LOSSES)}")
 
     import torch
 

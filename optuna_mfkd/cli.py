@@ -89,8 +89,10 @@ class SearchConfig:
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
     scored per step; ``train_images`` the training images of a live low fidelity (``None``:
-    all) and ``eval_images`` its validation images (``None``: all); ``budget`` the total
-    cost (seconds, simulated in tabular mode).
+    all) and ``eval_images`` its validation images (``None``: all); ``kd_overhead`` the
+    training-time ratio of the low-fidelity loss to cross-entropy charged in hybrid mode
+    (``None``: the measured :data:`optuna_mfkd.training.objective.KD_TIME_RATIO`);
+    ``budget`` the total cost (seconds, simulated in tabular mode).
     """
 
     mode: str = "tabular"
@@ -105,6 +107,7 @@ class SearchConfig:
     kd_loss: str = "nst"
     train_images: int | None = None
     eval_images: int | None = None
+    kd_overhead: float | None = None
     budget: float = 200_000.0
 
     # Options that may change when a study is resumed (the budget may grow).
@@ -309,8 +312,8 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
     if config.mode == "hybrid":
         evaluator = LowFidelityEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
                                          device=args.device)
-        return HybridNB201Objective(table, evaluator, levels[low_name], low_name=low_name,
-                                    high_name=high_name, dataset=config.dataset)
+        return HybridNB201Objective(table, evaluator, levels[low_name], overhead=config.kd_overhead,
+                                    low_name=low_name, high_name=high_name, dataset=config.dataset)
     return NB201TrainingObjective(config.dataset, data, fidelities=levels, teacher=teacher,
                                   cache=args.storage, device=args.device)
 
@@ -554,6 +557,9 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
         for flag, epochs in (("--e1", config.e1), ("--e2", config.e2)):
             if epochs not in (12, 200):
                 raise CLIError(f"{flag} {epochs}: the NB201 table holds 12 and 200 epochs only")
+    if config.kd_overhead is not None and config.mode != "hybrid":
+        raise CLIError(f"--kd-overhead {config.kd_overhead}: only hybrid mode charges a time ratio "
+                       f"(this study's mode is {config.mode})")
     if config.mode == "hybrid" and config.e2 != 12:
         raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 epochs")
     if config.protocol != "nb201" and config.e1 >= config.e2:
@@ -698,6 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training images of the live low fidelity (default: all of the split)")
     p.add_argument("--eval-images", type=positive_int,
                    help="validation images of the live low fidelity (default: all of the split)")
+    p.add_argument("--kd-overhead", type=positive_float,
+                   help="hybrid mode: training-time ratio of the low-fidelity loss to cross-entropy, "
+                        "charged to each low-fidelity evaluation (default: the measured ratio, "
+                        "optuna_mfkd.training.objective.KD_TIME_RATIO)")
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
     p.add_argument("--artifact-dir", type=Path,
                    help="store a summary figure (anytime curve, trials by fidelity) as a study "

@@ -10,6 +10,7 @@ import pytest
 
 from optuna_mfkd.bench import harness, report
 from optuna_mfkd.bench.protocols import LowFidelityPool, get_protocol
+from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import load_table
 
 POOL_CELLS = [11472, 6111, 0, 1, 2, 3, 4, 5]
@@ -69,3 +70,61 @@ def test_paper_protocol_end_to_end(pool_csv, nb201_table_path, sqlite_url, tmp_p
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv").set_index("method")
     best_high = max(high, key=lambda t: (t.value, -t.number))
     assert runs.loc["mfkd-nst", "final_test_acc"] == pytest.approx(best_high.user_attrs["test_acc_200ep"])
+
+
+@pytest.fixture
+def tiny_live(tmp_path, monkeypatch, sqlite_url):
+    """A live low fidelity on a 3-class zip of random 8x8 images, with an untrained teacher."""
+    import torch
+    from conftest import write_image_zip
+
+    from optuna_mfkd.bench.protocols import LiveLowFidelity
+    from optuna_mfkd.distill.teacher import save_teacher
+    from optuna_mfkd.nasbench201.network import build_network
+
+    monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
+    data = write_image_zip(tmp_path / "tiny.zip", "cifar10", 8)  # 48 training images -> 24 / 24
+    torch.manual_seed(0)
+    teacher = save_teacher(build_network(Architecture.from_index(0).arch_str, 3), tmp_path / "teacher.pth")
+    settings = {"epochs": 1, "train_images": 12, "eval_images": 16, "batch_size": 8}
+    return LiveLowFidelity(str(data), settings, sqlite_url, {"ce": 1.0, "nst": 1.5}, teacher=str(teacher))
+
+
+def test_live_protocol_end_to_end(tiny_live, nb201_table_path, sqlite_url, tmp_path):
+    from optuna_mfkd.training.cache import EvaluationCache
+
+    protocol = dataclasses.replace(
+        get_protocol("nb201", live=tiny_live), budgets={"cifar10": 1200.0}, n_warmup_low=2, n_warmup_high=2
+    )
+    assert protocol.name == "nb201-live" and {"mfkd-nst", "mfkd-ce"} <= set(protocol.methods)
+    res = harness.run_benchmark(sqlite_url, protocol, ["cifar10"], ["mfkd-nst", "mfkd-ce", "random"], [0],
+                                table_path=str(nb201_table_path), progress=False)
+    assert not any("error" in r for r in res), res
+    table = load_table(nb201_table_path)
+    for loss, ratio in (("nst", 1.5), ("ce", 1.0)):
+        study = optuna.load_study(study_name=f"nb201-live/cifar10/mfkd-{loss}/seed-0", storage=sqlite_url)
+        low = [t for t in study.trials if t.user_attrs["fidelity"] == loss]
+        high = [t for t in study.trials if t.user_attrs["fidelity"] == "12ep"]
+        assert len(low) == 2 and len(high) >= 2
+        for t in low:  # trained live: a score of 16 images, charged 1 epoch x 12/24 x ratio
+            index = t.user_attrs["nb201_index"]
+            assert t.user_attrs["kd_loss"] == loss and not t.user_attrs["cached"]
+            assert 0.0 <= t.value <= 100.0 and (t.value * 16 / 100) == pytest.approx(round(t.value * 16 / 100))
+            assert t.user_attrs["cost"] == pytest.approx(0.5 * table.seconds_per_epoch("cifar10", index) * ratio)
+        for t in high:
+            assert t.value == table.val_acc("cifar10", t.user_attrs["nb201_index"], 12)
+        meta = study.user_attrs[harness.META_ATTR]
+        assert meta["low_fidelity"]["live"] and meta["low_fidelity"]["time_ratio_to_ce"] == ratio
+    assert len(EvaluationCache(sqlite_url)) == 4  # every live evaluation is cached
+    text = report.write_report(sqlite_url, tmp_path / "rep").read_text()
+    assert "## nb201-live / cifar10" in text and "vs mfkd-nst" in text
+
+
+def test_live_protocol_bad_input(tiny_live, tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        get_protocol("nb201", pool=LowFidelityPool({"ce": {0: 1.0}}, {"ce": 1.0}), live=tiny_live)
+    with pytest.raises(ValueError, match="'mf'"):
+        get_protocol("mf", live=tiny_live)
+    args = harness.build_parser().parse_args(["--live-low", "--data-root", str(tmp_path), "--time-ratio", "nst:2"])
+    with pytest.raises(ValueError, match="--time-ratio"):
+        harness.protocol_from_args(args)

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.incumbent import result_record
-from optuna_mfkd.bench.protocols import LowFidelityPool, Protocol, get_protocol
+from optuna_mfkd.bench.protocols import LiveLowFidelity, LowFidelityPool, Protocol, get_protocol
 from optuna_mfkd.fidelity import MaxCostCallback
 from optuna_mfkd.nasbench201.table import load_table, normalise_dataset
 
@@ -132,6 +132,11 @@ def run_one(
         meta["pool"] = protocol.pool.source
         meta["pool_cells"] = len(protocol.pool.scores[loss])
         meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
+        meta["n_warmup_low"] = protocol.n_warmup_low
+    if protocol.live is not None and spec.method in ("mfkd-nst", "mfkd-ce"):
+        loss = spec.method.split("-")[1]
+        meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
+                                "time_ratio_to_ce": protocol.live.overhead[loss], "seed": protocol.live.seed}
         meta["n_warmup_low"] = protocol.n_warmup_low
     for params, attrs in protocol.warmup_queue(spec.method, spec.seed):
         study.enqueue_trial(params, user_attrs=attrs)
@@ -353,14 +358,50 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--pool", default=None, help="low-fidelity pool CSV (adds mfkd-nst / mfkd-ce to nb201)")
     p.add_argument("--pool-train-size", type=int, default=25_000, help="images of the table's training split")
     p.add_argument("--n-warmup-low", type=int, default=None, help="low-fidelity warm-up trials (default 100)")
+    g = p.add_argument_group("live low fidelity (protocol nb201-live: mfkd-nst / mfkd-ce train their low level)")
+    g.add_argument("--live-low", action="store_true", help="train the low level live instead of reading a pool")
+    g.add_argument("--data-root", default=None, help="CIFAR-10 zip or folder (default $MFKD_CIFAR10)")
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (default: $MFKD_TEACHERS's CIFAR-10 teacher)")
+    g.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    g.add_argument("--train-images", type=int, default=6000, help="training images of one low-fidelity run")
+    g.add_argument("--eval-images", type=int, default=2000, help="validation images scoring it")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--low-epochs", type=int, default=1)
+    g.add_argument("--time-ratio", default=None,
+                   help="loss=ratio,... training-time ratios to CE charged to the low level "
+                        "(default: the measured optuna_mfkd.training.objective.KD_TIME_RATIO)")
     return p
+
+
+def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
+    import os
+
+    from optuna_mfkd.training.objective import KD_TIME_RATIO
+
+    data = args.data_root or os.environ.get("MFKD_CIFAR10")
+    if not data:
+        raise ValueError("--live-low needs --data-root (or $MFKD_CIFAR10): the CIFAR-10 images to train on.")
+    ratios = dict(KD_TIME_RATIO)
+    for part in filter(None, (args.time_ratio or "").split(",")):
+        loss, sep, value = part.partition("=")
+        try:
+            ratios[loss.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--time-ratio {args.time_ratio!r}: expected loss=ratio pairs, e.g. nst=1.09") from None
+        if not sep or ratios[loss.strip()] <= 0:
+            raise ValueError(f"--time-ratio {args.time_ratio!r}: expected loss=ratio pairs with ratio > 0")
+    settings = {"epochs": args.low_epochs, "train_images": args.train_images,
+                "eval_images": args.eval_images, "batch_size": args.batch_size}
+    return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, overhead=ratios,
+                           teacher=args.teacher, device=args.device)
 
 
 def protocol_from_args(args: argparse.Namespace) -> Protocol:
     pool = None
     if args.pool:
         pool = LowFidelityPool.from_csv(args.pool, train_size=args.pool_train_size)
-    protocol = get_protocol(args.protocol, pool)
+    live = _live_from_args(args) if args.live_low else None
+    protocol = get_protocol(args.protocol, pool, live)
     if args.n_warmup_low is not None:
         import dataclasses
 

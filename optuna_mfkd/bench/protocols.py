@@ -6,7 +6,9 @@
   much, so about as many queries fit). Single-fidelity methods, plus the paper's MF-KD
   methods (``mfkd-nst``, ``mfkd-ce``) when a low-fidelity pool is given: their low level is
   a cached score of cells drawn from the pool (a uniform sample of the space), the high
-  level is the 12-epoch validation accuracy.
+  level is the 12-epoch validation accuracy. With a :class:`LiveLowFidelity` instead of a
+  pool (protocol ``nb201-live``), the low level is trained live (the paper's hybrid
+  protocol at the scale its settings give) and the sampler draws its own random warm-up.
 - ``nb201-12k``: as ``nb201`` with 12,000 s on every dataset (the budget NB201's scripts
   use; only about 18 queries fit on ImageNet16-120).
 - ``mf``: levels 12-epoch and 200-epoch validation accuracy; budget 50 x the median
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,6 +115,60 @@ class LowFidelityPool:
 
 
 @dataclass(frozen=True)
+class LiveLowFidelity:
+    """A low level trained live on CIFAR-10 (the hybrid protocol's ``mfkd-nst``/``mfkd-ce``).
+
+    Attributes:
+        data_root: CIFAR-10 location (zip or ImageFolder of JPEGs, torchvision folder).
+        settings: training settings shared by both losses (``train_images``,
+            ``eval_images``, ``batch_size``, ``epochs``, ``lr``, ``nst_beta``, ...; see
+            :mod:`optuna_mfkd.training.objective`); the loss comes from the method.
+        cache: URL of the evaluation cache (repeated cells are served from it).
+        overhead: loss -> training-time ratio to cross-entropy, charged on top of
+            ``epochs x data fraction x the cell's seconds per epoch``.
+        teacher: teacher checkpoint (None: ``$MFKD_TEACHERS``).
+        device: torch device (None: CUDA when present, else CPU).
+        seed: training seed.
+    """
+
+    data_root: str
+    settings: Mapping[str, Any]
+    cache: str
+    overhead: Mapping[str, float]
+    teacher: str | None = None
+    device: str | None = None
+    seed: int = 0
+
+    def objective(self, table: NB201Table, dataset: str, loss: str, high_level: str) -> Any:
+        """A :class:`~optuna_mfkd.training.objective.HybridNB201Objective` for ``loss``."""
+        from optuna_mfkd.training.objective import HybridNB201Objective
+
+        if loss not in self.overhead:
+            raise ValueError(f"no measured time ratio for loss {loss!r} (overhead has {sorted(self.overhead)}).")
+        return HybridNB201Objective(
+            table, _live_evaluator(self), {**self.settings, "kd_loss": loss},
+            overhead=self.overhead[loss], low_name=loss, high_name=high_level, dataset=dataset,
+            seed=self.seed, default_fidelity=high_level,
+        )
+
+
+_EVALUATORS: dict[tuple[Any, ...], Any] = {}
+
+
+def _live_evaluator(live: LiveLowFidelity) -> Any:
+    # One evaluator per process and data/teacher/cache: the data and the teacher's cached
+    # outputs are loaded once and shared by all runs of a benchmark.
+    from optuna_mfkd.training.objective import LowFidelityEvaluator
+
+    key = (live.data_root, live.teacher, live.cache, live.device)
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = LowFidelityEvaluator(
+            "cifar10", live.data_root, teacher=live.teacher, cache=live.cache, device=live.device, progress=False
+        )
+    return _EVALUATORS[key]
+
+
+@dataclass(frozen=True)
 class Protocol:
     """One benchmark protocol (see the module docstring)."""
 
@@ -128,6 +185,7 @@ class Protocol:
     n_warmup_high: int = 20
     n_warmup_single: int = 20
     pool: LowFidelityPool | None = None
+    live: LiveLowFidelity | None = None
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
@@ -145,10 +203,13 @@ class Protocol:
         if method not in self.methods:
             raise ValueError(f"method {method!r} is not part of protocol {self.name!r} (methods: {list(self.methods)}).")
         if method in ("mfkd-nst", "mfkd-ce"):
-            if self.pool is None:
-                raise ValueError(f"method {method!r} needs a low-fidelity pool (protocol {self.name!r} has none).")
-            if normalise_dataset(dataset) != self.pool.dataset:
-                raise ValueError(f"the low-fidelity pool is for {self.pool.dataset}, not {dataset}.")
+            if self.pool is None and self.live is None:
+                raise ValueError(
+                    f"method {method!r} needs a low-fidelity pool or a live low fidelity (protocol {self.name!r} has neither)."
+                )
+            low_dataset = self.pool.dataset if self.pool is not None else "cifar10"
+            if normalise_dataset(dataset) != low_dataset:
+                raise ValueError(f"the low fidelity is for {low_dataset}, not {dataset}.")
         return m
 
     def context(self, method: str) -> MethodContext:
@@ -164,8 +225,11 @@ class Protocol:
             n_warmup_single=self.n_warmup_single,
         )
 
-    def objective(self, table: NB201Table, dataset: str, method: str) -> TabularObjective:
+    def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
+        """The objective of ``method``: table lookups, or the hybrid one with a live low level."""
         m = self.check(method, dataset)
+        if self.live is not None and method in ("mfkd-nst", "mfkd-ce"):
+            return self.live.objective(table, normalise_dataset(dataset), method.split("-")[1], self.top_level)
         levels: dict[str, int | ScoreLevel] = dict(self.levels)
         promotion = None
         if m.mode == TWO_RUNG:
@@ -190,9 +254,8 @@ class Protocol:
         ``n_warmup_low`` cells drawn uniformly without replacement from the pool
         (``numpy.random.default_rng(seed)``), each with its fidelity set.
         """
-        if method not in ("mfkd-nst", "mfkd-ce"):
-            return []
-        assert self.pool is not None
+        if method not in ("mfkd-nst", "mfkd-ce") or self.pool is None:
+            return []  # a live low level: the sampler draws its own random warm-up
         loss = method.split("-")[1]
         cells = sorted(self.pool.scores[loss])
         if len(cells) < self.n_warmup_low:
@@ -205,8 +268,16 @@ class Protocol:
         ]
 
 
-def nb201_protocol(pool: LowFidelityPool | None = None, name: str = "nb201", budgets: Mapping[str, float] | None = None) -> Protocol:
-    methods = SINGLE_FIDELITY_METHODS + (("mfkd-nst", "mfkd-ce") if pool is not None else ())
+def nb201_protocol(
+    pool: LowFidelityPool | None = None,
+    name: str = "nb201",
+    budgets: Mapping[str, float] | None = None,
+    live: LiveLowFidelity | None = None,
+) -> Protocol:
+    if pool is not None and live is not None:
+        raise ValueError("give a low-fidelity pool or a live low fidelity, not both.")
+    low = pool is not None or live is not None
+    methods = SINGLE_FIDELITY_METHODS + (("mfkd-nst", "mfkd-ce") if low else ())
     return Protocol(
         name=name,
         description="maximise 12-epoch validation accuracy; each query costs the 12-epoch training time",
@@ -216,6 +287,7 @@ def nb201_protocol(pool: LowFidelityPool | None = None, name: str = "nb201", bud
         budgets=dict(budgets or {"cifar10": 12_000.0, "cifar100": 12_000.0, "imagenet16": 36_000.0}),
         methods=methods,
         pool=pool,
+        live=live,
     )
 
 
@@ -232,12 +304,21 @@ def mf_protocol() -> Protocol:
     )
 
 
-def get_protocol(name: str, pool: LowFidelityPool | None = None) -> Protocol:
-    """``"nb201"``, ``"nb201-12k"`` or ``"mf"``; ``pool`` adds the MF-KD methods to ``nb201``."""
+def get_protocol(name: str, pool: LowFidelityPool | None = None, live: LiveLowFidelity | None = None) -> Protocol:
+    """``"nb201"``, ``"nb201-12k"`` or ``"mf"``.
+
+    ``pool`` (cached scores) or ``live`` (live training) adds the MF-KD methods to ``nb201``
+    and ``nb201-12k``; with ``live`` the protocol's name gains ``-live`` so its studies never
+    mix with the pool's in one storage.
+    """
+    if live is not None and name not in ("nb201", "nb201-12k"):
+        raise ValueError(f"a live low fidelity needs protocol 'nb201' or 'nb201-12k', not {name!r}.")
+    suffix = "-live" if live is not None else ""
     if name == "nb201":
-        return nb201_protocol(pool)
+        return nb201_protocol(pool, name="nb201" + suffix, live=live)
     if name == "nb201-12k":
-        return nb201_protocol(pool, name="nb201-12k", budgets={d: 12_000.0 for d in ("cifar10", "cifar100", "imagenet16")})
+        return nb201_protocol(pool, name="nb201-12k" + suffix,
+                              budgets={d: 12_000.0 for d in ("cifar10", "cifar100", "imagenet16")}, live=live)
     if name == "mf":
         return mf_protocol()
     raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")
