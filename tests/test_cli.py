@@ -278,8 +278,32 @@ def test_search_live_modes(mode: str, tiny_cifar: tuple[Path, Path], nb201_table
             row = table_row(nb201_table_path, t.user_attrs["nb201_index"])
             assert t.value == pytest.approx(float(row["cifar10_valid_val_acc_12ep"]))
         assert "200-epoch test accuracy" in out
+        from optuna_mfkd.training.objective import KD_TIME_RATIO
+
+        for t in low:  # 1 epoch x 16 of the 24 training images x seconds/epoch x NST's time ratio
+            row = table_row(nb201_table_path, t.user_attrs["nb201_index"])
+            spe = float(row["cifar10_train_seconds_per_epoch"])
+            assert t.user_attrs["cost"] == pytest.approx(16 / 24 * spe * KD_TIME_RATIO["nst"])
     else:
         assert all(t.user_attrs["kd_loss"] == "ce" and sorted(t.intermediate_values) == [1, 2] for t in high)
+
+
+def test_kd_overhead_is_charged_and_only_in_hybrid_mode(tiny_cifar: tuple[Path, Path], nb201_table_path: Path,
+                                                       sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    data, teacher = tiny_cifar
+    code, _, err = run_cli(["search", "--mode", "hybrid", "--kd-overhead", "2.5", "--storage", sqlite_url,
+                            "--study-name", "h", "--table", str(nb201_table_path), "--data-root", str(data),
+                            "--teacher", str(teacher), *LIVE[:-1], "2"], capsys)
+    assert code == 0, err
+    low = [t for t in optuna.load_study(study_name="h", storage=sqlite_url).trials if t.user_attrs["fidelity"] == "1ep-nst"]
+    assert len(low) == 2
+    for t in low:
+        spe = float(table_row(nb201_table_path, t.user_attrs["nb201_index"])["cifar10_train_seconds_per_epoch"])
+        assert t.user_attrs["cost"] == pytest.approx(16 / 24 * spe * 2.5)
+    code, _, err = run_cli(["search", "--kd-overhead", "2", "--storage", sqlite_url, "--study-name", "t",
+                            "--table", str(nb201_table_path)], capsys)
+    assert code == 2 and "--kd-overhead" in err and "hybrid" in err
+    assert _study_names(sqlite_url) == ["h"]
 
 
 def test_search_live_mode_needs_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
