@@ -24,6 +24,7 @@ PUBLIC = [
                                         "LowFidelityEvaluator"]),
     ("optuna_mfkd.distill.teacher", ["load_teacher", "train_teacher", "fine_tune_teacher"]),
     ("optuna_mfkd.distill.losses", ["hinton_kd_loss", "nst_loss", "nst_loss_subset"]),
+    ("optuna_mfkd.bench.protocols", ["get_protocol", "LowFidelityPool", "LiveLowFidelity"]),
     ("optuna_mfkd.bench.harness", ["run_benchmark"]),
     ("optuna_mfkd.cli", ["main", "SearchConfig"]),
 ]
