@@ -90,3 +90,18 @@ def test_pool_resumes_from_the_csv_alone(setup) -> None:
     pool.main([*args, "--report"])
     assert len(_rows(out)) == 6
     assert "tau-b" in (out / "summary.md").read_text()
+
+
+def test_a_run_for_another_loss_keeps_the_rows_it_did_not_train(setup) -> None:
+    pool, out, args = setup
+    pool.main([*args, "--limit", "2"])  # ce and nst of the first evaluation cell
+    before = {(r["index"], r["loss"]): r["score"] for r in _rows(out)}
+    pool.main([*args, "--losses", "kd", "--limit", "1"])
+    rows = {(r["index"], r["loss"]): r["score"] for r in _rows(out)}
+    assert len(rows) == 3 and {loss for _, loss in rows} == {"ce", "nst", "kd"}
+    assert {k: v for k, v in rows.items() if k[1] != "kd"} == before
+    (out / "lowfi_cache.db").unlink()  # the CSV alone restores all three
+    pool.main([*args, "--losses", "ce", "--limit", "0"])
+    assert {(r["index"], r["loss"]): r["score"] for r in _rows(out)} == rows
+    with pytest.raises(SystemExit):
+        pool.main([*args, "--losses", "mse"])
