@@ -15,6 +15,8 @@ bootstrap intervals).
 
     OMP_NUM_THREADS=1 python benchmarks/lowfi_pool.py --out benchmarks/results/kd-pool
     python benchmarks/lowfi_pool.py --out benchmarks/results/kd-pool --report --no-run
+
+``--shard K/N`` splits the cells between N processes sharing the cache (one per CPU core).
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def export(a, evaluator, cache, pool, table, out_csv: Path) -> int:
                 "test_acc_200ep": table.test_acc("cifar10", index, 200),
                 "seconds_per_epoch": table.seconds_per_epoch("cifar10", index),
             })
-    tmp = out_csv.with_suffix(".tmp")
+    tmp = out_csv.with_suffix(f".{os.getpid()}.tmp")  # shards export side by side
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
@@ -287,12 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="stop after this many new evaluations")
+    p.add_argument("--shard", default="0/1", help="K/N: this process takes every N-th cell of the order, "
+                   "starting at the K-th (N processes share one cache)")
     p.add_argument("--report", action="store_true")
     p.add_argument("--no-run", action="store_true")
     a = p.parse_args(argv)
     unknown = [x for x in a.losses if x not in LOSSES]
     if unknown:
         p.error(f"--losses: unknown {unknown}; choose from {list(LOSSES)}")
+    try:
+        shard_k, shard_n = (int(x) for x in a.shard.split("/"))
+        if not 0 <= shard_k < shard_n:
+            raise ValueError
+    except ValueError:
+        p.error(f"--shard {a.shard!r}: expected K/N with 0 <= K < N, e.g. 1/2")
 
     import torch
 
@@ -323,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         order = list(range(len(pool)))
         if a.order == "eval-first":
             order = order[a.tune_cells:] + order[: a.tune_cells]
+        order = order[shard_k::shard_n]
         done = 0
         for pos in order:
             arch = table.arch_str(pool[pos])

@@ -105,3 +105,15 @@ def test_a_run_for_another_loss_keeps_the_rows_it_did_not_train(setup) -> None:
     assert {(r["index"], r["loss"]): r["score"] for r in _rows(out)} == rows
     with pytest.raises(SystemExit):
         pool.main([*args, "--losses", "mse"])
+
+
+def test_shards_split_the_cells_and_export_everything(setup) -> None:
+    pool, out, args = setup
+    pool.main([*args, "--shard", "1/2"])  # cells 2 and 0 of the eval-first order (1, 2, 0) -> 2 only
+    rows = _rows(out)
+    order = pool.pool_indices(3, 0)
+    assert {int(r["index"]) for r in rows} == {order[2]} and len(rows) == 2
+    pool.main([*args, "--shard", "0/2"])  # the other two cells; the CSV holds all three
+    assert {int(r["index"]) for r in _rows(out)} == set(order) and len(_rows(out)) == 6
+    with pytest.raises(SystemExit):
+        pool.main([*args, "--shard", "2/2"])
