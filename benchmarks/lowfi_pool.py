@@ -193,7 +193,10 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
                                                                values="train_cpu_seconds")
     lines = ["# Low-fidelity pool: Kendall tau-b against the NB201 table (CIFAR-10)", ""]
     prov = json.loads((out_dir / "provenance.json").read_text())
-    lines += [f"Command: `{prov['command']}`", "",
+    sittings = prov.get("sittings") or [prov]
+    lines += ["Commands (one per sitting; the job resumes where the previous one stopped):", ""]
+    lines += [f"- {x['date']}: `{x['command']}`" for x in sittings] + [""]
+    lines += [
               f"Date {prov['date']}; {prov['hardware']['cpu']} "
               f"({prov['hardware']['torch_threads']} torch thread(s)); torch {prov['versions']['torch']}.",
               "", f"Data: {prov['data']}.", ""]
@@ -202,7 +205,8 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
               f"{st['batch_size']}, lr {st['lr']} (cosine to 0 per step), NST beta {st['nst_beta']} on "
               f"cells {st['layers']} (channel fraction {st['channel_fraction']}), teacher "
               f"{st.get('teacher') or 'shared NB201 ResNet-cell CIFAR-10 teacher'}, evaluation on "
-              f"{st['eval_images']} images, training seed {st['seed']}.", ""]
+              f"{st['eval_images']} images, training seed {st['seed']}; Hinton KD (rows with loss kd) "
+              f"tau {st.get('kd_tau', 4.0)}, lambda {st.get('kd_lambda', 0.9)} (weight of the soft term).", ""]
     lines += ["tau-b with a bootstrap 90% interval (resampling cells, 2,000 draws); paper "
               "Table 1 (CIFAR-10, 1 epoch on 25k images): CE 0.17, NST 0.47.", ""]
     lines += ["| cells | n | target | " + " | ".join(have) + " | " +
@@ -231,13 +235,16 @@ def report(out_dir: Path, losses: list[str], n_boot: int = 2000) -> str:
                   + (f"; NST/CE time ratio over cells with both: "
                      f"{(secs['nst'] / secs['ce']).mean():.3f}" if {"nst", "ce"} <= set(secs.columns) else ""),
                   ""]
-    if {"nst", "ce"} <= set(cpu.columns) and len(cpu.dropna()):
-        both = cpu.dropna()
-        lines += [f"Training CPU seconds (load-independent; {len(both)} cells with both): "
-                  + ", ".join(f"{c} {both[c].mean():.1f} s" for c in both.columns)
-                  + f"; NST/CE CPU-time ratio: mean {(both['nst'] / both['ce']).mean():.3f}, "
-                  f"median {(both['nst'] / both['ce']).median():.3f}. Wall seconds on this shared "
-                  "machine depend on the load of other jobs.", ""]
+    for loss in [c for c in cpu.columns if c != "ce"]:
+        if "ce" not in cpu.columns:
+            break
+        both = cpu[["ce", loss]].dropna()
+        if len(both):
+            r = both[loss] / both["ce"]
+            lines += [f"Training CPU seconds (load-independent; {len(both)} cells with {loss} and ce): "
+                      f"ce {both['ce'].mean():.1f} s, {loss} {both[loss].mean():.1f} s; {loss}/CE "
+                      f"CPU-time ratio: mean {r.mean():.3f}, median {r.median():.3f}.", ""]
+    lines += ["Wall seconds on this shared machine depend on the load of other jobs; CPU seconds do not.", ""]
     if len(wide) and have:
         import matplotlib
 
