@@ -10,6 +10,7 @@ of NST settings and learning rates (through the pool's evaluation cache, so noth
 trained twice) and reports tau-b per setting on those cells only.
 
     python benchmarks/fidelity_correlation.py --pool benchmarks/results/kd-pool
+    python benchmarks/fidelity_correlation.py --cache sqlite:///studies.db --out DIR  # any cached cells
     OMP_NUM_THREADS=1 python benchmarks/fidelity_correlation.py --tune --tune-cells 12 \\
         --grid-beta 12.5,25 --grid-lr 0.1 --grid-layers 2,3,5,8,9:5,8,9
 """
@@ -55,6 +56,34 @@ def correlation_table(df, losses, n_boot: int = 2000) -> list[str]:
     return lines
 
 
+def cache_frame(url: str, table_path: str | None):
+    """Every scored evaluation in an evaluation cache (e.g. a live hybrid benchmark's database)
+    as pool-format rows (``index``, ``loss``, ``score``, settings, the table's accuracies)."""
+    import pandas as pd
+
+    from optuna_mfkd.nasbench201.space import Architecture
+    from optuna_mfkd.nasbench201.table import load_table
+    from optuna_mfkd.training.cache import EvaluationCache
+
+    table = load_table(table_path)
+    rows = []
+    for e in EvaluationCache(url):
+        if e.value is None:
+            continue
+        index = Architecture.from_str(e.arch).index
+        st = e.settings
+        rows.append({"index": index, "role": "eval", "loss": st["kd_loss"], "score": e.value,
+                     "train_images": st.get("train_images"), "batch_size": st.get("batch_size"),
+                     "epochs": st.get("epochs"), "lr": st.get("lr"),
+                     "nst_beta": st.get("nst_beta") if st["kd_loss"] == "nst" else None,
+                     "nst_layers": " ".join(map(str, st["nst_layers"])) if st["kd_loss"] == "nst" else None,
+                     "val_acc_12ep": table.val_acc("cifar10", index, 12),
+                     "test_acc_200ep": table.test_acc("cifar10", index, 200)})
+    if not rows:
+        raise ValueError(f"the evaluation cache at {url!r} holds no scored evaluation.")
+    return pd.DataFrame(rows)
+
+
 def tune(a) -> list[str]:
     """Grid over NST beta, layers and lr on the pool's tuning cells; tau-b per setting."""
     import torch
@@ -96,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pool", type=Path, default=Path("benchmarks/results/kd-pool"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/kd-correlation"))
+    p.add_argument("--cache", default=None,
+                   help="read the cells of this evaluation cache (database URL) instead of --pool's CSV")
     p.add_argument("--losses", type=lambda s: s.split(","), default=["ce", "kd", "nst"])
     p.add_argument("--tune", action="store_true")
     p.add_argument("--tune-cells", type=int, default=20)
@@ -126,13 +157,17 @@ def main(argv: list[str] | None = None) -> int:
              "CE 0.17, NST 0.47.", ""]
     if a.tune:
         lines += ["## Tuning (pool tuning cells only)", ""] + tune(a) + [""]
-    csv_path = a.pool / "pool.csv"
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path} not found: run benchmarks/lowfi_pool.py first.")
-    df = pd.read_csv(csv_path)
+    if a.cache:
+        csv_path = a.cache
+        df = cache_frame(a.cache, a.table)
+    else:
+        csv_path = a.pool / "pool.csv"
+        if not csv_path.is_file():
+            raise FileNotFoundError(f"{csv_path} not found: run benchmarks/lowfi_pool.py first.")
+        df = pd.read_csv(csv_path)
     df = df[df["score"].notna()]
     settings = df[df.loss == "nst"][["train_images", "batch_size", "epochs", "lr", "nst_beta", "nst_layers"]]
-    lines += ["## Evaluation cells (not used for tuning)", "",
+    lines += ["## Evaluation cells (not used for tuning)" if not a.cache else "## Cells of the evaluation cache", "",
               f"Records: `{csv_path}` ({len(df)} rows); settings: "
               + (settings.drop_duplicates().to_dict("records").__repr__() if len(settings) else "-")
               + "; score = top-1 accuracy on a seeded subset of the cifar10-valid held-out half.", ""]

@@ -117,3 +117,41 @@ def test_shards_split_the_cells_and_export_everything(setup) -> None:
     assert {int(r["index"]) for r in _rows(out)} == set(order) and len(_rows(out)) == 6
     with pytest.raises(SystemExit):
         pool.main([*args, "--shard", "2/2"])
+
+
+def test_correlation_of_an_evaluation_cache_matches_scipy(nb201_table_path, tmp_path) -> None:
+    from scipy.stats import kendalltau
+
+    from optuna_mfkd.nasbench201.table import load_table
+
+    spec = importlib.util.spec_from_file_location("fidelity_correlation", ROOT / "benchmarks" / "fidelity_correlation.py")
+    corr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corr)
+    table = load_table(nb201_table_path)
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    cache = EvaluationCache(url)
+    rng = np.random.default_rng(0)
+    cells = [int(i) for i in rng.choice(15625, 12, replace=False)]
+    scores = {}
+    for i in cells:
+        for loss, noise in (("ce", 8.0), ("nst", 2.0)):
+            scores[(i, loss)] = table.val_acc("cifar10", i, 12) / 3 + rng.normal(0, noise)
+            settings = {"kd_loss": loss, "epochs": 1, "train_images": 600, "batch_size": 64, "lr": 0.1}
+            if loss == "nst":
+                settings.update(nst_beta=12.5, nst_layers=[2, 3])
+            cache.put(table.arch_str(i), settings, 0, scores[(i, loss)], 1.0)
+    cache.put(table.arch_str(cells[0]), {"kd_loss": "kd", "epochs": 1}, 0, None, 1.0)  # diverged: skipped
+    corr.main(["--cache", url, "--out", str(tmp_path / "out"), "--losses", "ce,nst",
+               "--table", str(nb201_table_path)])
+    text = (tmp_path / "out" / "correlation.md").read_text()
+    assert "Cells with every loss scored: 12." in text
+    val = [table.val_acc("cifar10", i, 12) for i in cells]
+    test = [table.test_acc("cifar10", i, 200) for i in cells]
+    for target, ref in (("val_acc_12ep", val), ("test_acc_200ep", test)):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {target}")).split("|")
+        for col, loss in ((2, "ce"), (3, "nst")):
+            tau = kendalltau([scores[(i, loss)] for i in cells], ref).statistic
+            assert row[col].strip().startswith(f"{tau:+.3f}")
+    with pytest.raises(ValueError, match="no scored evaluation"):
+        corr.main(["--cache", f"sqlite:///{tmp_path / 'empty.db'}", "--out", str(tmp_path / "e"),
+                   "--table", str(nb201_table_path)])
