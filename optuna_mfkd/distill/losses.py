@@ -148,12 +148,7 @@ def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: i
             "student and teacher feature maps must share batch size and H, W; got "
             f"{tuple(fs.shape)} and teacher rows {tuple(t.shape)}."
         )
-    fs = fs.float()
-    if fs.is_contiguous() or not fs.is_contiguous(memory_format=torch.channels_last):
-        s = keep_grad_layout(fs).flatten(2)  # (B, C_S, HW)
-    else:  # channels_last: a (B, C_S, HW) view of the (B, HW, C_S) memory, no copy either way
-        b, ch, h, w = fs.shape
-        s = fs.permute(0, 2, 3, 1).reshape(b, h * w, ch).transpose(1, 2)
+    s = keep_grad_layout(fs).float().flatten(2)  # (B, C_S, HW), any memory layout
     gram = torch.bmm(s, s.transpose(1, 2))  # (B, C_S, C_S)
     inv = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-24).rsqrt()  # 1 / n_i
     ss = gram * inv.unsqueeze(2) * inv.unsqueeze(1)
