@@ -171,6 +171,16 @@ def main(argv: list[str] | None = None) -> int:
               f"Records: `{csv_path}` ({len(df)} rows); settings: "
               + (settings.drop_duplicates().to_dict("records").__repr__() if len(settings) else "-")
               + "; score = top-1 accuracy on a seeded subset of the cifar10-valid held-out half.", ""]
+    prov = a.pool / "provenance.json"
+    if not a.cache and prov.is_file():
+        import json
+
+        st = json.loads(prov.read_text()).get("settings", {})
+        lines += [f"Hinton KD rows: tau {st.get('kd_tau')}, lambda {st.get('kd_lambda')} (weight of the "
+                  "soft term); teacher outputs as for NST.", ""]
+    if not a.tune:
+        lines += [f"Tuning: none in this run (--tune trains a grid on the pool's tuning cells, "
+                  f"positions 0-{a.tune_cells - 1}, which never enter the table below).", ""]
     lines += correlation_table(df[df.role == "eval"], a.losses)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "correlation.md").write_text("\n".join(lines) + "\n")
