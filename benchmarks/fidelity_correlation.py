@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         st = json.loads(prov.read_text()).get("settings", {})
         lines += [f"Hinton KD rows: tau {st.get('kd_tau')}, lambda {st.get('kd_lambda')} (weight of the "
                   "soft term); teacher outputs as for NST.", ""]
-    if not a.tune:
+    if not a.tune and not a.cache:
         lines += [f"Tuning: none in this run (--tune trains a grid on the pool's tuning cells, "
                   f"positions 0-{a.tune_cells - 1}, which never enter the table below).", ""]
     lines += correlation_table(df[df.role == "eval"], a.losses)
