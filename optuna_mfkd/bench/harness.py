@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,7 +28,13 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.incumbent import result_record
-from optuna_mfkd.bench.protocols import LiveLowFidelity, LowFidelityPool, Protocol, get_protocol
+from optuna_mfkd.bench.protocols import (
+    KD_METHODS,
+    LiveLowFidelity,
+    LowFidelityPool,
+    Protocol,
+    get_protocol,
+)
 from optuna_mfkd.fidelity import MaxCostCallback
 from optuna_mfkd.nasbench201.table import load_table, normalise_dataset
 
@@ -127,16 +134,15 @@ def run_one(
         "best_test_acc_in_space": table.best_test_acc(dataset),
         "optuna": optuna.__version__,
     }
-    if protocol.pool is not None and spec.method in ("mfkd-nst", "mfkd-ce"):
-        loss = spec.method.split("-")[1]
+    loss = KD_METHODS.get(spec.method)
+    if loss is not None and protocol.pool is not None:
         meta["pool"] = protocol.pool.source
         meta["pool_cells"] = len(protocol.pool.scores[loss])
         meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
-        meta["n_warmup_low"] = protocol.n_warmup_low
-    if protocol.live is not None and spec.method in ("mfkd-nst", "mfkd-ce"):
-        loss = spec.method.split("-")[1]
+    if loss is not None and protocol.live is not None:
         meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
                                 "time_ratio_to_ce": protocol.live.overhead[loss], "seed": protocol.live.seed}
+    if loss is not None:
         meta["n_warmup_low"] = protocol.n_warmup_low
     for params, attrs in protocol.warmup_queue(spec.method, spec.seed):
         study.enqueue_trial(params, user_attrs=attrs)
@@ -385,11 +391,12 @@ def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
     for part in filter(None, (args.time_ratio or "").split(",")):
         loss, sep, value = part.partition("=")
         try:
-            ratios[loss.strip()] = float(value)
+            ratio = float(value)
         except ValueError:
-            raise ValueError(f"--time-ratio {args.time_ratio!r}: expected loss=ratio pairs, e.g. nst=1.09") from None
-        if not sep or ratios[loss.strip()] <= 0:
-            raise ValueError(f"--time-ratio {args.time_ratio!r}: expected loss=ratio pairs with ratio > 0")
+            ratio = math.nan
+        if not sep or not ratio > 0:
+            raise ValueError(f"--time-ratio {args.time_ratio!r}: expected loss=ratio pairs with ratio > 0, e.g. nst=1.1")
+        ratios[loss.strip()] = ratio
     settings = {"epochs": args.low_epochs, "train_images": args.train_images,
                 "eval_images": args.eval_images, "batch_size": args.batch_size}
     return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, overhead=ratios,

@@ -35,6 +35,8 @@ from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
+#: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
+KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce"}
 #: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
 POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
 
@@ -202,7 +204,7 @@ class Protocol:
         m = get_method(method)
         if method not in self.methods:
             raise ValueError(f"method {method!r} is not part of protocol {self.name!r} (methods: {list(self.methods)}).")
-        if method in ("mfkd-nst", "mfkd-ce"):
+        if method in KD_METHODS:
             if self.pool is None and self.live is None:
                 raise ValueError(
                     f"method {method!r} needs a low-fidelity pool or a live low fidelity (protocol {self.name!r} has neither)."
@@ -214,8 +216,8 @@ class Protocol:
 
     def context(self, method: str) -> MethodContext:
         low = self.low_level
-        if method in ("mfkd-nst", "mfkd-ce"):
-            low = method.split("-")[1]
+        if method in KD_METHODS:
+            low = KD_METHODS[method]
         return MethodContext(
             single_level=self.single_level,
             low_level=low,
@@ -228,16 +230,16 @@ class Protocol:
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
         """The objective of ``method``: table lookups, or the hybrid one with a live low level."""
         m = self.check(method, dataset)
-        if self.live is not None and method in ("mfkd-nst", "mfkd-ce"):
-            return self.live.objective(table, normalise_dataset(dataset), method.split("-")[1], self.top_level)
+        if self.live is not None and method in KD_METHODS:
+            return self.live.objective(table, normalise_dataset(dataset), KD_METHODS[method], self.top_level)
         levels: dict[str, int | ScoreLevel] = dict(self.levels)
         promotion = None
         if m.mode == TWO_RUNG:
             if self.low_level is None:
                 raise ValueError(f"method {method!r} needs two table levels; protocol {self.name!r} has one.")
             promotion = (self.low_level, self.top_level)
-        if method in ("mfkd-nst", "mfkd-ce"):
-            loss = method.split("-")[1]
+        if method in KD_METHODS:
+            loss = KD_METHODS[method]
             assert self.pool is not None
             levels = {
                 loss: ScoreLevel(
@@ -254,9 +256,9 @@ class Protocol:
         ``n_warmup_low`` cells drawn uniformly without replacement from the pool
         (``numpy.random.default_rng(seed)``), each with its fidelity set.
         """
-        if method not in ("mfkd-nst", "mfkd-ce") or self.pool is None:
+        if method not in KD_METHODS or self.pool is None:
             return []  # a live low level: the sampler draws its own random warm-up
-        loss = method.split("-")[1]
+        loss = KD_METHODS[method]
         cells = sorted(self.pool.scores[loss])
         if len(cells) < self.n_warmup_low:
             raise ValueError(f"the pool holds {len(cells)} {loss} scores, fewer than n_warmup_low={self.n_warmup_low}.")
@@ -277,7 +279,7 @@ def nb201_protocol(
     if pool is not None and live is not None:
         raise ValueError("give a low-fidelity pool or a live low fidelity, not both.")
     low = pool is not None or live is not None
-    methods = SINGLE_FIDELITY_METHODS + (("mfkd-nst", "mfkd-ce") if low else ())
+    methods = SINGLE_FIDELITY_METHODS + (tuple(KD_METHODS) if low else ())
     return Protocol(
         name=name,
         description="maximise 12-epoch validation accuracy; each query costs the 12-epoch training time",
