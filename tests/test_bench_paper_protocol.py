@@ -14,6 +14,7 @@ from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import load_table
 
 POOL_CELLS = [11472, 6111, 0, 1, 2, 3, 4, 5]
+KD_CELLS = POOL_CELLS[:5]  # Hinton KD scores for part of the pool only
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ def pool_csv(tmp_path, nb201_table_path):
     table = load_table(nb201_table_path)
     rows = []
     for i in POOL_CELLS:
-        for loss, score_shift, wall in (("ce", -30.0, 10.0), ("nst", -20.0, 13.0)):
+        for loss, score_shift, wall in (("ce", -30.0, 10.0), ("nst", -20.0, 13.0), ("kd", -25.0, 11.0)):
+            if loss == "kd" and i not in KD_CELLS:
+                continue
             rows.append({"index": i, "loss": loss, "score": table.val_acc("cifar10", i) + score_shift,
                          "wall_seconds": wall, "epochs": 1, "train_images": 5000})
     path = tmp_path / "pool.csv"
@@ -31,9 +34,22 @@ def pool_csv(tmp_path, nb201_table_path):
 
 def test_pool_costs_and_bad_pool(pool_csv, tmp_path):
     pool = LowFidelityPool.from_csv(pool_csv)
-    # 1 epoch x 5,000 / 25,000 images x measured NST/CE time ratio 1.3.
-    assert pool.cost_epochs == pytest.approx({"nst": 0.2 * 1.3, "ce": 0.2})
+    # 1 epoch x 5,000 / 25,000 images x measured time ratio to CE (NST 1.3, KD 1.1).
+    assert pool.cost_epochs == pytest.approx({"nst": 0.2 * 1.3, "ce": 0.2, "kd": 0.2 * 1.1})
     assert sorted(pool.scores["nst"]) == sorted(POOL_CELLS)
+    assert sorted(pool.scores["kd"]) == sorted(KD_CELLS)
+    assert {"mfkd-nst", "mfkd-ce", "mfkd-kd"} <= set(get_protocol("nb201", pool).methods)
+    # Only the losses asked for: without KD scores, mfkd-kd is not part of the protocol.
+    no_kd = get_protocol("nb201", LowFidelityPool.from_csv(pool_csv, losses=["nst", "ce"]))
+    assert "mfkd-kd" not in no_kd.methods
+    with pytest.raises(ValueError, match="not part of protocol"):
+        no_kd.check("mfkd-kd", "cifar10")
+    with pytest.raises(ValueError, match="no rows with loss 'hinton'"):
+        LowFidelityPool.from_csv(pool_csv, losses=["kd", "hinton"])
+    unknown = tmp_path / "unknown.csv"
+    pd.read_csv(pool_csv).assign(loss="mse").to_csv(unknown, index=False)
+    with pytest.raises(ValueError, match="no rows with a known loss"):
+        LowFidelityPool.from_csv(unknown)
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"index": [0], "score": [1.0]}).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="lacks columns"):
@@ -70,6 +86,40 @@ def test_paper_protocol_end_to_end(pool_csv, nb201_table_path, sqlite_url, tmp_p
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv").set_index("method")
     best_high = max(high, key=lambda t: (t.value, -t.number))
     assert runs.loc["mfkd-nst", "final_test_acc"] == pytest.approx(best_high.user_attrs["test_acc_200ep"])
+
+
+def test_kd_pool_method_and_report_over_two_storages(pool_csv, nb201_table_path, tmp_path):
+    """mfkd-kd reads the KD scores; a report pools the baselines' and the MF runs' databases."""
+    pool = LowFidelityPool.from_csv(pool_csv)
+    protocol = dataclasses.replace(
+        get_protocol("nb201", pool), name="paper-tiny", budgets={"cifar10": 1500.0}, n_warmup_low=4, n_warmup_high=3
+    )
+    base, multi = f"sqlite:///{tmp_path / 'base.db'}", f"sqlite:///{tmp_path / 'n1-4.db'}"
+    for url, methods in ((base, ["random"]), (multi, ["mfkd-kd"])):
+        res = harness.run_benchmark(url, protocol, ["cifar10"], methods, [0, 1],
+                                    table_path=str(nb201_table_path), progress=False)
+        assert not any("error" in r for r in res), res
+    table = load_table(nb201_table_path)
+    study = optuna.load_study(study_name="paper-tiny/cifar10/mfkd-kd/seed-1", storage=multi)
+    low = [t for t in study.trials if t.user_attrs["fidelity"] == "kd"]
+    assert len(low) == 4 and {t.user_attrs["nb201_index"] for t in low} <= set(KD_CELLS)
+    for t in low:
+        index = t.user_attrs["nb201_index"]
+        assert t.value == pytest.approx(table.val_acc("cifar10", index) - 25.0)
+        assert t.user_attrs["cost"] == pytest.approx(0.22 * table.seconds_per_epoch("cifar10", index))
+    assert study.user_attrs[harness.META_ATTR]["pool_cells"] == len(KD_CELLS)
+
+    readme = report.write_report([base, multi], tmp_path / "rep")
+    runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
+    assert sorted(zip(runs["method"], runs["seed"])) == [("mfkd-kd", 0), ("mfkd-kd", 1), ("random", 0), ("random", 1)]
+    assert "vs mfkd-kd" in readme.read_text()
+    with pytest.raises(ValueError, match="finished in both"):
+        report.load_runs([base, multi, base])
+    # A warm-up larger than the KD scores is refused before anything is stored.
+    big = dataclasses.replace(protocol, n_warmup_low=len(KD_CELLS) + 1)
+    res = harness.run_benchmark(multi, big, ["cifar10"], ["mfkd-kd"], [7], table_path=str(nb201_table_path), progress=False)
+    assert "fewer than n_warmup_low" in res[0]["error"]
+    assert "paper-tiny/cifar10/mfkd-kd/seed-7" not in harness.finished_studies(harness._storage(multi))
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ Each method is a name and a factory ``(seed, context) -> (sampler, pruner, mode)
 | ``hyperband`` | RandomSampler | HyperbandPruner | two rungs |
 | ``mfkd`` | MFKDSampler, two levels (AR1 co-kriging) | - | both levels |
 
-``mfkd-nst`` / ``mfkd-ce`` (the paper protocol) are ``mfkd`` with a cached low-fidelity
-score (distillation / plain cross-entropy) as the low level.
+``mfkd-nst`` / ``mfkd-kd`` / ``mfkd-ce`` (the paper protocol) are ``mfkd`` with a cached
+low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the low level.
 
 Hyperband on two rungs uses ``HyperbandPruner(min_resource=12, max_resource=200,
 reduction_factor=3)``; the objective reports at step 12 only (see
@@ -118,11 +118,12 @@ METHODS: dict[str, Method] = {
         Method("mfkd", "MFKDSampler, two levels (AR1 co-kriging)", MULTI, _mfkd_multi, needs_low_level=True),
         Method("mfkd-nst", "MFKDSampler, NST-distilled low fidelity (MF-KD)", MULTI, _mfkd_multi, needs_low_level=True),
         Method("mfkd-ce", "MFKDSampler, cross-entropy low fidelity (no KD)", MULTI, _mfkd_multi, needs_low_level=True),
+        Method("mfkd-kd", "MFKDSampler, Hinton-KD low fidelity", MULTI, _mfkd_multi, needs_low_level=True),
     ]
 }
 
 #: Methods whose results the others are compared against, in order of preference.
-REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-gpr")
+REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
 
 
 def get_method(name: str) -> Method:

@@ -36,7 +36,7 @@ from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 #: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
-KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce"}
+KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce", "mfkd-kd": "kd"}
 #: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
 POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
 
@@ -46,7 +46,7 @@ class LowFidelityPool:
     """Cached low-fidelity scores of a pool of cells (the paper protocol's low level).
 
     Attributes:
-        scores: loss name (``"nst"``, ``"ce"``) -> {NB201 index: score}.
+        scores: loss name (``"nst"``, ``"ce"``, ``"kd"``) -> {NB201 index: score}.
         cost_epochs: loss name -> cost of one evaluation in epochs of the table's per-epoch
             seconds (``epochs x data fraction x measured time ratio to CE``).
         dataset: the dataset the scores were computed on.
@@ -62,13 +62,15 @@ class LowFidelityPool:
     def from_csv(
         cls,
         path: str | Path,
-        losses: Sequence[str] = ("nst", "ce"),
+        losses: Sequence[str] | None = None,
         reference_loss: str = "ce",
         train_size: int = 25_000,
         dataset: str = "cifar10",
     ) -> LowFidelityPool:
         """Read a pool CSV in long format: one row per (cell, loss).
 
+        ``losses``: the losses to read (default: every loss of :data:`KD_METHODS` the CSV
+        has; a pool may hold, e.g., Hinton KD scores for fewer cells than CE and NST).
         Needed columns: ``index``, ``loss``, ``score``, ``wall_seconds``, ``epochs``,
         ``train_images``. The cost of a loss in epochs of the table's per-epoch seconds is
         ``epochs x train_images / train_size x r``, with ``r`` the median over cells scored
@@ -96,6 +98,13 @@ class LowFidelityPool:
             timing = "train_cpu_seconds"
         timed = df.dropna(subset=[timing])
         wall = {loss: dict(zip(g["index"].astype(int), g[timing].astype(float))) for loss, g in timed.groupby("loss")}
+        if losses is None:
+            losses = [loss for loss in dict.fromkeys(KD_METHODS.values()) if loss in set(df["loss"])]
+            if not losses:
+                raise ValueError(
+                    f"pool {str(path)!r} has no rows with a known loss {sorted(set(KD_METHODS.values()))}; "
+                    f"it has {sorted(df['loss'].unique())}."
+                )
         scores: dict[str, dict[int, float]] = {}
         cost: dict[str, float] = {}
         for loss in losses:
@@ -209,6 +218,13 @@ class Protocol:
                 raise ValueError(
                     f"method {method!r} needs a low-fidelity pool or a live low fidelity (protocol {self.name!r} has neither)."
                 )
+            loss = KD_METHODS[method]
+            if self.pool is not None and loss not in self.pool.scores:
+                raise ValueError(
+                    f"method {method!r} needs {loss!r} scores; the pool {self.pool.source!r} has {sorted(self.pool.scores)}."
+                )
+            if self.live is not None and loss not in self.live.overhead:
+                raise ValueError(f"method {method!r}: no measured time ratio for loss {loss!r} in the live low fidelity.")
             low_dataset = self.pool.dataset if self.pool is not None else "cifar10"
             if normalise_dataset(dataset) != low_dataset:
                 raise ValueError(f"the low fidelity is for {low_dataset}, not {dataset}.")
@@ -278,8 +294,13 @@ def nb201_protocol(
 ) -> Protocol:
     if pool is not None and live is not None:
         raise ValueError("give a low-fidelity pool or a live low fidelity, not both.")
-    low = pool is not None or live is not None
-    methods = SINGLE_FIDELITY_METHODS + (tuple(KD_METHODS) if low else ())
+    if pool is not None:
+        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in pool.scores)
+    elif live is not None:
+        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in live.overhead)
+    else:
+        kd_methods = ()
+    methods = SINGLE_FIDELITY_METHODS + kd_methods
     return Protocol(
         name=name,
         description="maximise 12-epoch validation accuracy; each query costs the 12-epoch training time",

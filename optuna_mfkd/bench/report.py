@@ -1,7 +1,8 @@
 """Summarise benchmark studies from their storage: tables, tests, anytime curves.
 
-Reads every finished harness study (``<protocol>/<dataset>/<method>/seed-<k>``) and writes
-into ``out_dir``:
+Reads every finished harness study (``<protocol>/<dataset>/<method>/seed-<k>``) of one or
+more storages (e.g. single-level baselines in one database, multi-fidelity runs with several
+warm-up sizes in others; a study name found twice is an error) and writes into ``out_dir``:
 
 - ``README.md``: per protocol and dataset, each method's final 200-epoch test accuracy of the
   incumbent (mean +- std, median), regret to the best cell in the space, the number of
@@ -86,42 +87,67 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def load_runs(
-    storage: str | optuna.storages.BaseStorage, protocols: Sequence[str] | None = None, use_records: bool = True
-) -> list[Run]:
+Storages = str | optuna.storages.BaseStorage | Sequence[str | optuna.storages.BaseStorage]
+
+
+def _storages(storage: Storages) -> list[tuple[str, optuna.storages.BaseStorage]]:
+    items = [storage] if isinstance(storage, str | optuna.storages.BaseStorage) else list(storage)
+    if not items:
+        raise ValueError("no storage given.")
+    return [(s if isinstance(s, str) else type(s).__name__, _storage(s)) for s in items]
+
+
+def load_runs(storage: Storages, protocols: Sequence[str] | None = None, use_records: bool = True) -> list[Run]:
     """Every finished harness study in ``storage`` (optionally only some protocols).
 
+    ``storage`` may be several storages; their studies are pooled, and a study name that
+    is finished in two of them raises :class:`ValueError` (the same run counted twice).
     A run's curve comes from the summary the harness stored with the study
     (``bench:result``); studies without one (or with ``use_records=False``) are read trial
     by trial, which is much slower on large storages.
     """
-    st = _storage(storage)
     runs: list[Run] = []
     best_cache: dict[tuple[str, str], float | None] = {}
-    for study in st.get_all_studies():
-        parsed = parse_study_name(study.study_name)
-        if parsed is None or not study.user_attrs.get(FINISHED_ATTR):
-            continue
-        protocol, dataset, method, seed = parsed
-        if protocols and protocol not in protocols:
-            continue
-        meta = study.user_attrs.get(META_ATTR, {})
-        record = study.user_attrs.get(RESULT_ATTR) if use_records else None
-        if record is not None:
-            costs, tests, final_test, final_val, n_trials = from_record(record)
-        else:
-            trials = st.get_all_trials(study._study_id, deepcopy=False)
-            costs, tests, final_test, final_val = incumbent_curve(trials, meta.get("top_level", ""))
-            n_trials = len(trials)
-        key = (dataset, str(meta.get("table", "")))
-        if key not in best_cache:
-            best_cache[key] = meta.get("best_test_acc_in_space", _best_from_table(meta.get("table"), dataset))
-        runs.append(
-            Run(protocol, dataset, method, seed, float(meta.get("budget", math.nan)), final_test, final_val,
-                n_trials, float(costs[-1]) if costs.size else 0.0, float(meta.get("wall_seconds", math.nan)),
-                best_cache[key], costs, tests)
-        )
+    seen: dict[str, str] = {}
+    for label, st in _storages(storage):
+        for study in st.get_all_studies():
+            parsed = parse_study_name(study.study_name)
+            if parsed is None or not study.user_attrs.get(FINISHED_ATTR):
+                continue
+            if study.study_name in seen:
+                raise ValueError(f"study {study.study_name!r} is finished in both {seen[study.study_name]!r} and {label!r}.")
+            seen[study.study_name] = label
+            run = _load_run(st, study, parsed, protocols, use_records, best_cache)
+            if run is not None:
+                runs.append(run)
     return runs
+
+
+def _load_run(
+    st: optuna.storages.BaseStorage,
+    study: optuna.study.StudySummary | optuna.study.FrozenStudy,
+    parsed: tuple[str, str, str, int],
+    protocols: Sequence[str] | None,
+    use_records: bool,
+    best_cache: dict[tuple[str, str], float | None],
+) -> Run | None:
+    protocol, dataset, method, seed = parsed
+    if protocols and protocol not in protocols:
+        return None
+    meta = study.user_attrs.get(META_ATTR, {})
+    record = study.user_attrs.get(RESULT_ATTR) if use_records else None
+    if record is not None:
+        costs, tests, final_test, final_val, n_trials = from_record(record)
+    else:
+        trials = st.get_all_trials(study._study_id, deepcopy=False)
+        costs, tests, final_test, final_val = incumbent_curve(trials, meta.get("top_level", ""))
+        n_trials = len(trials)
+    key = (dataset, str(meta.get("table", "")))
+    if key not in best_cache:
+        best_cache[key] = meta.get("best_test_acc_in_space", _best_from_table(meta.get("table"), dataset))
+    return Run(protocol, dataset, method, seed, float(meta.get("budget", math.nan)), final_test, final_val,
+               n_trials, float(costs[-1]) if costs.size else 0.0, float(meta.get("wall_seconds", math.nan)),
+               best_cache[key], costs, tests)
 
 
 def _best_from_table(path: str | None, dataset: str) -> float | None:
@@ -199,6 +225,7 @@ def verdict(row: dict[str, object], ref: str, alpha: float = 0.05) -> str:
 _COLORS = {
     "random": "tab:blue", "tpe": "tab:orange", "gp": "tab:green", "re": "tab:red", "mfkd-gpr": "tab:purple",
     "bohb": "tab:brown", "hyperband": "tab:pink", "mfkd": "black", "mfkd-nst": "black", "mfkd-ce": "tab:olive",
+    "mfkd-kd": "tab:cyan",
 }
 
 
@@ -259,13 +286,15 @@ def _fmt(x: object, nd: int = 2) -> str:
 
 
 def write_report(
-    storage: str | optuna.storages.BaseStorage,
+    storage: Storages,
     out_dir: str | Path,
     protocols: Sequence[str] | None = None,
     command: str | None = None,
     table_path: str | None = None,
 ) -> Path:
     """Write README.md, runs.csv, summary.csv and the curve PNGs for ``storage`` into ``out_dir``.
+
+    ``storage``: one storage (URL or object) or several, read by :func:`load_runs`.
 
     ``table_path`` is unused when the studies record their table (kept for callers that
     pass it); returns the README path.
@@ -342,7 +371,8 @@ def write_report(
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="optuna-mfkd report", description="Summarise benchmark studies.")
-    p.add_argument("--storage", required=True, help="RDB URL holding the benchmark studies")
+    p.add_argument("--storage", required=True, nargs="+",
+                   help="RDB URL(s) holding the benchmark studies (several: their studies are pooled)")
     p.add_argument("--out", required=True, help="folder for README.md, CSVs and PNGs")
     p.add_argument("--protocols", nargs="+", default=None, help="only these protocols")
     return p
