@@ -18,8 +18,13 @@ def tiny_protocol():
     return dataclasses.replace(get_protocol("nb201"), name="tiny", budgets={"cifar10": 1500.0})
 
 
-def _best_test(study):
-    best = max(study.trials, key=lambda t: (t.value, -t.number))
+def _best_test(study, spent=float("inf")):
+    """Test accuracy of the best trial among those whose cumulative cost is <= ``spent``."""
+    done = np.cumsum([t.user_attrs["cost"] for t in study.trials]) <= spent
+    trials = [t for t, ok in zip(study.trials, done) if ok]
+    if not trials:
+        return float("nan")
+    best = max(trials, key=lambda t: (t.value, -t.number))
     return best.user_attrs["test_acc_200ep"]
 
 
@@ -31,13 +36,14 @@ def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol
     )
     assert not any(r["skipped"] for r in res)
     storage = optuna.storages.RDBStorage(sqlite_url)
-    finals = {}
+    finals, halves = {}, {}
     for name in (r["study"] for r in res):
         study = optuna.load_study(study_name=name, storage=storage)
         assert study.user_attrs[harness.FINISHED_ATTR] is True
         costs = [t.user_attrs["cost"] for t in study.trials]
         assert sum(costs) >= 1500 > sum(costs[:-1])  # stops on the first trial past the budget
         finals[name] = _best_test(study)
+        halves[name] = _best_test(study, spent=750.0)
 
     # Resume: finished studies are skipped; an unfinished one is deleted and run again.
     again = harness.run_benchmark(sqlite_url, tiny_protocol, ["cifar10"], ["random", "re"], [0, 1], table_path=table, progress=False)
@@ -72,6 +78,10 @@ def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol
     rand = [v for k, v in finals.items() if "/random/" in k]
     assert summary.loc["random", "mean"] == pytest.approx(np.mean(rand))
     assert summary.loc["random", "n_seeds"] == 3
+    # Anytime column: the incumbent once half of the budget is spent, from the trials alone.
+    half = [v for k, v in halves.items() if "/re/" in k]
+    assert summary.loc["re", "mean_at_0.5_budget"] == pytest.approx(np.nanmean(half))
+    assert "at 0.5 budget" in text
 
 
 def test_study_names_and_seed_lists():
