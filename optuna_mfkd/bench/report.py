@@ -6,8 +6,9 @@ warm-up sizes in others; a study name found twice is an error) and writes into `
 
 - ``README.md``: per protocol and dataset, each method's final 200-epoch test accuracy of the
   incumbent (mean +- std, median), its mean at a quarter and half of the budget, regret to
-  the best cell in the space, the number of queries, wall seconds per trial, and two-sided Mann-Whitney U tests of each method against
-  each MFKDSampler variant present, Holm-corrected within each comparison family;
+  the best cell in the space, the number of queries, wall seconds per trial, and two-sided
+  Mann-Whitney U tests of each method against each MFKDSampler variant present,
+  Holm-corrected within each comparison family;
 - ``runs.csv`` (one row per study) and ``summary.csv`` (one row per method);
 - ``curves-<protocol>-<dataset>.png``: anytime curves, the incumbent's test accuracy
   against simulated seconds (mean over seeds, band = +- 1 standard error of the mean).
