@@ -8,7 +8,7 @@ per setting (e.g. warm-up sizes n1 = 30 and 100), and writes a Markdown summary:
 - seed-paired comparisons ``A - B``: mean difference with a bootstrap 90% interval (resampling
   seeds), seeds where A is ahead / level / behind, and the two-sided Wilcoxon signed-rank
   p-value of the per-seed differences (SciPy; level seeds are dropped, as Wilcoxon's test
-  does). Runs of the same seed share their random streams (MFKDSampler's low-level warm-up
+  does), and that p Holm-corrected over all the comparisons of the table (one family). Runs of the same seed share their random streams (MFKDSampler's low-level warm-up
   cells are drawn from the same pool with the same seed; the high-level warm-up uses the
   sampler's seed), so the per-seed difference removes most of the seed-to-seed spread that
   the unpaired Mann-Whitney tests of each report carry.
@@ -69,6 +69,7 @@ def _side(spec: str, default_setting: str) -> tuple[str, str]:
 def summary_markdown(settings: dict[str, Path], pairs: Sequence[str], command: str | None = None) -> str:
     tables = {name: read_setting(folder) for name, folder in settings.items()}
     from optuna_mfkd.bench.methods import METHODS
+    from optuna_mfkd.bench.report import holm
 
     present = {m for wide, _ in tables.values() for m in wide.index}
     methods = [m for m in METHODS if m in present] + sorted(present - set(METHODS))
@@ -89,8 +90,11 @@ def summary_markdown(settings: dict[str, Path], pairs: Sequence[str], command: s
             cells.append(f"{v.mean():.2f} +- {v.std(ddof=1):.2f} ({v.size}) [{half:.2f}]")
         lines.append(f"| `{m}` | " + " | ".join(cells) + " |")
     lines += ["", "Seed-paired differences A - B (points): mean, bootstrap 90% interval over seeds, seeds",
-              "with A ahead / level / behind, two-sided Wilcoxon signed-rank p over the seeds that differ.", "",
-              "| A | B | n | mean A - B | 90% interval | ahead / level / behind | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
+              "with A ahead / level / behind, two-sided Wilcoxon signed-rank p over the seeds that differ,",
+              "and that p Holm-corrected over all the rows of this table.", "",
+              "| A | B | n | mean A - B | 90% interval | ahead / level / behind | Wilcoxon p | p_Holm |",
+              "|---|---|---|---|---|---|---|---|"]
+    results: list[tuple[str, str, str, str, dict[str, float]]] = []
     for pair in pairs:
         left, sep, right = pair.partition(":")
         if not sep:
@@ -106,11 +110,13 @@ def summary_markdown(settings: dict[str, Path], pairs: Sequence[str], command: s
                 if cross:
                     raise ValueError(f"--pair {pair!r}: {ma!r} or {mb!r} has no runs in its setting.")
                 continue
-            r = paired(wa.loc[ma], wb.loc[mb])
-            lines.append(
-                f"| {sa}/`{ma}` | {sb}/`{mb}` | {r['n']:.0f} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                f"{r['ahead']:.0f} / {r['level']:.0f} / {r['behind']:.0f} | {r['p']:.2g} |"
-            )
+            results.append((sa, ma, sb, mb, paired(wa.loc[ma], wb.loc[mb])))
+    adjusted = holm([r["p"] for *_, r in results]) if results else []
+    for (sa, ma, sb, mb, r), p_holm in zip(results, adjusted, strict=True):
+        lines.append(
+            f"| {sa}/`{ma}` | {sb}/`{mb}` | {r['n']:.0f} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
+            f"{r['ahead']:.0f} / {r['level']:.0f} / {r['behind']:.0f} | {r['p']:.2g} | {p_holm:.2g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
