@@ -155,3 +155,41 @@ def test_correlation_of_an_evaluation_cache_matches_scipy(nb201_table_path, tmp_
     with pytest.raises(ValueError, match="no scored evaluation"):
         corr.main(["--cache", f"sqlite:///{tmp_path / 'empty.db'}", "--out", str(tmp_path / "e"),
                    "--table", str(nb201_table_path)])
+
+
+def test_report_top_half_rows_match_scipy(tmp_path) -> None:
+    """The report's 'eval top 1/2' row: tau-b over the evaluation cells in the top half by 12-epoch val."""
+    import json
+
+    from scipy.stats import kendalltau
+
+    pool = _load_pool_module()
+    rng = np.random.default_rng(5)
+    n = 24
+    val = rng.permutation(np.linspace(60.0, 90.0, n))
+    rows = []
+    for i in range(n):
+        for loss, noise in (("ce", 6.0), ("nst", 2.0)):
+            rows.append({"position": i, "role": "tune" if i < 4 else "eval", "index": 100 + i, "loss": loss,
+                         "score": val[i] / 3 + rng.normal(0, noise), "train_seconds": 1.0, "train_cpu_seconds": 1.0,
+                         "val_acc_12ep": val[i], "test_acc_200ep": val[i] + rng.normal(0, 1)})
+    out = tmp_path / "pool"
+    out.mkdir()
+    with open(out / "pool.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    settings = {"epochs": 1, "train_images": 8, "batch_size": 4, "lr": 0.1, "nst_beta": 12.5, "layers": [2],
+                "channel_fraction": 1.0, "eval_images": 6, "seed": 0}
+    (out / "provenance.json").write_text(json.dumps({
+        "date": "d", "command": "c", "hardware": {"cpu": "x", "torch_threads": 1},
+        "versions": {"torch": "t"}, "data": "synthetic", "settings": settings}))
+    text = pool.report(out, ["ce", "nst"], n_boot=50)
+    ev = [r for r in rows if r["role"] == "eval"]
+    cut = np.quantile([r["val_acc_12ep"] for r in ev if r["loss"] == "ce"], 0.5)
+    for loss, col in (("ce", 0), ("nst", 1)):
+        top = [r for r in ev if r["loss"] == loss and r["val_acc_12ep"] >= cut]
+        assert len(top) == 10
+        tau = kendalltau([r["score"] for r in top], [r["val_acc_12ep"] for r in top]).statistic
+        line = next(x for x in text.splitlines() if x.startswith("| eval top 1/2 | 10 | val_acc_12ep |"))
+        assert line.split(" | ")[3 + col].startswith(f"{tau:+.3f}")
