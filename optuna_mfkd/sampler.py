@@ -29,17 +29,35 @@ from optuna_mfkd.fidelity import (
     fidelity_of,
     record_user_attrs,
 )
-from optuna_mfkd.gp.acquisition import posterior_mean_var, ucb_scores
+from optuna_mfkd.gp.acquisition import ACQUISITIONS, build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
-from optuna_mfkd.gp.model import FittedModel, condition_on_pending, fit_ar1_model
+from optuna_mfkd.gp.model import FittedModel, fit_ar1_model
+from optuna_mfkd.gp.proposal import best_of_candidates, optimise, unique_representatives
 
 _logger = optuna.logging.get_logger(__name__)
 
 #: Trial system attribute holding the point a trial was given (Optuna internal repr).
 POINT_ATTR = "mfkd:point"
-#: Trial system attribute saying how the point was chosen ("random", "ucb", "fallback").
+#: Trial system attribute saying how the point was chosen ("random", "fallback", or the acquisition).
 HOW_ATTR = "mfkd:how"
 _RESERVED_ATTRS = {FIDELITY_ATTR, FIDELITY_LEVEL_ATTR}
+#: Largest discrete space scored point by point by default (NAS-Bench-201 has 15,625 cells).
+EXHAUSTIVE_LIMIT = 20_000
+#: The paper's settings (Algorithm 1): UCB with beta on the variance over 5,000 random
+#: candidates, one length scale per level, plain standardisation. With these and the
+#: paper's warm-up (:data:`PAPER_WARMUP`) the sampler is MF-KD as published.
+PAPER_SETTINGS: dict[str, Any] = {
+    "acquisition": "ucb",
+    "beta": 1.0,
+    "n_candidates": 5000,
+    "ard": False,
+    "robust": False,
+    "refit_every": 3,
+}
+#: The paper's warm-up: n1 = 100 random trials per cheaper level, n2 = 20 at the highest.
+PAPER_WARMUP = {"cheap": 100, "top": 20}
+#: Random warm-up of a single-level sampler (as Optuna's GPSampler's n_startup_trials).
+SINGLE_LEVEL_WARMUP = 10
 
 
 def _normalise_fidelities(
@@ -73,8 +91,10 @@ def _normalise_fidelities(
 
 def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str]) -> dict[str, int]:
     if n_warmup is None:
-        # The paper's n1 = 100 (cheap levels) and n2 = 20 (highest level).
-        return {n: (20 if i == len(names) - 1 else 100) for i, n in enumerate(names)}
+        if len(names) == 1:
+            return {names[0]: SINGLE_LEVEL_WARMUP}
+        top = len(names) - 1
+        return {n: PAPER_WARMUP["top" if i == top else "cheap"] for i, n in enumerate(names)}
     if not isinstance(n_warmup, Mapping):
         raise ValueError("n_warmup must be a dict mapping fidelity names to counts.")
     unknown = [k for k in n_warmup if k not in names]
@@ -118,47 +138,55 @@ class MFKDSampler(BaseSampler):
        running) at that level.
     2. Search: every further trial is at the highest level. The AR1 model
        ``y_L(x) = rho_{L-1} y_{L-1}(x) + delta_L(x)`` (see
-       :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel`) is fitted to all COMPLETE trials of
-       all levels, and the candidate maximising
+       :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel`, over
+       :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` per level) is fitted to all
+       COMPLETE trials of all levels and the acquisition of the highest level is maximised
+       (:mod:`optuna_mfkd.gp.proposal`): point by point over a discrete space of at most
+       ``exhaustive_limit`` points (one point per ``point_key``), else by BoTorch's
+       optimisers (L-BFGS-B over numbers, local search over categorical and discrete
+       parameters). Points already evaluated or running at the highest level are never
+       proposed again; running ones enter the model at their posterior mean (kriging
+       believer), so parallel workers spread out.
 
-           score(x) = mu_L(x) / s_L + beta * sigma_L^2(x) / s_L^2
+    Acquisitions (:mod:`optuna_mfkd.gp.acquisition`), in standardised units of the highest
+    level: ``"logei"`` (default, BoTorch's ``LogExpectedImprovement``) and ``"ucb"``, the
+    paper's ``mu + beta * sigma^2`` (``beta`` multiplies the **variance**). The paper's
+    exact settings are :data:`PAPER_SETTINGS` (``MFKDSampler(**PAPER_SETTINGS, ...)``).
 
-       is chosen: ``beta`` multiplies the posterior **variance** (as in the paper), in
-       standardised units of the highest level (``s_L`` is the standard deviation of the
-       observed highest-level values). Candidates are every point of the space when it is
-       discrete with at most ``n_candidates`` points (or ``n_candidates="all"``), else
-       ``n_candidates`` uniformly random points; points already evaluated or running at
-       the highest level are never proposed again. Running highest-level trials enter the
-       model at their posterior mean (kriging believer), so parallel workers spread out.
-
-    With a single level the sampler is GP-UCB (the paper's single-fidelity ablation).
-    FAILED and PRUNED trials do not enter the model. If the fit fails numerically, a
-    warning is logged and a random candidate is used for that trial.
+    With a single level the sampler is single-fidelity GP BO (GP-UCB with the paper's
+    settings). FAILED and PRUNED trials do not enter the model. If the fit fails
+    numerically, a warning is logged and a random point is used for that trial.
 
     Args:
         fidelities: level names ordered from cheapest to most expensive, or a dict
             ``{name: settings}`` whose settings (e.g. ``{"epochs": 1, "kd_loss": "nst"}``)
             are recorded as user attributes of the trials at that level.
-        n_warmup: random warm-up trials per level (paper: ``{"low": 100, "high": 20}``,
-            the default). Levels not named get 0.
-        n_candidates: number of random candidates scored per step, or ``"all"`` to score
-            every point of a discrete space.
-        beta: UCB trade-off (``>= 0``), see above.
-        seed: seed of the candidate draws and of the model fit's restarts.
+        n_warmup: random warm-up trials per level. Default: the paper's 100 per cheaper
+            level and 20 at the highest; 10 for a single level. Levels not named get 0.
+        n_candidates: ``None`` (default): exhaustive over discrete spaces of at most
+            ``exhaustive_limit`` points, else optimised. ``"all"``: exhaustive over any
+            discrete space. An integer: the paper's rule, the best of that many uniformly
+            random points (every point when the space is discrete and not larger).
+        beta: UCB trade-off (``>= 0``), see above; unused by ``"logei"``.
+        seed: seed of the warm-up draws, the optimiser's starts and the fit's restarts.
+        acquisition: ``"logei"`` or ``"ucb"``.
+        exhaustive_limit: see ``n_candidates``.
         refit_every: re-optimise the hyperparameters once this many observations were
             added since the last fit (which then starts from the previous optimum); in
             between, the last hyperparameters are kept and only the data are updated, so
             the posterior stays exact for those hyperparameters.
         max_fit_iter: L-BFGS-B iteration cap of one fit.
-        ard: one GP length scale per encoded feature instead of one per level.
+        ard: one GP length scale per parameter and level (default) instead of one per level.
+        robust: robust per-level standardisation with a compressed lower tail (default)
+            instead of mean and standard deviation (see :func:`optuna_mfkd.gp.model.standardise`).
         torch_threads: torch threads used inside a step (restored afterwards); ``None``
             leaves torch's setting alone. One thread is fastest for these small matrices.
         point_key: maps a parameter dict to a key; points with equal keys count as the
-            same point, so a point whose key was already evaluated (or is running) at a
-            level is not proposed at that level again. Use it for equivalent encodings,
-            e.g. isomorphic NAS-Bench-201 cells
-            (``lambda p: architecture_from_params(p).canonical_form()``). Default: points
-            are the same when all their parameter values are.
+            same point: a point whose key was already evaluated (or is running) at a level
+            is not proposed at that level again, and on the exhaustive path each key is one
+            point of the model. Use it for equivalent encodings, e.g. isomorphic
+            NAS-Bench-201 cells (:func:`optuna_mfkd.nasbench201.space.cell_key`). Default:
+            points are the same when all their parameter values are.
 
     The study's direction is respected (minimisation negates the values internally).
     """
@@ -167,36 +195,48 @@ class MFKDSampler(BaseSampler):
         self,
         fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] = ("low", "high"),
         n_warmup: Mapping[str, int] | None = None,
-        n_candidates: int | str = 5000,
+        n_candidates: int | str | None = None,
         beta: float = 1.0,
         seed: int | None = None,
         *,
-        refit_every: int = 3,
+        acquisition: str = "logei",
+        exhaustive_limit: int = EXHAUSTIVE_LIMIT,
+        refit_every: int = 1,
         max_fit_iter: int = 50,
-        ard: bool = False,
+        ard: bool = True,
+        robust: bool = True,
         torch_threads: int | None = 1,
         point_key: Callable[[dict[str, Any]], Hashable] | None = None,
     ) -> None:
         self._names, self._settings = _normalise_fidelities(fidelities)
         self._n_warmup = _normalise_warmup(n_warmup, self._names)
-        if n_candidates != "all" and (
+        if n_candidates is not None and n_candidates != "all" and (
             isinstance(n_candidates, bool)
             or not isinstance(n_candidates, (int, np.integer))
             or n_candidates < 1
         ):
-            raise ValueError(f"n_candidates must be a positive integer or 'all', got {n_candidates!r}.")
+            raise ValueError(
+                f"n_candidates must be None, a positive integer or 'all', got {n_candidates!r}."
+            )
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {list(ACQUISITIONS)}, got {acquisition!r}.")
+        if isinstance(exhaustive_limit, bool) or not isinstance(exhaustive_limit, int) or exhaustive_limit < 1:
+            raise ValueError(f"exhaustive_limit must be a positive integer, got {exhaustive_limit!r}.")
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}.")
         if not isinstance(refit_every, int) or refit_every < 1:
             raise ValueError(f"refit_every must be a positive integer, got {refit_every!r}.")
         if not isinstance(max_fit_iter, int) or max_fit_iter < 1:
             raise ValueError(f"max_fit_iter must be a positive integer, got {max_fit_iter!r}.")
-        self._n_candidates = n_candidates
+        self._n_candidates = int(n_candidates) if isinstance(n_candidates, (int, np.integer)) else n_candidates
+        self._acquisition = acquisition
+        self._exhaustive_limit = exhaustive_limit
+        self._robust = bool(robust)
         self._beta = float(beta)
         self._seed = seed
         self._refit_every = refit_every
         self._max_fit_iter = max_fit_iter
-        self._ard = ard
+        self._ard = bool(ard)
         self._torch_threads = torch_threads
         if point_key is not None and not callable(point_key):
             raise ValueError(f"point_key must be callable, got {point_key!r}.")
@@ -206,7 +246,7 @@ class MFKDSampler(BaseSampler):
         self._search_space = IntersectionSearchSpace()
         self._lock = threading.RLock()
         self._warm: dict[tuple[int, tuple[str, ...]], tuple[int, dict[str, torch.Tensor]]] = {}
-        self._grid_cache: dict[tuple, tuple[np.ndarray, torch.Tensor, np.ndarray]] = {}
+        self._grid_cache: dict[tuple, tuple[np.ndarray, torch.Tensor, list[Hashable]]] = {}
         self._registered: set[int] = set()
 
     # ----------------------------------------------------------------- public properties
@@ -224,6 +264,11 @@ class MFKDSampler(BaseSampler):
     def beta(self) -> float:
         """UCB trade-off (multiplies the variance in standardised top-level units)."""
         return self._beta
+
+    @property
+    def acquisition(self) -> str:
+        """``"logei"`` or ``"ucb"``."""
+        return self._acquisition
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()
@@ -388,18 +433,37 @@ class MFKDSampler(BaseSampler):
             return encoder.point_ids(internal).tolist()
         return [self._point_key(encoder.to_params(row)) for row in internal]
 
-    def _candidates(self, encoder: SearchSpaceEncoder) -> tuple[np.ndarray, torch.Tensor | None, list[Hashable]]:
-        """Candidate internal rows, their features (cached for full grids) and keys."""
+    def _grid(self, encoder: SearchSpaceEncoder) -> tuple[np.ndarray, torch.Tensor, list[Hashable]] | None:
+        """One representative row per key of a discrete space that is scored exhaustively
+        (with its features and keys, cached), or ``None`` when it is not: a discrete space
+        is exhaustive with ``n_candidates="all"``, or when it has at most
+        ``exhaustive_limit`` points (``n_candidates=None``) or ``n_candidates`` points."""
         size = encoder.cardinality()
-        if size is not None and (self._n_candidates == "all" or size <= self._n_candidates):
-            key = tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
-            if key not in self._grid_cache:
-                grid = encoder.enumerate()
-                self._grid_cache[key] = (grid, encoder.encode(grid), self._keys(encoder, grid))
-            return self._grid_cache[key]
-        n = 5000 if self._n_candidates == "all" else int(self._n_candidates)
-        cand = encoder.sample(n, self._rng)
-        return cand, None, self._keys(encoder, cand)
+        limit = self._exhaustive_limit if self._n_candidates is None else self._n_candidates
+        if size is None or (limit != "all" and size > limit):
+            return None
+        key = tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
+        if key not in self._grid_cache:
+            grid = encoder.enumerate()
+            keys = self._keys(encoder, grid)
+            rep = unique_representatives(keys)
+            self._grid_cache[key] = (grid[rep], encoder.encode(grid[rep]), [keys[i] for i in rep])
+        return self._grid_cache[key]
+
+    def _random_free(
+        self, encoder: SearchSpaceEncoder, used: set[Hashable], grid: tuple | None
+    ) -> np.ndarray | None:
+        """A uniformly random point whose key is not used (``None`` if none is found)."""
+        if grid is not None:
+            rows, _, keys = grid
+            free = np.flatnonzero([k not in used for k in keys])
+            return rows[self._rng.choice(free)] if len(free) else None
+        for _ in range(20):
+            cand = encoder.sample(64, self._rng)
+            for row, k in zip(cand, self._keys(encoder, cand)):
+                if k not in used:
+                    return row
+        return None
 
     def _propose(
         self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int
@@ -408,39 +472,71 @@ class MFKDSampler(BaseSampler):
         X, levels, y, running = self._collect(study, trial, encoder)
         used = set(self._keys(encoder, X[levels == level])) if len(X) else set()
         used.update(self._keys(encoder, pt)[0] for lv, pt in running if lv == level)
-        cand, feats, keys = self._candidates(encoder)
-        free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
-        if not free.any():
-            _logger.warning(
-                f"Trial {trial.number}: every candidate was already evaluated at fidelity "
-                f"{self._names[level]!r}; proposing a random point."
-            )
-            return encoder.sample(1, self._rng)[0], "random"
+        grid = self._grid(encoder)
         n_top = int((levels == top).sum()) + sum(1 for lv, _ in running if lv == top)
-        if level != top or n_top < self._n_warmup[self._names[top]] or len(y) == 0:
-            return cand[self._rng.choice(np.flatnonzero(free))], "random"
+        warm = level != top or n_top < self._n_warmup[self._names[top]] or len(y) == 0
+        if warm:
+            row = self._random_free(encoder, used, grid)
+            if row is None:
+                return self._all_taken(trial, encoder, level), "random"
+            return row, "random"
+        if grid is not None and not any(k not in used for k in grid[2]):
+            return self._all_taken(trial, encoder, level), "random"
         try:
-            fitted = self._fit(study, encoder, X, levels, y)
+            fitted = self._fit(study, encoder, self._representatives(encoder, X, grid), levels, y)
             pending = [pt for lv, pt in running if lv == top]
             if pending:
-                fitted = condition_on_pending(fitted, encoder.encode(np.stack(pending)))
-            feats_free = feats[torch.from_numpy(free)] if feats is not None else encoder.encode(cand[free])
-            mean, var = posterior_mean_var(fitted, feats_free)
-            top_y = y[levels == top]
-            top_std = float(np.std(top_y, ddof=1)) if len(top_y) > 1 else 0.0
-            if not math.isfinite(top_std) or top_std <= 1e-12:
-                top_std = float(np.std(y, ddof=1)) if len(y) > 1 else 1.0
-                top_std = top_std if math.isfinite(top_std) and top_std > 1e-12 else 1.0
-            scores = ucb_scores(mean, var, self._beta, top_std).numpy()
-            if not np.isfinite(scores).all():
-                raise FloatingPointError("non-finite acquisition scores")
+                P = self._representatives(encoder, np.stack(pending), grid)
+                fitted = fitted.condition_on_pending(encoder.encode(P))
+            acqf = build_acquisition(self._acquisition, fitted, self._beta)
+            if grid is not None:
+                rows, feats, keys = grid
+                free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
+                return rows[best_of_candidates(acqf, feats, free, self._rng)], self._acquisition
+            if isinstance(self._n_candidates, int):
+                # The paper's rule: the best of n_candidates uniformly random points.
+                cand = encoder.sample(self._n_candidates, self._rng)
+                free = np.fromiter((k not in used for k in self._keys(encoder, cand)), dtype=bool, count=len(cand))
+                if not free.any():
+                    raise ValueError("every random candidate was already evaluated")
+                return cand[best_of_candidates(acqf, encoder.encode(cand), free, self._rng)], self._acquisition
+            top_rows = X[levels == top] if (levels == top).any() else X
+            top_y = y[levels == top] if (levels == top).any() else y
+            best = top_rows[np.argsort(-top_y, kind="stable")[:5]]
+            return (
+                optimise(
+                    acqf, encoder, encoder.encode(best), self._rng, used,
+                    lambda rows: self._keys(encoder, rows),
+                ),
+                self._acquisition,
+            )
         except Exception as err:  # numerical failures must not stop the study
             _logger.warning(
-                f"Trial {trial.number}: fitting the co-kriging model failed ({err!r}); "
-                "using a random candidate for this trial."
+                f"Trial {trial.number}: fitting or optimising the co-kriging model failed "
+                f"({err!r}); using a random point for this trial."
             )
-            return cand[self._rng.choice(np.flatnonzero(free))], "fallback"
-        return cand[free][int(np.argmax(scores))], "ucb"
+            row = self._random_free(encoder, used, grid)
+            return (row if row is not None else encoder.sample(1, self._rng)[0]), "fallback"
+
+    def _all_taken(self, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int) -> np.ndarray:
+        _logger.warning(
+            f"Trial {trial.number}: every point was already evaluated at fidelity "
+            f"{self._names[level]!r}; proposing a random point."
+        )
+        return encoder.sample(1, self._rng)[0]
+
+    def _representatives(self, encoder: SearchSpaceEncoder, X: np.ndarray, grid: tuple | None) -> np.ndarray:
+        """Rows replaced by their key's representative, so equivalent points are one point
+        of the model (exhaustive path with a ``point_key`` only)."""
+        if grid is None or self._point_key is None or len(X) == 0:
+            return X
+        rows, _, keys = grid
+        where = {k: i for i, k in enumerate(keys)}
+        out = X.copy()
+        for j, k in enumerate(self._keys(encoder, X)):
+            if k in where:
+                out[j] = rows[where[k]]
+        return out
 
     def _fit(
         self, study: optuna.Study, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray
@@ -455,10 +551,11 @@ class MFKDSampler(BaseSampler):
                 torch.from_numpy(levels),
                 torch.from_numpy(y),
                 len(self._names),
+                cat_dims=encoder.cat_dims,
                 warm_start=warm,
                 max_iter=self._max_fit_iter,
-                lengthscale_loc=0.5 * math.log(max(len(encoder.names), 1)),
                 ard=self._ard,
+                robust=self._robust,
                 fit=refit,
             )
         if refit:

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 from gpytorch.kernels import RBFKernel, ScaleKernel
+from scipy import stats
 
-from optuna_mfkd.gp.acquisition import posterior_mean_var, ucb_scores
+from optuna_mfkd.gp.acquisition import build_acquisition, posterior_mean_var, score
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel
-from optuna_mfkd.gp.model import condition_on_pending, fit_ar1_model
+from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
+from optuna_mfkd.gp.model import fit_ar1_model, standardise
 
 
 def _rbf(x: np.ndarray, z: np.ndarray, ls: float, scale: float) -> np.ndarray:
@@ -129,19 +131,86 @@ def test_kriging_believer_keeps_mean_and_shrinks_variance():
     fitted = fit_ar1_model(x, lv, y, 2, max_iter=30)
     pending = torch.tensor([[1.6], [-0.6]], dtype=torch.float64)  # away from the data
     before_mean, before_var = posterior_mean_var(fitted, pending)
-    after_mean, after_var = posterior_mean_var(condition_on_pending(fitted, pending), pending)
+    after_mean, after_var = posterior_mean_var(fitted.condition_on_pending(pending), pending)
     torch.testing.assert_close(after_mean, before_mean, rtol=1e-3, atol=1e-3)
     assert (after_var < 0.5 * before_var).all()
 
 
-def test_ucb_is_mean_plus_beta_times_variance_in_top_units():
-    mean = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    var = torch.tensor([4.0, 1.0, 0.0], dtype=torch.float64)
-    s = 2.0
-    expected = mean / s + 0.5 * var / s**2
-    torch.testing.assert_close(ucb_scores(mean, var, 0.5, s), expected)
-    with pytest.raises(ValueError):
-        ucb_scores(mean, var, 1.0, 0.0)
+def test_acquisitions_match_their_closed_forms_in_top_level_units():
+    x, lv, y = _draw_ar1(3, 60, 20, rho=0.8)
+    fitted = fit_ar1_model(x, lv, y, 2, max_iter=30)
+    Xc = torch.linspace(-0.2, 1.2, 23, dtype=torch.float64).unsqueeze(-1)
+    mean, var = posterior_mean_var(fitted, Xc)
+    mu = ((mean - fitted.y_mean) / fitted.y_std).numpy()
+    s2 = (var / fitted.y_std**2).numpy()
+    ucb = score(build_acquisition("ucb", fitted, beta=0.7), Xc).numpy()
+    np.testing.assert_allclose(ucb, mu + 0.7 * s2, rtol=1e-6, atol=1e-8)
+    best = float(fitted.top_targets().max())
+    sd = np.sqrt(s2)
+    u = (mu - best) / sd
+    ei = sd * (u * stats.norm.cdf(u) + stats.norm.pdf(u))
+    logei = score(build_acquisition("logei", fitted), Xc).numpy()
+    ok = ei > 1e-200
+    np.testing.assert_allclose(logei[ok], np.log(ei[ok]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="acquisition"):
+        build_acquisition("pi", fitted)
+
+
+def _matern52(r):
+    return (1 + np.sqrt(5) * r + 5.0 / 3.0 * r**2) * np.exp(-np.sqrt(5) * r)
+
+
+def test_mixed_kernel_equals_matern_on_one_hot_codes():
+    rng = np.random.default_rng(0)
+    # Columns: a number in [0, 1], a categorical with 3 choices, a categorical with 4.
+    x = np.stack([rng.uniform(size=9), rng.integers(0, 3, 9), rng.integers(0, 4, 9)], axis=1)
+    z = np.stack([rng.uniform(size=7), rng.integers(0, 3, 7), rng.integers(0, 4, 7)], axis=1)
+    ls = np.array([0.4, 0.7, 1.3])
+
+    def one_hot(a):  # the paper's encoding, each block scaled by its parameter's length scale
+        return np.concatenate([a[:, :1] / ls[0], np.eye(3)[a[:, 1].astype(int)] / ls[1],
+                               np.eye(4)[a[:, 2].astype(int)] / ls[2]], axis=1)
+
+    r = np.sqrt(((one_hot(x)[:, None, :] - one_hot(z)[None, :, :]) ** 2).sum(-1))
+    kern = MixedMaternKernel(3, {1: 3, 2: 4}, ard=True, cat_ard=True).double()
+    kern.lengthscale = torch.tensor(ls)
+    got = kern(torch.from_numpy(x), torch.from_numpy(z)).to_dense().detach().numpy()
+    np.testing.assert_allclose(got, _matern52(r), rtol=1e-6)
+    diag = kern(torch.from_numpy(x), torch.from_numpy(x), diag=True).detach().numpy()
+    np.testing.assert_allclose(diag, np.ones(9))
+    # One length scale per number, one shared by the categoricals.
+    tied = MixedMaternKernel(3, {1: 3, 2: 4}, ard=True).double()
+    tied.lengthscale = torch.tensor([0.4, 1.1])
+    ls = np.array([0.4, 1.1, 1.1])
+    r = np.sqrt(((one_hot(x)[:, None, :] - one_hot(z)[None, :, :]) ** 2).sum(-1))
+    got = tied(torch.from_numpy(x), torch.from_numpy(z)).to_dense().detach().numpy()
+    np.testing.assert_allclose(got, _matern52(r), rtol=1e-6)
+    # One shared length scale: the Euclidean Matern kernel on plain one-hot codes.
+    shared = MixedMaternKernel(3, {1: 3, 2: 4}, ard=False).double()
+    shared.lengthscale = 0.9
+    ls = np.array([0.9, 0.9, 0.9])
+    r = np.sqrt(((one_hot(x)[:, None, :] - one_hot(z)[None, :, :]) ** 2).sum(-1))
+    got = shared(torch.from_numpy(x), torch.from_numpy(z)).to_dense().detach().numpy()
+    np.testing.assert_allclose(got, _matern52(r), rtol=1e-6)
+
+
+def test_standardisation_is_per_level_and_compresses_the_bad_tail_only():
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0, -50.0, 10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
+    levels = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    plain = standardise(y, levels, 2, robust=False)
+    z = plain.apply(y, levels)
+    for level in (0, 1):
+        v = y[levels == level]
+        torch.testing.assert_close(z[levels == level], (v - v.mean()) / v.std())
+    robust = standardise(y, levels, 2, robust=True)
+    zr = robust.apply(y, levels)
+    v = y[levels == 0].numpy()
+    med, mad = np.median(v), 1.4826 * np.median(np.abs(v - np.median(v)))
+    raw = (v - med) / mad
+    expected = np.where(raw < -2, -2 - np.log1p(-2 - raw), raw)
+    np.testing.assert_allclose(zr[levels == 0].numpy(), expected)
+    assert float(zr[4]) > -6  # the outlier is pulled in ...
+    assert torch.all(torch.diff(zr[:4]) > 0)  # ... the order is kept
 
 
 def test_fit_rejects_bad_shapes_and_levels():

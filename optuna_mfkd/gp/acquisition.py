@@ -1,63 +1,92 @@
-"""Upper-confidence-bound scores of candidates under the fitted co-kriging model.
+"""Acquisition functions on the highest level of the fitted co-kriging model.
 
-The paper's acquisition (Algorithm 1) is ``E[y_L(x)] + beta * Var[y_L(x)]`` — ``beta``
-multiplies the **variance**, not the standard deviation (BoTorch's
-``UpperConfidenceBound`` computes ``mean + sqrt(beta) * std`` instead). The value of
-``beta`` only has a meaning together with the units of ``y``; here both moments are
-expressed in **standardised units of the highest level**: with ``m_L`` and ``s_L`` the
-mean and standard deviation of the observed highest-level values,
+All scores are in **model units of the highest level**: observations of that level
+standardised by :func:`optuna_mfkd.gp.model.standardise` (centre ``m_L``, scale ``s_L``), so
+with ``mu`` and ``sigma^2`` the posterior mean and variance of ``y_L(x)`` in those units:
 
-    score(x) = (mu(x) - m_L) / s_L + beta * sigma^2(x) / s_L^2,
+- ``"ucb"``, the paper's rule (Algorithm 1): ``mu(x) + beta * sigma^2(x)``. ``beta``
+  multiplies the **variance**, not the standard deviation (BoTorch's
+  ``UpperConfidenceBound`` computes ``mu + sqrt(beta) * sigma`` instead), and it is defined
+  on the standardised outputs of the highest level.
+- ``"logei"``: BoTorch's ``LogExpectedImprovement`` over the best observed highest-level
+  value ``f*``: ``log E[max(y_L(x) - f*, 0)]``, computed stably in log space.
 
-where ``mu`` and ``sigma^2`` are the posterior mean and variance of ``y_L(x)`` in
-observation units. ``m_L`` shifts every score alike, so it is dropped.
+Both are BoTorch ``AcquisitionFunction`` objects over the model's features (without the
+level column), on :class:`~optuna_mfkd.gp.model.TopLevelModel`, so BoTorch's optimisers
+can use them; :func:`score` evaluates one over many candidates in chunks without gradients.
 """
 
 from __future__ import annotations
 
 import torch
+from botorch.acquisition import AcquisitionFunction, LogExpectedImprovement
+from botorch.acquisition.analytic import AnalyticAcquisitionFunction
+from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
 
 from optuna_mfkd.gp.model import FittedModel
+
+ACQUISITIONS = ("logei", "ucb")
+
+
+class VarianceUCB(AnalyticAcquisitionFunction):
+    """``mu(x) + beta * sigma^2(x)`` (MF-KD, Algorithm 1) for ``q = 1``.
+
+    Args:
+        model: a BoTorch model with one output (here the highest level).
+        beta: weight of the posterior variance, ``>= 0``.
+    """
+
+    def __init__(self, model, beta: float) -> None:
+        super().__init__(model=model)
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.beta = float(beta)
+
+    @t_batch_mode_transform(expected_q=1)
+    def forward(self, X: Tensor) -> Tensor:
+        mean, sigma = self._mean_and_sigma(X)
+        return (mean + self.beta * sigma**2).squeeze(-1)
+
+
+def build_acquisition(name: str, fitted: FittedModel, beta: float = 1.0) -> AcquisitionFunction:
+    """The acquisition ``name`` (see :data:`ACQUISITIONS`) on ``fitted``'s highest level."""
+    model = fitted.as_botorch_model()
+    if name == "ucb":
+        return VarianceUCB(model, beta)
+    if name == "logei":
+        top = fitted.top_targets()
+        if len(top):
+            best = float(top.max())
+        else:  # no highest-level data yet: the best posterior mean at the observed points
+            X = fitted.model.train_inputs[0][:, :-1]
+            with torch.no_grad():
+                best = float(fitted.marginals(X)[0].max())
+        return LogExpectedImprovement(model, best_f=best)
+    raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {name!r}")
+
+
+def score(acqf: AcquisitionFunction, X: Tensor, chunk_size: int = 2048) -> Tensor:
+    """``acqf`` at each row of ``X`` (``(m, d)`` features), in chunks, without gradients."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(X), chunk_size):
+            out.append(acqf(X[start : start + chunk_size].to(torch.float64).unsqueeze(-2)))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 def posterior_mean_var(
     fitted: FittedModel, X: Tensor, chunk_size: int = 4096
 ) -> tuple[Tensor, Tensor]:
     """Posterior mean and variance of the highest level at ``X`` (``(m, d)``), in
-    observation units.
-
-    With ``K_*n`` the cross-covariance of the candidates (at the highest level) with the
-    ``n`` training rows and ``L, alpha`` from :meth:`FittedModel.training_cholesky`:
-
-        mu(x)      = m_L + K_*n alpha
-        sigma^2(x) = k_LL(x, x) - || L^{-1} K_n* ||^2   (column-wise)
-
-    Only these marginals are formed, in chunks, so memory stays ``O(chunk_size * n)``
-    instead of the ``m x m`` joint covariance a full posterior would build.
-    """
-    model = fitted.model
-    top = float(fitted.num_levels - 1)
-    L, alpha = fitted.training_cholesky()
-    train_X = model.train_inputs[0]
+    observation units (exact above the compressed tail of the standardisation), in chunks
+    of :meth:`FittedModel.marginals`."""
     means, variances = [], []
     with torch.no_grad():
         for start in range(0, len(X), chunk_size):
-            chunk = X[start : start + chunk_size].to(torch.float64)
-            Xt = torch.cat([chunk, torch.full((len(chunk), 1), top, dtype=chunk.dtype)], dim=-1)
-            prior_mean = model.forward(Xt).mean
-            K_sn = model.covar_module(Xt, train_X).to_dense()
-            k_ss = model.covar_module(Xt, Xt, diag=True)
-            v = torch.linalg.solve_triangular(L, K_sn.T, upper=False)
-            means.append(prior_mean + K_sn @ alpha)
-            variances.append((k_ss - (v * v).sum(0)).clamp_min(0.0))
+            mean, var = fitted.marginals(X[start : start + chunk_size])
+            means.append(mean)
+            variances.append(var)
     mean = torch.cat(means) if means else torch.zeros(0, dtype=torch.float64)
     var = torch.cat(variances) if variances else torch.zeros(0, dtype=torch.float64)
     return fitted.y_mean + fitted.y_std * mean, fitted.y_std**2 * var
-
-
-def ucb_scores(mean: Tensor, var: Tensor, beta: float, top_std: float) -> Tensor:
-    """``mean / s_L + beta * var / s_L^2`` (see the module docstring)."""
-    if top_std <= 0:
-        raise ValueError(f"top_std must be positive, got {top_std}")
-    return mean / top_std + beta * var / top_std**2

@@ -3,13 +3,14 @@
 Notation (shapes):
 
 - ``p``: number of parameters in the search space (in the order given).
-- ``d``: number of model features after encoding; a categorical parameter with ``k``
-  choices takes ``k`` one-hot features (the paper's encoding), a numerical one takes one
-  feature scaled to ``[0, 1]`` (on the log scale when the distribution is ``log``).
+- ``features``: one column per parameter: a categorical takes its choice index (compared
+  for equality by :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel`, which with one
+  shared length scale equals a Matern kernel on the paper's one-hot encoding), a numerical
+  one its value scaled to ``[0, 1]`` (on the log scale when the distribution is ``log``).
+  ``features`` is the ``(n, p)`` float64 tensor given to the Gaussian process.
 - ``internal``: ``(n, p)`` float array of Optuna internal representations
   (``distribution.to_internal_repr``): the choice index for a categorical, the value
   itself for a number.
-- ``features``: ``(n, d)`` float64 tensor given to the Gaussian process.
 
 Everything here is a pure function of the search space and arrays; no storage access.
 """
@@ -81,16 +82,7 @@ class SearchSpaceEncoder:
         self.names: list[str] = list(search_space)
         self.distributions: list[BaseDistribution] = [search_space[n] for n in self.names]
         self._grid_sizes = [_grid_size(d) for d in self.distributions]
-        widths = [
-            len(d.choices) if isinstance(d, CategoricalDistribution) else 1
-            for d in self.distributions
-        ]
-        self.feature_slices: list[slice] = []
-        start = 0
-        for w in widths:
-            self.feature_slices.append(slice(start, start + w))
-            start += w
-        self.num_features: int = start
+        self.num_features: int = len(self.names)
 
     # ----------------------------------------------------------------------------- sizes
     @property
@@ -187,28 +179,111 @@ class SearchSpaceEncoder:
         return ids
 
     # ------------------------------------------------------------------------ features
-    def encode(self, internal: np.ndarray) -> torch.Tensor:
-        """``(n, d)`` float64 features of ``(n, p)`` internal rows.
+    @property
+    def cat_dims(self) -> dict[int, int]:
+        """``{feature column: number of choices}`` of the categorical parameters."""
+        return {
+            j: len(d.choices)
+            for j, d in enumerate(self.distributions)
+            if isinstance(d, CategoricalDistribution)
+        }
 
-        Categorical: one-hot over the choices. Numerical: ``(t(v) - t(low)) / (t(high) -
-        t(low))`` with ``t = log`` for log distributions and the identity otherwise; a
-        distribution with ``low == high`` encodes as 0.5.
+    def encode(self, internal: np.ndarray) -> torch.Tensor:
+        """``(n, p)`` float64 features of ``(n, p)`` internal rows, one column per parameter.
+
+        Categorical: the choice index (the kernel compares indices for equality, see
+        :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel`). Numerical:
+        ``(t(v) - t(low)) / (t(high) - t(low))`` with ``t = log`` for log distributions and
+        the identity otherwise (log integers use ``low - 0.5 .. high + 0.5``); a distribution
+        with ``low == high`` encodes as 0.5.
         """
         internal = np.atleast_2d(np.asarray(internal, dtype=float))
-        out = np.zeros((len(internal), self.num_features))
-        for j, (dist, sl) in enumerate(zip(self.distributions, self.feature_slices)):
-            col = internal[:, j]
+        out = np.array(internal, dtype=float, copy=True).reshape(len(internal), len(self.names))
+        for j, dist in enumerate(self.distributions):
             if isinstance(dist, CategoricalDistribution):
-                out[np.arange(len(col)), sl.start + col.round().astype(int)] = 1.0
+                out[:, j] = np.round(out[:, j])
                 continue
-            low, high = float(dist.low), float(dist.high)
+            low, high = self._scale_range(dist)
             if low == high:
-                out[:, sl.start] = 0.5
-                continue
-            if dist.log:
-                if isinstance(dist, IntDistribution):
-                    low, high = low - 0.5, high + 0.5
-                out[:, sl.start] = (np.log(col) - math.log(low)) / (math.log(high) - math.log(low))
+                out[:, j] = 0.5
+            elif dist.log:
+                out[:, j] = (np.log(out[:, j]) - math.log(low)) / (math.log(high) - math.log(low))
             else:
-                out[:, sl.start] = (col - low) / (high - low)
+                out[:, j] = (out[:, j] - low) / (high - low)
         return torch.from_numpy(out)
+
+    def decode(self, features: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`encode`: ``(n, p)`` internal rows, snapped onto each
+        distribution (choice index, integer step, float step, bounds)."""
+        feats = np.atleast_2d(np.asarray(features.detach() if isinstance(features, torch.Tensor) else features, dtype=float))
+        out = np.empty_like(feats)
+        for j, dist in enumerate(self.distributions):
+            col = feats[:, j]
+            if isinstance(dist, CategoricalDistribution):
+                out[:, j] = np.clip(np.round(col), 0, len(dist.choices) - 1)
+                continue
+            low, high = self._scale_range(dist)
+            if low == high:
+                value = np.full(len(col), float(dist.low))
+            elif dist.log:
+                value = np.exp(math.log(low) + np.clip(col, 0.0, 1.0) * (math.log(high) - math.log(low)))
+            else:
+                value = low + np.clip(col, 0.0, 1.0) * (high - low)
+            out[:, j] = self._snap(dist, value)
+        return out
+
+    def feature_bounds(self) -> torch.Tensor:
+        """``(2, p)`` lower and upper bounds of every feature column."""
+        lower, upper = [], []
+        for j, dist in enumerate(self.distributions):
+            if isinstance(dist, CategoricalDistribution):
+                lower.append(0.0)
+                upper.append(float(len(dist.choices) - 1))
+            elif j in self.discrete_values():
+                values = self.discrete_values()[j]
+                lower.append(values[0])
+                upper.append(values[-1])
+            else:
+                lower.append(0.0)
+                upper.append(1.0)
+        return torch.tensor([lower, upper], dtype=torch.float64).reshape(2, len(self.names))
+
+    def discrete_values(self, max_values: int = 1000) -> dict[int, list[float]]:
+        """Feature values of each numerical parameter on a grid (int, or float with step)
+        of at most ``max_values`` points: ``{column: sorted encoded values}``. Larger grids
+        are left out (optimised as continuous and snapped by :meth:`decode`)."""
+        out: dict[int, list[float]] = {}
+        for j, (dist, size) in enumerate(zip(self.distributions, self._grid_sizes)):
+            if isinstance(dist, CategoricalDistribution) or size is None or size > max_values:
+                continue
+            rows = np.zeros((size, len(self.names)))
+            rows[:, j] = _grid_values(dist)
+            for k, other in enumerate(self.distributions):
+                if k != j:
+                    rows[:, k] = _grid_values(other)[0] if self._grid_sizes[k] else other.low
+            out[j] = sorted(set(self.encode(rows)[:, j].tolist()))
+        return out
+
+    def cat_values(self) -> dict[int, list[float]]:
+        """``{column: [0, 1, ..., k - 1]}`` for every categorical column."""
+        return {
+            j: [float(i) for i in range(len(d.choices))]
+            for j, d in enumerate(self.distributions)
+            if isinstance(d, CategoricalDistribution)
+        }
+
+    @staticmethod
+    def _scale_range(dist: BaseDistribution) -> tuple[float, float]:
+        low, high = float(dist.low), float(dist.high)
+        if low != high and dist.log and isinstance(dist, IntDistribution):
+            low, high = low - 0.5, high + 0.5
+        return low, high
+
+    @staticmethod
+    def _snap(dist: BaseDistribution, value: np.ndarray) -> np.ndarray:
+        low, high = float(dist.low), float(dist.high)
+        if isinstance(dist, IntDistribution):
+            value = low + np.round((value - low) / dist.step) * dist.step
+        elif dist.step is not None:
+            value = low + np.round((value - low) / dist.step) * dist.step
+        return np.clip(value, low, high)

@@ -6,29 +6,45 @@ Notation (shapes):
 - ``levels``: ``(n,)`` int64 fidelity level of each row, ``0 .. L-1``, cheapest first.
 - ``y``: ``(n,)`` float64 observations, larger is better.
 
-The model standardises ``y`` with one mean and one standard deviation shared by all
-levels; every level has its own constant mean (``MultitaskMean``) and its own noise
-variance (``HadamardGaussianLikelihood``), and the covariance is
-:class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel`. Hyperparameters (length scales and
-output scales per level, ``rho``, means, noises) are fitted by maximum marginal
-likelihood with ``botorch.fit.fit_gpytorch_mll``, warm-started from a previous fit.
+Observations are standardised level by level (:func:`standardise`, the one place where
+this happens): an affine map per level keeps the AR1 relation linear (``rho`` and the
+level means absorb it), and with ``robust=True`` the lower tail is compressed so a few
+very bad points (diverged runs, broken cells) do not squash the top of the range. Every
+level has its own constant mean (``MultitaskMean``) and its own noise variance
+(``HadamardGaussianLikelihood``), and the covariance is
+:class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` over one
+:class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` per level. Each length scale has
+the log-normal prior ``LogNormal(sqrt(2) + log(d) / 2, sqrt(3))`` (the dimension-scaled
+prior of Hvarfner et al. 2024, BoTorch's default for ``SingleTaskGP``); each noise variance
+(model units) has the prior ``Gamma(1.1, 30)`` (mean 0.037, as Optuna's GPSampler), since
+benchmark and training objectives are nearly deterministic at a fixed seed. Hyperparameters
+(length scales and output scales per level, ``rho``, means, noises) are fitted by maximum
+marginal likelihood (MAP) with ``botorch.fit.fit_gpytorch_mll``, warm-started from a
+previous fit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP
+from botorch.models.model import Model
+from botorch.posteriors import GPyTorchPosterior
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.kernels import ScaleKernel
+from gpytorch.likelihoods import HadamardGaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import LogNormalPrior
+from gpytorch.priors import GammaPrior, LogNormalPrior
+from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel
+from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
 
 #: Keys of a fitted model's state that carry hyperparameters (not data-dependent buffers).
 _HYPER_PREFIXES = ("mean_module.", "covar_module.", "likelihood.")
@@ -46,8 +62,10 @@ class AR1CoKrigingGP(MultiTaskGP):
         train_X: ``(n, d + 1)`` inputs; the last column is the level.
         train_Y: ``(n, 1)`` standardised observations.
         num_levels: ``L``; levels without data are allowed (their GP is the prior).
-        lengthscale_loc: location of the log-normal prior of every length scale.
-        ard: one length scale per input feature (per level) instead of one per level.
+        cat_dims: ``{column: number of choices}`` of the categorical feature columns.
+        ard: one length scale per feature (per level) instead of one per level.
+        lengthscale_loc: location of the log-normal prior of every length scale (default
+            ``sqrt(2) + log(d) / 2``).
     """
 
     def __init__(
@@ -55,8 +73,9 @@ class AR1CoKrigingGP(MultiTaskGP):
         train_X: Tensor,
         train_Y: Tensor,
         num_levels: int,
-        lengthscale_loc: float = 0.0,
-        ard: bool = False,
+        cat_dims: Mapping[int, int] | None = None,
+        ard: bool = True,
+        lengthscale_loc: float | None = None,
     ) -> None:
         super().__init__(
             train_X,
@@ -65,43 +84,124 @@ class AR1CoKrigingGP(MultiTaskGP):
             output_tasks=[num_levels - 1],
             all_tasks=list(range(num_levels)),
             outcome_transform=None,
+            likelihood=HadamardGaussianLikelihood(
+                num_tasks=num_levels,
+                noise_prior=GammaPrior(1.1, 30.0),
+                noise_constraint=GreaterThan(1e-6, initial_value=0.1 / 30.0),
+                task_feature_index=train_X.shape[-1] - 1,
+            ),
         )
         d = train_X.shape[-1] - 1
+        if lengthscale_loc is None:
+            lengthscale_loc = default_lengthscale_loc(d)
         kernels = []
         for level in range(num_levels):
-            base = MaternKernel(
-                nu=2.5,
-                ard_num_dims=d if ard else None,
-                lengthscale_prior=LogNormalPrior(lengthscale_loc, 1.0),
+            base = MixedMaternKernel(
+                max(d, 1),
+                cat_dims,
+                ard=ard,
+                lengthscale_prior=LogNormalPrior(lengthscale_loc, math.sqrt(3.0)),
                 lengthscale_constraint=GreaterThan(1e-2),
             )
-            base.lengthscale = math.exp(lengthscale_loc)
+            base.lengthscale = math.exp(lengthscale_loc - 3.0)  # the prior's mode
             scaled = ScaleKernel(base)
             # The discrepancy starts small: the levels are assumed to be related.
             scaled.outputscale = 1.0 if level == 0 else 0.1
             kernels.append(scaled)
         self.covar_module = AR1Kernel(kernels, rho_init=1.0)
-        # MultiTaskGP.eval() re-initialises an ICM task kernel for levels without data;
-        # AR1 needs no such step (an unobserved level is defined through rho).
+        # MultiTaskGP.eval() re-initialises an ICM task kernel for levels without data
+        # (BoTorch >= 0.12 keeps their indices in this private attribute); AR1 needs no
+        # such step, since an unobserved level is defined through rho.
         self._unobserved_task_indices = torch.tensor([], dtype=torch.long)
         self.to(train_X)
+
+
+def default_lengthscale_loc(d: int) -> float:
+    """``sqrt(2) + log(d) / 2``: the dimension-scaled log-normal prior's location."""
+    return math.sqrt(2.0) + 0.5 * math.log(max(d, 1))
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """Per-level affine maps (and the tail compression) from observations to model units.
+
+    ``centre[l]`` and ``scale[l]`` map level ``l``: ``z = (y - centre[l]) / scale[l]``; with
+    ``tail`` set, values below ``-tail`` become ``-tail - log1p(-tail - z)`` (continuous,
+    increasing, unchanged above ``-tail``).
+    """
+
+    centre: tuple[float, ...]
+    scale: tuple[float, ...]
+    tail: float | None
+
+    def apply(self, y: Tensor, levels: Tensor) -> Tensor:
+        centre = torch.tensor(self.centre, dtype=y.dtype)[levels]
+        scale = torch.tensor(self.scale, dtype=y.dtype)[levels]
+        z = (y - centre) / scale
+        if self.tail is not None:
+            t = self.tail
+            z = torch.where(z < -t, -t - torch.log1p((-t - z).clamp_min(0.0)), z)
+        return z
+
+
+def standardise(y: Tensor, levels: Tensor, num_levels: int, robust: bool = True) -> Standardisation:
+    """The map of :class:`Standardisation` for observations ``y`` at ``levels``.
+
+    Each level with at least 3 observations gets its own centre and scale (mean and standard
+    deviation; with ``robust``, the median and ``1.4826 x`` the median absolute deviation,
+    falling back to the standard deviation when that is 0); other levels use those of all
+    observations. ``robust`` also compresses the lower tail beyond 2 scales (observations are
+    maximised, so only the bad tail is compressed).
+    """
+
+    def centre_scale(v: Tensor) -> tuple[float, float]:
+        if len(v) == 0:
+            return 0.0, 1.0
+        if robust:
+            med = float(v.median())
+            scale = 1.4826 * float((v - med).abs().median())
+            centre = med
+        else:
+            centre, scale = float(v.mean()), 0.0
+        if not math.isfinite(scale) or scale < 1e-12:
+            scale = float(v.std()) if len(v) > 1 else 0.0
+        if not math.isfinite(scale) or scale < 1e-12:
+            scale = 1.0
+        return centre, scale
+
+    pooled = centre_scale(y)
+    centres, scales = [], []
+    for level in range(num_levels):
+        v = y[levels == level]
+        c, sc = centre_scale(v) if len(v) >= 3 else pooled
+        centres.append(c)
+        scales.append(sc)
+    return Standardisation(tuple(centres), tuple(scales), 2.0 if robust else None)
 
 
 @dataclass
 class FittedModel:
     """A fitted model and the standardisation of its observations.
 
-    ``y_mean`` and ``y_std`` map model units to observation units:
-    ``y = y_mean + y_std * y_model``.
+    ``y_mean`` and ``y_std`` map model units of the highest level to observation units,
+    ``y = y_mean + y_std * y_model``, exactly above the compressed tail.
     """
 
     model: AR1CoKrigingGP
-    y_mean: float
-    y_std: float
+    standardisation: Standardisation
     num_levels: int
-    lengthscale_loc: float
+    cat_dims: dict[int, int]
     ard: bool
+    lengthscale_loc: float | None
     _cache: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def y_mean(self) -> float:
+        return self.standardisation.centre[-1]
+
+    @property
+    def y_std(self) -> float:
+        return self.standardisation.scale[-1]
 
     def training_cholesky(self) -> tuple[Tensor, Tensor]:
         """``(L, alpha)`` with ``L L^T = K_nn + diag(noise)`` over the training rows and
@@ -119,6 +219,34 @@ class FittedModel:
             self._cache = (L, alpha)
         return self._cache
 
+    def marginals(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of the highest level at ``X`` (``(m, d)``), in model
+        units, differentiable in ``X``.
+
+        With ``K_*n`` the cross-covariance of ``X`` (at the highest level) with the ``n``
+        training rows and ``L, alpha`` from :meth:`training_cholesky`:
+
+            mu(x)      = m(x) + K_*n alpha
+            sigma^2(x) = k_LL(x, x) - || L^{-1} K_n* ||^2   (column-wise)
+
+        Only these marginals are formed (``O(m n)`` memory), never the ``m x m`` joint
+        covariance or the batched solves a batched GPyTorch posterior would run.
+        """
+        model = self.model
+        L, alpha = self.training_cholesky()
+        train_X = model.train_inputs[0]
+        X = X.to(torch.float64)
+        Xt = torch.cat([X, torch.full((len(X), 1), float(self.num_levels - 1), dtype=X.dtype)], dim=-1)
+        prior_mean = model.forward(Xt).mean
+        K_sn = model.covar_module(Xt, train_X).to_dense()
+        k_ss = model.covar_module(Xt, Xt, diag=True)
+        v = torch.linalg.solve_triangular(L, K_sn.transpose(-1, -2), upper=False)
+        return prior_mean + K_sn @ alpha, (k_ss - (v * v).sum(-2)).clamp_min(1e-12)
+
+    def as_botorch_model(self) -> TopLevelModel:
+        """The highest level as a one-output BoTorch model (for acquisition functions)."""
+        return TopLevelModel(self)
+
     def hyperparameters(self) -> dict[str, Tensor]:
         """The fitted hyperparameters, usable as ``warm_start`` of the next fit."""
         return {
@@ -129,20 +257,80 @@ class FittedModel:
 
     @property
     def rho(self) -> Tensor:
-        """Fitted ``rho_0 .. rho_{L-2}``."""
-        return self.model.covar_module.rho.detach().clone()
+        """Fitted ``rho_0 .. rho_{L-2}`` in observation units: with level scales ``s_l``
+        and ``rho'_l`` the model's (standardised) coefficient, ``rho_l = rho'_l s_{l+1} / s_l``."""
+        scale = torch.tensor(self.standardisation.scale, dtype=torch.float64)
+        return self.model.covar_module.rho.detach().clone() * scale[1:] / scale[:-1]
+
+    def top_targets(self) -> Tensor:
+        """Training targets (model units) of the highest level."""
+        model = self.model
+        top = model.train_inputs[0][:, -1].round() == self.num_levels - 1
+        return model.train_targets[top]
+
+    def condition_on_pending(self, X_pending: Tensor) -> FittedModel:
+        """Kriging believer: this model with pending highest-level points added at their
+        posterior mean.
+
+        The returned model keeps the hyperparameters and the standardisation; its posterior
+        variance shrinks around the pending points, so the acquisition does not pick them
+        (or their close neighbours) again while they are being evaluated.
+        """
+        if len(X_pending) == 0:
+            return self
+        model = self.model
+        top = self.num_levels - 1
+        with torch.no_grad():
+            believed = model.posterior(X_pending.to(torch.float64)).mean.reshape(-1)
+        train_X = model.train_inputs[0]
+        X_new = torch.cat(
+            [train_X, _train_inputs(X_pending, torch.full((len(X_pending),), top))], dim=0
+        )
+        y_new = torch.cat([model.train_targets, believed], dim=0)
+        updated = AR1CoKrigingGP(
+            X_new, y_new.unsqueeze(-1), self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc
+        )
+        _load_hyperparameters(updated, self.hyperparameters())
+        updated.eval()
+        return FittedModel(
+            updated, self.standardisation, self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc
+        )
+
+
+class TopLevelModel(Model):
+    """BoTorch ``Model`` view of a :class:`FittedModel`'s highest level, for ``q = 1``.
+
+    ``posterior(X)`` (``X``: ``(..., 1, d)``) returns independent normals with the
+    marginals of :meth:`FittedModel.marginals`, which is all analytic acquisition functions
+    (``LogExpectedImprovement``, UCB) use; joint posteriors over ``q > 1`` points are not
+    offered.
+    """
+
+    def __init__(self, fitted: FittedModel) -> None:
+        super().__init__()
+        self.fitted = fitted
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size([])
+
+    def posterior(self, X: Tensor, output_indices=None, observation_noise=False, posterior_transform=None, **kwargs):
+        if X.shape[-2] != 1:
+            raise ValueError(f"TopLevelModel supports q = 1 only, got X of shape {tuple(X.shape)}.")
+        flat = X.reshape(-1, X.shape[-1])
+        mean, var = self.fitted.marginals(flat)
+        shape = X.shape[:-1]
+        mvn = MultivariateNormal(mean.reshape(shape), DiagLinearOperator(var.reshape(shape)))
+        posterior = GPyTorchPosterior(mvn)
+        return posterior_transform(posterior) if posterior_transform is not None else posterior
 
 
 def _train_inputs(X: Tensor, levels: Tensor) -> Tensor:
     return torch.cat([X.to(torch.float64), levels.to(torch.float64).unsqueeze(-1)], dim=-1)
-
-
-def _standardise(y: Tensor) -> tuple[Tensor, float, float]:
-    mean = float(y.mean())
-    std = float(y.std()) if len(y) > 1 else 0.0
-    if not math.isfinite(std) or std < 1e-12:
-        std = 1.0
-    return (y - mean) / std, mean, std
 
 
 def _load_hyperparameters(model: AR1CoKrigingGP, state: dict[str, Tensor]) -> None:
@@ -157,18 +345,23 @@ def fit_ar1_model(
     y: Tensor,
     num_levels: int,
     *,
+    cat_dims: Mapping[int, int] | None = None,
     warm_start: dict[str, Tensor] | None = None,
     max_iter: int = 200,
-    lengthscale_loc: float = 0.0,
-    ard: bool = False,
+    lengthscale_loc: float | None = None,
+    ard: bool = True,
+    robust: bool = True,
     fit: bool = True,
 ) -> FittedModel:
-    """Fit the AR1 co-kriging model to ``(X, levels, y)``.
+    """Fit the AR1 co-kriging model to ``(X, levels, y)`` (``y``: larger is better).
 
     Args:
+        cat_dims: ``{column: number of choices}`` of the categorical columns of ``X``.
         warm_start: hyperparameters of a previous fit (:meth:`FittedModel.hyperparameters`);
             the optimiser starts there instead of at the defaults.
         max_iter: L-BFGS-B iteration cap of each fitting attempt.
+        ard: one length scale per feature and level.
+        robust: robust standardisation (see :func:`standardise`).
         fit: ``False`` keeps the starting hyperparameters (used for cheap updates).
 
     Raises:
@@ -181,42 +374,16 @@ def fit_ar1_model(
         )
     if len(levels) and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
         raise ValueError(f"levels must lie in 0..{num_levels - 1}")
-    y_std_units, y_mean, y_std = _standardise(y.to(torch.float64))
-    model = AR1CoKrigingGP(
-        _train_inputs(X, levels), y_std_units.unsqueeze(-1), num_levels, lengthscale_loc, ard
-    )
+    y = y.to(torch.float64)
+    levels = levels.long()
+    standardisation = standardise(y, levels, num_levels, robust=robust)
+    z = standardisation.apply(y, levels)
+    cat_dims = {int(j): int(k) for j, k in (cat_dims or {}).items()}
+    model = AR1CoKrigingGP(_train_inputs(X, levels), z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc)
     if warm_start:
         _load_hyperparameters(model, warm_start)
     if fit:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": max_iter}})
     model.eval()
-    return FittedModel(model, y_mean, y_std, num_levels, lengthscale_loc, ard)
-
-
-def condition_on_pending(fitted: FittedModel, X_pending: Tensor) -> FittedModel:
-    """Kriging believer: add pending highest-level points at their posterior mean.
-
-    The returned model keeps the hyperparameters and the standardisation of ``fitted``;
-    its posterior variance shrinks around the pending points, so the acquisition does not
-    pick them (or their close neighbours) again while they are being evaluated.
-    """
-    if len(X_pending) == 0:
-        return fitted
-    model = fitted.model
-    top = fitted.num_levels - 1
-    with torch.no_grad():
-        believed = model.posterior(X_pending.to(torch.float64)).mean.reshape(-1)
-    train_X = model.train_inputs[0]
-    X_new = torch.cat(
-        [train_X, _train_inputs(X_pending, torch.full((len(X_pending),), top))], dim=0
-    )
-    y_new = torch.cat([model.train_targets, believed], dim=0)
-    updated = AR1CoKrigingGP(
-        X_new, y_new.unsqueeze(-1), fitted.num_levels, fitted.lengthscale_loc, fitted.ard
-    )
-    _load_hyperparameters(updated, fitted.hyperparameters())
-    updated.eval()
-    return FittedModel(
-        updated, fitted.y_mean, fitted.y_std, fitted.num_levels, fitted.lengthscale_loc, fitted.ard
-    )
+    return FittedModel(model, standardisation, num_levels, cat_dims, ard, lengthscale_loc)

@@ -1,0 +1,167 @@
+"""Choose the next point: maximise an acquisition function over an Optuna search space.
+
+Notation: ``p`` parameters, features as in :mod:`optuna_mfkd.gp.encoding` (one column per
+parameter); a *key* identifies a point up to equivalence (its grid id, or a user key such
+as the isomorphism class of a NAS-Bench-201 cell); ``excluded`` holds the keys of points
+already evaluated or running at the level being proposed for.
+
+Two paths, both pure functions of tensors and the encoder (no storage access):
+
+- **Exhaustive** (:func:`best_of_candidates`): a discrete space small enough is scored point
+  by point, one representative per key; excluded keys are never returned, and ties of the
+  maximum are broken uniformly at random (a fixed order would favour the first of many
+  equal points, e.g. copies of the incumbent).
+- **Optimised** (:func:`optimise`): BoTorch's optimisers. Fully continuous spaces use
+  ``optimize_acqf`` (L-BFGS-B from ``num_restarts`` starts chosen among ``raw_samples``
+  Sobol points and perturbations of the best observed points); spaces with categorical or
+  discrete parameters use ``optimize_acqf_mixed_alternating`` (alternating L-BFGS-B over
+  the numerical columns and local search over the others, from random starts and
+  "spray points" around the best observed points). Integer and stepped parameters with
+  more than ``max_discrete_values`` values are relaxed to continuous and snapped by
+  :meth:`~optuna_mfkd.gp.encoding.SearchSpaceEncoder.decode`. Ours is only the choice of
+  starts and the check that the result is not excluded (else the best non-excluded start,
+  else a random point).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+
+import numpy as np
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.optim import optimize_acqf
+from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+from botorch.utils.sampling import draw_sobol_samples
+
+from optuna_mfkd.gp.acquisition import score
+from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+
+KeyFn = Callable[[np.ndarray], list[Hashable]]
+
+
+def best_of_candidates(
+    acqf: AcquisitionFunction,
+    features: torch.Tensor,
+    free: np.ndarray,
+    rng: np.random.Generator,
+    rtol: float = 1e-9,
+) -> int:
+    """Index (into ``features``) of the best free candidate; ties broken at random.
+
+    Args:
+        features: ``(m, p)`` candidate features.
+        free: ``(m,)`` bool mask of the candidates that may be returned.
+        rtol: scores within ``rtol * (1 + |best|)`` of the best count as ties.
+
+    Raises:
+        ValueError: when no candidate is free.
+    """
+    idx = np.flatnonzero(free)
+    if len(idx) == 0:
+        raise ValueError("no free candidate to choose from")
+    scores = score(acqf, features[torch.from_numpy(idx)]).numpy()
+    if not np.isfinite(scores).any():
+        raise FloatingPointError("no finite acquisition score")
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    best = scores.max()
+    ties = idx[scores >= best - rtol * (1.0 + abs(best))]
+    return int(rng.choice(ties))
+
+
+def optimise(
+    acqf: AcquisitionFunction,
+    encoder: SearchSpaceEncoder,
+    X_best: torch.Tensor,
+    rng: np.random.Generator,
+    excluded: set[Hashable],
+    key_of: KeyFn,
+    *,
+    raw_samples: int = 512,
+    num_restarts: int = 8,
+    max_discrete_values: int = 20,
+) -> np.ndarray:
+    """Maximise ``acqf`` over the space; returns one ``(p,)`` internal row.
+
+    Args:
+        X_best: ``(k, p)`` features of the best observed points (starts are drawn around
+            them as well as at random).
+        rng: seeds BoTorch's random starts (through a forked torch generator).
+        excluded: keys that must not be returned.
+        key_of: maps ``(n, p)`` internal rows to their keys.
+    """
+    bounds = encoder.feature_bounds()
+    cat = encoder.cat_values()
+    discrete = encoder.discrete_values()
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(int(rng.integers(2**31 - 1)))
+        if cat or discrete:
+            acqf.X_baseline = X_best
+            X, _ = optimize_acqf_mixed_alternating(
+                acqf,
+                bounds=bounds,
+                discrete_dims=discrete,
+                cat_dims=cat,
+                raw_samples=raw_samples,
+                num_restarts=num_restarts,
+                options={
+                    "max_discrete_values": max_discrete_values,
+                    "num_spray_points": min(64, raw_samples // 4),
+                    "maxiter_alternating": 16,
+                },
+            )
+            starts = None
+        else:
+            starts = _continuous_starts(acqf, bounds, X_best, raw_samples, num_restarts)
+            X, _ = optimize_acqf(
+                acqf,
+                bounds=bounds,
+                q=1,
+                num_restarts=len(starts),
+                batch_initial_conditions=starts.unsqueeze(-2),
+            )
+    best = encoder.decode(X.reshape(1, -1))
+    if key_of(best)[0] not in excluded:
+        return best[0]
+    # The optimum is a point already taken (possible on small discrete spaces): the best
+    # non-excluded random point instead.
+    cand = encoder.sample(max(raw_samples, 64), rng)
+    free = np.fromiter((k not in excluded for k in key_of(cand)), dtype=bool, count=len(cand))
+    if not free.any():
+        return cand[0]
+    return cand[best_of_candidates(acqf, encoder.encode(cand), free, rng)]
+
+
+def _continuous_starts(
+    acqf: AcquisitionFunction,
+    bounds: torch.Tensor,
+    X_best: torch.Tensor,
+    raw_samples: int,
+    num_restarts: int,
+) -> torch.Tensor:
+    """``num_restarts`` starts: the best (by ``acqf``) of ``raw_samples`` Sobol points and
+    Gaussian perturbations (sd 0.05 and 0.2 of the range) of the best observed points."""
+    raw = draw_sobol_samples(bounds=bounds, n=raw_samples, q=1).squeeze(-2)
+    parts = [raw]
+    if len(X_best):
+        width = bounds[1] - bounds[0]
+        for sd in (0.05, 0.2):
+            reps = X_best.repeat_interleave(max(1, raw_samples // (8 * len(X_best))), dim=0)
+            parts.append(reps + sd * width * torch.randn_like(reps))
+    pool = torch.cat(parts).clamp(bounds[0], bounds[1])
+    values = score(acqf, pool)
+    order = torch.argsort(values, descending=True)
+    return pool[order[:num_restarts]]
+
+
+def unique_representatives(keys: Sequence[Hashable]) -> np.ndarray:
+    """Indices of the first row of each distinct key, in order."""
+    seen: set[Hashable] = set()
+    out = []
+    for i, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return np.asarray(out, dtype=np.int64)
