@@ -87,8 +87,9 @@ class SearchConfig:
     ``protocol="nb201"`` (tabular mode only) is NAS-Bench-201's own search protocol: one
     level, the 12-epoch validation accuracy, searched by GP-UCB after ``n2`` random trials.
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
-    warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
-    scored per step; ``train_images`` the training images of a live low fidelity (``None``:
+    warm-up evaluations at each; ``acquisition`` the sampler's acquisition (``logei`` or the
+    paper's ``ucb``) and ``beta`` its UCB weight; ``n_candidates`` the random cells scored per
+    step (``None``: every cell, one per isomorphism class); ``train_images`` the training images of a live low fidelity (``None``:
     all) and ``eval_images`` its validation images (``None``: all); ``kd_overhead`` the
     training-time ratio of the low-fidelity loss to cross-entropy charged in hybrid mode
     (``None``: the measured :data:`optuna_mfkd.training.objective.KD_TIME_RATIO`);
@@ -103,7 +104,8 @@ class SearchConfig:
     n1: int = 30
     n2: int = 10
     beta: float = 1.0
-    n_candidates: int = 2000
+    n_candidates: int | None = None
+    acquisition: str = "logei"
     kd_loss: str = "nst"
     train_images: int | None = None
     eval_images: int | None = None
@@ -140,7 +142,9 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> S
         values = {**asdict(SearchConfig()), **_mode_defaults(mode, protocol)}
         values.update({k: v for k, v in given.items() if v is not None})
         return SearchConfig(**values)
-    values = {n: stored.get(n, getattr(SearchConfig, n)) for n in SearchConfig.names()}
+    # Studies stored before an option existed ran with its earlier behaviour.
+    legacy = {"acquisition": "ucb"}
+    values = {n: stored.get(n, legacy.get(n, getattr(SearchConfig, n))) for n in SearchConfig.names()}
     for name, value in given.items():
         if value is None:
             continue
@@ -253,16 +257,10 @@ def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
     return {f"{config.e1}ep-{config.kd_loss}": low, f"{config.e2}ep": {"epochs": config.e2, "kd_loss": "ce"}}
 
 
-def cell_key(params: dict[str, Any]) -> str:
-    """Isomorphic NB201 cells compute the same function: the sampler proposes one of them once."""
-    from optuna_mfkd.nasbench201.space import architecture_from_params
-
-    return architecture_from_params(params).canonical_form()
-
-
 def build_sampler(config: SearchConfig, seed: int | None) -> Any:
     """The MFKDSampler of a configuration (levels cheapest first; isomorphic cells are one)."""
     from optuna_mfkd import MFKDSampler
+    from optuna_mfkd.nasbench201.space import cell_key
 
     levels = level_settings(config)
     names = list(levels)
@@ -272,6 +270,7 @@ def build_sampler(config: SearchConfig, seed: int | None) -> Any:
         n_warmup=warmup,
         n_candidates=config.n_candidates,
         beta=config.beta,
+        acquisition=config.acquisition,
         seed=seed,
         point_key=cell_key,
     )
@@ -699,7 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n1", type=nonneg_int, help="random warm-up trials at low fidelity (default: 30)")
     p.add_argument("--n2", type=nonneg_int, help="random warm-up trials at high fidelity (default: 10)")
     p.add_argument("--beta", type=nonneg_float, help="UCB weight of the variance (default: 1.0)")
-    p.add_argument("--n-candidates", type=positive_int, help="random cells scored per step (default: 2000)")
+    p.add_argument("--acquisition", choices=("logei", "ucb"),
+                   help="logei (default) or the paper's ucb (mean + beta * variance)")
+    p.add_argument("--n-candidates", type=positive_int,
+                   help="score this many random cells per step, as the paper (default: every cell)")
     p.add_argument("--train-images", type=positive_int,
                    help="training images of the live low fidelity (default: all of the split)")
     p.add_argument("--eval-images", type=positive_int,

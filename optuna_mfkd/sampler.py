@@ -176,7 +176,10 @@ class MFKDSampler(BaseSampler):
             between, the last hyperparameters are kept and only the data are updated, so
             the posterior stays exact for those hyperparameters.
         max_fit_iter: L-BFGS-B iteration cap of one fit.
-        ard: one GP length scale per parameter and level (default) instead of one per level.
+        ard: one GP length scale per numerical parameter and level (default) instead of
+            one shared by them.
+        cat_ard: one length scale per categorical parameter and level instead of one
+            shared by them (default).
         robust: robust per-level standardisation with a compressed lower tail (default)
             instead of mean and standard deviation (see :func:`optuna_mfkd.gp.model.standardise`).
         torch_threads: torch threads used inside a step (restored afterwards); ``None``
@@ -204,6 +207,7 @@ class MFKDSampler(BaseSampler):
         refit_every: int = 1,
         max_fit_iter: int = 50,
         ard: bool = True,
+        cat_ard: bool = False,
         robust: bool = True,
         torch_threads: int | None = 1,
         point_key: Callable[[dict[str, Any]], Hashable] | None = None,
@@ -237,6 +241,7 @@ class MFKDSampler(BaseSampler):
         self._refit_every = refit_every
         self._max_fit_iter = max_fit_iter
         self._ard = bool(ard)
+        self._cat_ard = bool(cat_ard)
         self._torch_threads = torch_threads
         if point_key is not None and not callable(point_key):
             raise ValueError(f"point_key must be callable, got {point_key!r}.")
@@ -555,6 +560,7 @@ class MFKDSampler(BaseSampler):
                 warm_start=warm,
                 max_iter=self._max_fit_iter,
                 ard=self._ard,
+                cat_ard=self._cat_ard,
                 robust=self._robust,
                 fit=refit,
             )

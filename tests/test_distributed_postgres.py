@@ -20,7 +20,8 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_mfkd.cli import WORKER_ATTR, cell_key, main
+from optuna_mfkd.cli import WORKER_ATTR, main
+from optuna_mfkd.nasbench201.space import cell_key
 from optuna_mfkd.sampler import HOW_ATTR
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]

@@ -219,3 +219,15 @@ def test_fit_rejects_bad_shapes_and_levels():
         fit_ar1_model(x, torch.zeros(4, dtype=torch.long), torch.rand(5), 2)
     with pytest.raises(ValueError, match="levels"):
         fit_ar1_model(x, torch.full((5,), 2), torch.rand(5, dtype=torch.float64), 2)
+
+
+def test_a_level_without_data_predicts_through_rho():
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.uniform(size=(25, 1)))
+    y = torch.sin(6 * x[:, 0])
+    fitted = fit_ar1_model(x, torch.zeros(25, dtype=torch.long), y, 2, max_iter=30)
+    mean, var = posterior_mean_var(fitted, x[:5])
+    assert torch.isfinite(mean).all() and (var > 0).all()
+    with torch.no_grad():
+        post = fitted.model.posterior(x[:5])
+    np.testing.assert_allclose(mean.numpy(), (fitted.y_mean + fitted.y_std * post.mean.reshape(-1)).numpy())

@@ -285,5 +285,6 @@ class SearchSpaceEncoder:
         if isinstance(dist, IntDistribution):
             value = low + np.round((value - low) / dist.step) * dist.step
         elif dist.step is not None:
-            value = low + np.round((value - low) / dist.step) * dist.step
+            # Rounded to 12 decimals so 0.05 * 7 reads 0.35, not 0.35000000000000003.
+            value = np.round(low + np.round((value - low) / dist.step) * dist.step, 12)
         return np.clip(value, low, high)

@@ -63,9 +63,10 @@ class AR1CoKrigingGP(MultiTaskGP):
         train_Y: ``(n, 1)`` standardised observations.
         num_levels: ``L``; levels without data are allowed (their GP is the prior).
         cat_dims: ``{column: number of choices}`` of the categorical feature columns.
-        ard: one length scale per feature (per level) instead of one per level.
+        ard: one length scale per numerical feature (per level) instead of one shared.
         lengthscale_loc: location of the log-normal prior of every length scale (default
             ``sqrt(2) + log(d) / 2``).
+        cat_ard: one length scale per categorical feature instead of one shared by them.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class AR1CoKrigingGP(MultiTaskGP):
         cat_dims: Mapping[int, int] | None = None,
         ard: bool = True,
         lengthscale_loc: float | None = None,
+        cat_ard: bool = False,
     ) -> None:
         super().__init__(
             train_X,
@@ -100,6 +102,7 @@ class AR1CoKrigingGP(MultiTaskGP):
                 max(d, 1),
                 cat_dims,
                 ard=ard,
+                cat_ard=cat_ard,
                 lengthscale_prior=LogNormalPrior(lengthscale_loc, math.sqrt(3.0)),
                 lengthscale_constraint=GreaterThan(1e-2),
             )
@@ -109,11 +112,17 @@ class AR1CoKrigingGP(MultiTaskGP):
             scaled.outputscale = 1.0 if level == 0 else 0.1
             kernels.append(scaled)
         self.covar_module = AR1Kernel(kernels, rho_init=1.0)
-        # MultiTaskGP.eval() re-initialises an ICM task kernel for levels without data
-        # (BoTorch >= 0.12 keeps their indices in this private attribute); AR1 needs no
-        # such step, since an unobserved level is defined through rho.
-        self._unobserved_task_indices = torch.tensor([], dtype=torch.long)
         self.to(train_X)
+
+    def eval(self) -> AR1CoKrigingGP:
+        """Evaluation mode without ``MultiTaskGP.eval``'s step for levels without data.
+
+        That step (present in BoTorch 0.18) copies an ICM task kernel's factors onto unobserved
+        tasks; AR1 has no such factors (an unobserved level is defined through ``rho``), so
+        the method of ``MultiTaskGP``'s own parents is used instead of touching its private
+        bookkeeping.
+        """
+        return super(MultiTaskGP, self).eval()
 
 
 def default_lengthscale_loc(d: int) -> float:
@@ -193,6 +202,7 @@ class FittedModel:
     cat_dims: dict[int, int]
     ard: bool
     lengthscale_loc: float | None
+    cat_ard: bool = False
     _cache: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -288,12 +298,14 @@ class FittedModel:
         )
         y_new = torch.cat([model.train_targets, believed], dim=0)
         updated = AR1CoKrigingGP(
-            X_new, y_new.unsqueeze(-1), self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc
+            X_new, y_new.unsqueeze(-1), self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,
+            self.cat_ard,
         )
         _load_hyperparameters(updated, self.hyperparameters())
         updated.eval()
         return FittedModel(
-            updated, self.standardisation, self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc
+            updated, self.standardisation, self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,
+            self.cat_ard,
         )
 
 
@@ -350,6 +362,7 @@ def fit_ar1_model(
     max_iter: int = 200,
     lengthscale_loc: float | None = None,
     ard: bool = True,
+    cat_ard: bool = False,
     robust: bool = True,
     fit: bool = True,
 ) -> FittedModel:
@@ -360,7 +373,8 @@ def fit_ar1_model(
         warm_start: hyperparameters of a previous fit (:meth:`FittedModel.hyperparameters`);
             the optimiser starts there instead of at the defaults.
         max_iter: L-BFGS-B iteration cap of each fitting attempt.
-        ard: one length scale per feature and level.
+        ard: one length scale per numerical feature and level.
+        cat_ard: one length scale per categorical feature and level.
         robust: robust standardisation (see :func:`standardise`).
         fit: ``False`` keeps the starting hyperparameters (used for cheap updates).
 
@@ -379,11 +393,13 @@ def fit_ar1_model(
     standardisation = standardise(y, levels, num_levels, robust=robust)
     z = standardisation.apply(y, levels)
     cat_dims = {int(j): int(k) for j, k in (cat_dims or {}).items()}
-    model = AR1CoKrigingGP(_train_inputs(X, levels), z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc)
+    model = AR1CoKrigingGP(
+        _train_inputs(X, levels), z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc, cat_ard
+    )
     if warm_start:
         _load_hyperparameters(model, warm_start)
     if fit:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": max_iter}})
     model.eval()
-    return FittedModel(model, standardisation, num_levels, cat_dims, ard, lengthscale_loc)
+    return FittedModel(model, standardisation, num_levels, cat_dims, ard, lengthscale_loc, cat_ard)

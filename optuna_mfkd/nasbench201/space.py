@@ -218,3 +218,13 @@ def architecture_from_params(params: dict[str, object]) -> Architecture:
     if missing:
         raise ValueError(f"trial params lack the NB201 edge parameters {missing}; got {sorted(params)}.")
     return Architecture(tuple(str(params[n]) for n in EDGE_PARAM_NAMES))  # type: ignore[arg-type]
+
+
+def cell_key(params: dict[str, object]) -> str:
+    """Isomorphism class of the cell in a trial's ``params``: its :func:`canonical_form`.
+
+    Pass it as ``MFKDSampler(point_key=cell_key)``: isomorphic cells compute the same
+    function (the table gives them equal values), so the sampler treats them as one point
+    of its model and never proposes a cell isomorphic to one already evaluated at that level.
+    """
+    return architecture_from_params(params).canonical_form()

@@ -1,0 +1,81 @@
+"""The acquisition optimiser and the exhaustive path of :mod:`optuna_mfkd.gp.proposal`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from botorch.acquisition import AcquisitionFunction
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+from optuna_mfkd.gp.proposal import best_of_candidates, optimise, unique_representatives
+
+
+class FixedAcquisition(AcquisitionFunction):
+    """A known function of the features, maximal at ``target`` (features of one point)."""
+
+    def __init__(self, target: torch.Tensor, cat_cols: list[int]) -> None:
+        super().__init__(model=None)
+        self.target = target
+        self.cat_cols = cat_cols
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        x = X[..., 0, :]
+        num = [j for j in range(x.shape[-1]) if j not in self.cat_cols]
+        value = -((x[..., num] - self.target[num]) ** 2).sum(-1)
+        for j in self.cat_cols:
+            value = value + 0.5 * (x[..., j].round() == self.target[j]).to(x.dtype)
+        return value
+
+
+def _space():
+    return {
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "width": IntDistribution(8, 64, step=8),
+        "depth": IntDistribution(1, 500),
+        "drop": FloatDistribution(0.0, 0.5, step=0.05),
+        "act": CategoricalDistribution(["relu", "gelu", "tanh"]),
+        "u": FloatDistribution(-2.0, 2.0),
+    }
+
+
+def test_optimiser_finds_the_known_optimum_on_a_mixed_space():
+    space = _space()
+    encoder = SearchSpaceEncoder(space)
+    best_params = {"lr": 0.01, "width": 40, "depth": 123, "drop": 0.35, "act": "tanh", "u": 0.7}
+    target = encoder.encode(encoder.to_internal(best_params)[None])[0]
+    acqf = FixedAcquisition(target, encoder.cat_dims and list(encoder.cat_dims))
+    for seed in range(3):
+        row = optimise(acqf, encoder, torch.zeros(0, len(space), dtype=torch.float64),
+                       np.random.default_rng(seed), set(), lambda r: encoder.point_ids(r).tolist())
+        params = encoder.to_params(row)
+        assert params["act"] == "tanh" and params["width"] == 40 and params["drop"] == 0.35
+        assert abs(params["depth"] - 123) <= 1
+        assert abs(np.log(params["lr"]) - np.log(0.01)) < 0.05 and abs(params["u"] - 0.7) < 0.02
+        for name, dist in space.items():  # every value is a legal value of its distribution
+            assert dist._contains(dist.to_internal_repr(params[name])), (name, params[name])
+
+
+def test_optimiser_never_returns_an_excluded_point():
+    space = {"a": CategoricalDistribution(["x", "y", "z"]), "b": IntDistribution(0, 3)}
+    encoder = SearchSpaceEncoder(space)
+    best = encoder.to_internal({"a": "y", "b": 2})
+    acqf = FixedAcquisition(encoder.encode(best[None])[0], [0])
+    key = lambda r: encoder.point_ids(r).tolist()  # noqa: E731
+    excluded = set(key(best[None]))
+    row = optimise(acqf, encoder, encoder.encode(best[None]), np.random.default_rng(0), excluded, key)
+    assert key(row[None])[0] not in excluded
+
+
+def test_exhaustive_choice_skips_taken_points_and_breaks_ties_at_random():
+    feats = torch.tensor([[0.0], [1.0], [1.0], [1.0], [0.5]], dtype=torch.float64)
+    acqf = FixedAcquisition(torch.tensor([1.0], dtype=torch.float64), [])
+    free = np.array([True, False, True, True, True])
+    picks = {best_of_candidates(acqf, feats, free, np.random.default_rng(s)) for s in range(20)}
+    assert picks == {2, 3}  # the taken maximum (1) is never chosen; both free ties are
+    assert best_of_candidates(acqf, feats, np.array([True, False, False, False, True]),
+                              np.random.default_rng(0)) == 4
+
+
+def test_unique_representatives_keep_the_first_of_each_key():
+    assert unique_representatives(["a", "b", "a", "c", "b"]).tolist() == [0, 1, 3]
