@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from optuna_mfkd.datasets import DATASETS
+
 PROG = "optuna-mfkd"
 DEFAULT_STORAGE = "sqlite:///optuna-mfkd.db"
 #: Study user attribute holding the search configuration (JSON object).
@@ -34,7 +36,7 @@ CONFIG_ATTR = "mfkd:config"
 #: Trial user attribute naming the process that ran the trial (``host:pid``).
 WORKER_ATTR = "worker"
 MODES = ("tabular", "hybrid", "train")
-DATASET_CHOICES = ("cifar10", "cifar100", "imagenet16")
+DATASET_CHOICES = DATASETS
 KD_LOSSES = ("nst", "kd", "ce")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -617,7 +619,7 @@ def cmd_nb201(args: argparse.Namespace) -> int:
                             "canonical": arch.canonical_form()}
     table_path = args.table or os.environ.get("NB201_TABLE")
     if table_path:
-        from optuna_mfkd.nasbench201.table import DATASETS, load_table
+        from optuna_mfkd.nasbench201.table import load_table
 
         try:
             table = load_table(table_path)

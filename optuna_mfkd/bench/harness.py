@@ -35,8 +35,9 @@ from optuna_mfkd.bench.protocols import (
     Protocol,
     get_protocol,
 )
+from optuna_mfkd.datasets import DATASETS, canonical_dataset
 from optuna_mfkd.fidelity import MaxCostCallback
-from optuna_mfkd.nasbench201.table import load_table, normalise_dataset
+from optuna_mfkd.nasbench201.table import load_table
 
 FINISHED_ATTR = "bench:finished"
 META_ATTR = "bench:meta"
@@ -112,7 +113,7 @@ def run_one(
         optuna.delete_study(study_name=name, storage=target)
 
     table = load_table(table_path)
-    protocol, dataset = spec.protocol, normalise_dataset(spec.dataset)
+    protocol, dataset = spec.protocol, canonical_dataset(spec.dataset)
     method = protocol.check(spec.method, dataset)
     objective = protocol.objective(table, dataset, spec.method)
     sampler, pruner, _ = method.build(spec.seed, protocol.context(spec.method))
@@ -264,7 +265,7 @@ def _bulk_copy(study: optuna.Study, target: optuna.storages.RDBStorage) -> None:
 
 def make_specs(protocol: Protocol, datasets: Sequence[str], methods: Sequence[str], seeds: Iterable[int]) -> list[RunSpec]:
     """All runs in the order seed, dataset, method (validated up front)."""
-    datasets = [normalise_dataset(d) for d in datasets]
+    datasets = [canonical_dataset(d) for d in datasets]
     for d in datasets:
         for m in methods:
             protocol.check(m, d)
@@ -354,7 +355,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(prog="optuna-mfkd benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", default="sqlite:///nb201-bench.db", help="RDB URL holding all studies")
     p.add_argument("--protocol", default="nb201", help="nb201, nb201-12k or mf")
-    p.add_argument("--datasets", nargs="+", default=["cifar10"], help="cifar10 cifar100 imagenet16")
+    p.add_argument("--datasets", nargs="+", default=["cifar10"], help=" ".join(DATASETS))
     p.add_argument("--methods", nargs="+", default=None, help="default: the protocol's methods")
     p.add_argument("--seeds", type=parse_seeds, default=list(range(10)), help="e.g. 0-99 or 0,3,5-7")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel processes")

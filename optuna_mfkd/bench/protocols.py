@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, get_method
+from optuna_mfkd.datasets import DATASETS, canonical_dataset
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
 from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
 from optuna_mfkd.nasbench201.space import Architecture
-from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
+from optuna_mfkd.nasbench201.table import NB201Table
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 #: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
@@ -122,7 +123,7 @@ class LowFidelityPool:
                     raise ValueError(f"pool {str(path)!r}: no cell has both {loss!r} and {reference_loss!r} timings.")
                 ratio = float(np.median([wall[loss][i] / ref[i] for i in both]))
             cost[loss] = float(sub["epochs"].iloc[0]) * float(sub["train_images"].iloc[0]) / train_size * ratio
-        return cls(scores, cost, normalise_dataset(dataset), str(path))
+        return cls(scores, cost, canonical_dataset(dataset), str(path))
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class Protocol:
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
-        ds = normalise_dataset(dataset)
+        ds = canonical_dataset(dataset)
         if self.budget_median_top_evals is not None:
             epochs = self.levels[self.top_level]
             per_epoch = table.column(ds, "seconds_per_epoch")
@@ -226,7 +227,7 @@ class Protocol:
             if self.live is not None and loss not in self.live.overhead:
                 raise ValueError(f"method {method!r}: no measured time ratio for loss {loss!r} in the live low fidelity.")
             low_dataset = self.pool.dataset if self.pool is not None else "cifar10"
-            if normalise_dataset(dataset) != low_dataset:
+            if canonical_dataset(dataset) != low_dataset:
                 raise ValueError(f"the low fidelity is for {low_dataset}, not {dataset}.")
         return m
 
@@ -247,7 +248,7 @@ class Protocol:
         """The objective of ``method``: table lookups, or the hybrid one with a live low level."""
         m = self.check(method, dataset)
         if self.live is not None and method in KD_METHODS:
-            return self.live.objective(table, normalise_dataset(dataset), KD_METHODS[method], self.top_level)
+            return self.live.objective(table, canonical_dataset(dataset), KD_METHODS[method], self.top_level)
         levels: dict[str, int | ScoreLevel] = dict(self.levels)
         promotion = None
         if m.mode == TWO_RUNG:
@@ -341,7 +342,7 @@ def get_protocol(name: str, pool: LowFidelityPool | None = None, live: LiveLowFi
         return nb201_protocol(pool, name="nb201" + suffix, live=live)
     if name == "nb201-12k":
         return nb201_protocol(pool, name="nb201-12k" + suffix,
-                              budgets={d: 12_000.0 for d in ("cifar10", "cifar100", "imagenet16")}, live=live)
+                              budgets=dict.fromkeys(DATASETS, 12_000.0), live=live)
     if name == "mf":
         return mf_protocol()
     raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")

@@ -25,28 +25,30 @@ from pathlib import Path
 
 import torch
 
+from optuna_mfkd.datasets import REGISTRY, canonical_dataset
 from optuna_mfkd.nasbench201.network import NB201Network, build_network
 
 #: The ResNet-like cell (NB201 index 11472), the teacher architecture of MF-KD.
 RESNET_ARCH = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
-TEACHER_FILES = {
-    "cifar10": "nb201-resnet-cifar10-valid.pth",
-    "cifar10-valid": "nb201-resnet-cifar10-valid.pth",
-    "cifar100": "nb201-resnet-cifar100.pth",
-    "imagenet16-120": "nb201-resnet-imagenet16-120.pth",
-    "imagenet16": "nb201-resnet-imagenet16-120.pth",
+#: Canonical dataset name -> file of its shared teacher, named after NB201's training run
+#: (``nb201-resnet-cifar10-valid.pth``, ``nb201-resnet-cifar100.pth``, ...).
+TEACHER_FILES: dict[str, str] = {
+    name: f"nb201-resnet-{info.nb201_valid.lower()}.pth" for name, info in REGISTRY.items()
 }
 
 
 def default_teacher_path(dataset: str, teachers_dir: str | os.PathLike | None = None) -> Path:
-    """``$MFKD_TEACHERS/nb201-resnet-<dataset>.pth`` (the shared NB201 ResNet-cell teachers)."""
+    """``$MFKD_TEACHERS/<TEACHER_FILES[dataset]>`` (the shared NB201 ResNet-cell teachers).
+
+    ``dataset`` is any name :func:`optuna_mfkd.datasets.canonical_dataset` accepts.
+    """
+    name = TEACHER_FILES[canonical_dataset(dataset)]
     folder = teachers_dir or os.environ.get("MFKD_TEACHERS")
     if folder is None:
         raise FileNotFoundError(
             f"no teacher given for {dataset!r} and $MFKD_TEACHERS is not set "
-            "(point it at a folder of nb201-resnet-<dataset>.pth checkpoints)."
+            f"(point it at a folder of NB201 teacher checkpoints such as {name})."
         )
-    name = TEACHER_FILES.get(dataset.lower(), f"nb201-resnet-{dataset.lower()}.pth")
     return Path(folder) / name
 
 

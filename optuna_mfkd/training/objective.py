@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 import torch
 
+from optuna_mfkd.datasets import canonical_dataset
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
 from optuna_mfkd.training.cache import EvaluationCache
 from optuna_mfkd.training.data import ArrayDataset, load_split, nb201_valid_split, seeded_subset
@@ -102,7 +103,8 @@ class LowFidelityEvaluator:
     (fixed by ``data_seed``, the same for every cell).
 
     Args:
-        dataset: ``cifar10``, ``cifar100`` or ``imagenet16-120``.
+        dataset: ``cifar10``, ``cifar100`` or ``imagenet16`` (or an alias, see
+            :mod:`optuna_mfkd.datasets`).
         data_root: dataset location (see :func:`optuna_mfkd.training.data.load_split`).
         teacher: checkpoint path, an ``nn.Module``, or None (then only ``kd_loss="ce"`` works
             unless ``$MFKD_TEACHERS`` holds the dataset's teacher).
@@ -115,7 +117,7 @@ class LowFidelityEvaluator:
                  teacher_cache: bool = True, progress: bool | None = None) -> None:
         if split not in ("cifar10-valid", "valid", "test"):
             raise ValueError(f"split must be 'cifar10-valid' or 'test', got {split!r}.")
-        self.dataset = dataset
+        self.dataset = canonical_dataset(dataset)
         self.data_root = data_root
         self.split = "test" if split == "test" else "valid"
         self.device = device
