@@ -725,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, text in (
         ("benchmark", "optuna_mfkd.bench.harness", "run the benchmark harness (see its --help)"),
         ("report", "optuna_mfkd.bench.report", "summarise benchmark results (see its --help)"),
-        ("teacher", "optuna_mfkd.distill.teacher", "load, train or fine-tune a teacher (see its --help)"),
+        ("teacher", "optuna_mfkd.training.teacher_training", "load, train or fine-tune a teacher (see its --help)"),
     ):
         p = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
         p.add_argument("rest", nargs=argparse.REMAINDER)

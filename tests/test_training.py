@@ -178,3 +178,33 @@ def test_hybrid_objective_costs_and_cache(tiny_zip, teacher_file, sqlite_url) ->
     assert hi.user_attrs["test_acc_200ep"] == 80.0 + arch.index % 11
     assert not lo.user_attrs["cached"] and again.user_attrs["cached"] and again.value == lo.value
     assert not math.isnan(lo.value)
+
+
+def test_fine_tune_teacher_is_cached(tmp_path, monkeypatch) -> None:
+    from optuna_mfkd.distill.teacher import RESNET_ARCH, save_teacher
+    from optuna_mfkd.nasbench201.network import build_network
+    from optuna_mfkd.training.data import ArrayDataset
+    from optuna_mfkd.training.teacher_training import fine_tune_teacher
+
+    monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    src = save_teacher(build_network(RESNET_ARCH, 2), tmp_path / "t.pth")
+    g = torch.Generator().manual_seed(0)
+    data = ArrayDataset(torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8),
+                        torch.arange(8) % 2, 2, (0.5,) * 3, (0.25,) * 3)
+    tuned = fine_tune_teacher(src, data, epochs=1, lr=0.05, batch_size=4)
+    before = torch.load(src, weights_only=True)["state_dict"]["classifier.weight"]
+    assert not torch.equal(tuned.state_dict()["classifier.weight"], before)
+    assert len(list((tmp_path / "cache" / "teachers").glob("*.pth"))) == 1
+    again = fine_tune_teacher(src, data, epochs=1, lr=0.05, batch_size=4)  # loaded from the cache
+    for k, v in tuned.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
+
+
+def test_teacher_command_loads_a_checkpoint(tmp_path, capsys) -> None:
+    from optuna_mfkd.cli import main
+    from optuna_mfkd.distill.teacher import RESNET_ARCH
+
+    path = save_teacher(build_network(RESNET_ARCH, 3), tmp_path / "t.pth")
+    assert main(["teacher", "load", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"teacher {RESNET_ARCH} (3 classes)"
