@@ -19,10 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
+import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -181,9 +184,6 @@ def _run_safely(spec: RunSpec, *args: Any) -> dict[str, Any]:
     try:
         return run_one(spec, *args)
     except Exception as exc:  # noqa: BLE001 - reported, and the study stays unfinished
-        import sys
-        import traceback
-
         traceback.print_exc(file=sys.stderr)
         return {"study": spec.name, "skipped": False, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -209,8 +209,6 @@ def store_study(study: optuna.Study, target: optuna.storages.BaseStorage) -> Non
 
 
 def _bulk_copy(study: optuna.Study, target: optuna.storages.RDBStorage) -> None:
-    import json
-
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
@@ -381,8 +379,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
-    import os
-
     from optuna_mfkd.training.objective import KD_TIME_RATIO
 
     data = args.data_root or os.environ.get("MFKD_CIFAR10")
@@ -411,9 +407,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     live = _live_from_args(args) if args.live_low else None
     protocol = get_protocol(args.protocol, pool, live)
     if args.n_warmup_low is not None:
-        import dataclasses
-
-        protocol = dataclasses.replace(protocol, n_warmup_low=args.n_warmup_low)
+        protocol = replace(protocol, n_warmup_low=args.n_warmup_low)
     return protocol
 
 

@@ -61,7 +61,7 @@ class Method:
 
 
 def _mfkd_sampler(**kwargs: Any) -> optuna.samplers.BaseSampler:
-    from optuna_mfkd import MFKDSampler  # imported lazily: the GP stack is heavy
+    from optuna_mfkd.sampler import MFKDSampler  # imported here: it loads torch and the GP stack
 
     return MFKDSampler(**kwargs)
 

@@ -32,7 +32,9 @@ import optuna
 import torch
 
 from optuna_mfkd.datasets import canonical_dataset
+from optuna_mfkd.distill.teacher import default_teacher_path, load_teacher
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
+from optuna_mfkd.nasbench201.space import suggest_architecture
 from optuna_mfkd.training.cache import EvaluationCache
 from optuna_mfkd.training.data import ArrayDataset, load_split, nb201_valid_split, seeded_subset
 from optuna_mfkd.training.trainer import (
@@ -160,8 +162,6 @@ class LowFidelityEvaluator:
     # -- teacher --------------------------------------------------------------------------
     def teacher(self):
         if self._teacher is None:
-            from optuna_mfkd.distill.teacher import default_teacher_path, load_teacher
-
             spec = self._teacher_spec
             if isinstance(spec, torch.nn.Module):
                 self._teacher, self._teacher_id = spec, f"module:{getattr(spec, 'arch', 'custom')}"
@@ -285,8 +285,6 @@ class NB201TrainingObjective:
                                               progress=progress)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        from optuna_mfkd.nasbench201.space import suggest_architecture
-
         arch = suggest_architecture(trial)
         level = fidelity_of(trial, default=self.default_fidelity)
         settings = _trial_settings(trial, self.fidelities, level)
@@ -365,8 +363,6 @@ class HybridNB201Objective:
         return s["epochs"] * frac * self.table.seconds_per_epoch(self.dataset, index) * self.overhead
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        from optuna_mfkd.nasbench201.space import suggest_architecture
-
         arch = suggest_architecture(trial)
         index = arch.index
         level = fidelity_of(trial, default=self.default_fidelity)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from optuna_mfkd.distill.losses import (
     TeacherTargets,
@@ -208,8 +209,6 @@ def train(
             return feats
         return [keep_grad_layout(f).index_select(1, idx.to(f.device))
                 for f, idx in zip(feats, subsets, strict=True)]
-
-    from tqdm.auto import tqdm
 
     epoch_acc: list[float] = []
     train_seconds = 0.0
