@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from optuna_mfkd import defaults
 from optuna_mfkd.datasets import DATASETS
 
 PROG = "optuna-mfkd"
@@ -102,15 +103,15 @@ class SearchConfig:
     dataset: str = "cifar10"
     e1: int = 12
     e2: int = 200
-    n1: int = 30
-    n2: int = 10
-    beta: float = 1.0
-    n_candidates: int = 2000
+    n1: int = defaults.CLI_N_WARMUP_LOW
+    n2: int = defaults.CLI_N_WARMUP_HIGH
+    beta: float = defaults.UCB_BETA
+    n_candidates: int = defaults.CLI_N_CANDIDATES
     kd_loss: str = "nst"
     train_images: int | None = None
     eval_images: int | None = None
     kd_overhead: float | None = None
-    budget: float = 200_000.0
+    budget: float = defaults.CLI_BUDGET
 
     # Options that may change when a study is resumed (the budget may grow).
     RESUMABLE = ("budget",)
@@ -123,10 +124,10 @@ class SearchConfig:
 def _mode_defaults(mode: str, protocol: str) -> dict[str, Any]:
     """Defaults that depend on the mode (live low fidelity: the paper's 1 epoch)."""
     if protocol == "nb201":  # NB201's protocol: 12-epoch accuracy, 12,000 simulated seconds
-        return {"e1": 12, "e2": 12, "n1": 0, "budget": 12_000.0}
+        return {"e1": 12, "e2": 12, "n1": 0, "budget": defaults.NB201_BUDGET}
     if mode == "tabular":
         return {"e1": 12, "e2": 200}
-    return {"e1": 1, "e2": 12}
+    return {"e1": defaults.LOW_EPOCHS, "e2": defaults.HIGH_EPOCHS}
 
 
 def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> SearchConfig:
@@ -176,20 +177,16 @@ def open_storage(url: str, heartbeat: int | None, grace: int | None) -> Any:
     import optuna
     import sqlalchemy.exc
 
+    from optuna_mfkd.storage import rdb_storage
+
     if "://" not in url:
         raise CLIError(
             f"--storage {url!r} is not a database URL (e.g. sqlite:///study.db or "
             "postgresql+psycopg://user:password@host:5432/db)"
         )
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
     try:
-        return optuna.storages.RDBStorage(
+        return rdb_storage(
             url,
-            engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
             grace_period=grace,
             heartbeat_stale_trial_callback=(
@@ -698,10 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASET_CHOICES, help="default: cifar10")
     p.add_argument("--e1", type=positive_int, help="low-fidelity epochs (default: 12 tabular, 1 otherwise)")
     p.add_argument("--e2", type=positive_int, help="high-fidelity epochs (default: 200 tabular, 12 otherwise)")
-    p.add_argument("--n1", type=nonneg_int, help="random warm-up trials at low fidelity (default: 30)")
-    p.add_argument("--n2", type=nonneg_int, help="random warm-up trials at high fidelity (default: 10)")
-    p.add_argument("--beta", type=nonneg_float, help="UCB weight of the variance (default: 1.0)")
-    p.add_argument("--n-candidates", type=positive_int, help="random cells scored per step (default: 2000)")
+    p.add_argument("--n1", type=nonneg_int, help=f"random warm-up trials at low fidelity (default: {defaults.CLI_N_WARMUP_LOW})")
+    p.add_argument("--n2", type=nonneg_int, help=f"random warm-up trials at high fidelity (default: {defaults.CLI_N_WARMUP_HIGH})")
+    p.add_argument("--beta", type=nonneg_float, help=f"UCB weight of the variance (default: {defaults.UCB_BETA})")
+    p.add_argument("--n-candidates", type=positive_int, help=f"random cells scored per step (default: {defaults.CLI_N_CANDIDATES})")
     p.add_argument("--train-images", type=positive_int,
                    help="training images of the live low fidelity (default: all of the split)")
     p.add_argument("--eval-images", type=positive_int,

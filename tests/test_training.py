@@ -208,3 +208,20 @@ def test_teacher_command_loads_a_checkpoint(tmp_path, capsys) -> None:
     path = save_teacher(build_network(RESNET_ARCH, 3), tmp_path / "t.pth")
     assert main(["teacher", "load", str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"teacher {RESNET_ARCH} (3 classes)"
+
+
+def test_default_settings_keep_the_cache_identity() -> None:
+    # Cache entries in existing databases are keyed by these resolved settings: the training
+    # defaults may move, but their values (and JSON types) may not change silently.
+    from optuna_mfkd.training.cache import canonical_settings
+    from optuna_mfkd.training.objective import resolve_settings
+
+    low = resolve_settings({"kd_loss": "nst", "epochs": 1, "train_images": 6000, "batch_size": 64}, 25_000)
+    assert canonical_settings(low) == (
+        '{"batch_size":64,"epochs":1,"eval_images":null,"kd_lambda":0.9,"kd_loss":"nst","kd_tau":4.0,'
+        '"lr":0.1,"nst_beta":12.5,"nst_channel_fraction":1.0,"nst_layers":[2,3,5,8,9],"train_images":6000}'
+    )
+    assert canonical_settings(resolve_settings({}, 25_000)) == (
+        '{"batch_size":256,"epochs":12,"eval_images":null,"kd_lambda":0.9,"kd_loss":"ce","kd_tau":4.0,'
+        '"lr":0.1,"nst_beta":12.5,"nst_channel_fraction":1.0,"nst_layers":[2,3,5,8,9],"train_images":null}'
+    )

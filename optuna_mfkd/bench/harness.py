@@ -39,8 +39,10 @@ from optuna_mfkd.bench.protocols import (
     get_protocol,
 )
 from optuna_mfkd.datasets import DATASETS, canonical_dataset
+from optuna_mfkd.defaults import N_WARMUP_LOW
 from optuna_mfkd.fidelity import MaxCostCallback
 from optuna_mfkd.nasbench201.table import load_table
+from optuna_mfkd.storage import rdb_storage
 
 FINISHED_ATTR = "bench:finished"
 META_ATTR = "bench:meta"
@@ -83,7 +85,7 @@ def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.Base
         return storage
     if "://" not in storage:
         raise ValueError(f"storage must be an RDB URL such as 'sqlite:///bench.db', got {storage!r}.")
-    return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {})
+    return rdb_storage(storage)
 
 
 def finished_studies(storage: optuna.storages.BaseStorage) -> set[str]:
@@ -362,7 +364,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--live", action="store_true", help="write each trial to the storage as it happens")
     p.add_argument("--pool", default=None, help="low-fidelity pool CSV (adds mfkd-nst / mfkd-ce / mfkd-kd, by the losses it holds, to nb201)")
     p.add_argument("--pool-train-size", type=int, default=25_000, help="images of the table's training split")
-    p.add_argument("--n-warmup-low", type=int, default=None, help="low-fidelity warm-up trials (default 100)")
+    p.add_argument("--n-warmup-low", type=int, default=None, help=f"low-fidelity warm-up trials (default {N_WARMUP_LOW})")
     g = p.add_argument_group("live low fidelity (protocol nb201-live: mfkd-nst / mfkd-ce / mfkd-kd train their low level)")
     g.add_argument("--live-low", action="store_true", help="train the low level live instead of reading a pool")
     g.add_argument("--data-root", default=None, help="CIFAR-10 zip or folder (default $MFKD_CIFAR10)")

@@ -30,6 +30,7 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
+from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
 SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
@@ -42,9 +43,9 @@ class MethodContext:
     single_level: str
     low_level: str | None = None
     high_level: str | None = None
-    n_warmup_low: int = 100
-    n_warmup_high: int = 20
-    n_warmup_single: int = 20
+    n_warmup_low: int = N_WARMUP_LOW
+    n_warmup_high: int = N_WARMUP_HIGH
+    n_warmup_single: int = N_WARMUP_HIGH
     sampler_options: dict[str, Any] = field(default_factory=dict)
 
 

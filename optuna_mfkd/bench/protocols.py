@@ -30,6 +30,7 @@ import numpy as np
 
 from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, get_method
 from optuna_mfkd.datasets import DATASETS, canonical_dataset
+from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, NB201_BUDGET
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
 from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
 from optuna_mfkd.nasbench201.space import Architecture
@@ -193,9 +194,9 @@ class Protocol:
     budget_median_top_evals: float | None = None
     methods: tuple[str, ...] = SINGLE_FIDELITY_METHODS
     low_level: str | None = None
-    n_warmup_low: int = 100
-    n_warmup_high: int = 20
-    n_warmup_single: int = 20
+    n_warmup_low: int = N_WARMUP_LOW
+    n_warmup_high: int = N_WARMUP_HIGH
+    n_warmup_single: int = N_WARMUP_HIGH
     pool: LowFidelityPool | None = None
     live: LiveLowFidelity | None = None
 
@@ -308,7 +309,7 @@ def nb201_protocol(
         levels={"12ep": 12},
         single_level="12ep",
         top_level="12ep",
-        budgets=dict(budgets or {"cifar10": 12_000.0, "cifar100": 12_000.0, "imagenet16": 36_000.0}),
+        budgets=dict(budgets or {"cifar10": NB201_BUDGET, "cifar100": NB201_BUDGET, "imagenet16": 3 * NB201_BUDGET}),
         methods=methods,
         pool=pool,
         live=live,
@@ -342,7 +343,7 @@ def get_protocol(name: str, pool: LowFidelityPool | None = None, live: LiveLowFi
         return nb201_protocol(pool, name="nb201" + suffix, live=live)
     if name == "nb201-12k":
         return nb201_protocol(pool, name="nb201-12k" + suffix,
-                              budgets=dict.fromkeys(DATASETS, 12_000.0), live=live)
+                              budgets=dict.fromkeys(DATASETS, NB201_BUDGET), live=live)
     if name == "mf":
         return mf_protocol()
     raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")

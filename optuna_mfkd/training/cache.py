@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from optuna_mfkd.storage import create_engine, storage_url
+
 TABLE_NAME = "mfkd_lowfi_cache"
 
 _metadata = sa.MetaData()
@@ -55,26 +57,6 @@ class CachedEvaluation:
     created: _dt.datetime
 
 
-def storage_url(storage: Any) -> str:
-    """The database URL of an Optuna storage, a study, or a URL string.
-
-    Raises:
-        ValueError: the storage is not an RDB storage (in-memory, journal, ...).
-    """
-    if isinstance(storage, str):
-        return storage
-    if hasattr(storage, "_storage"):  # a Study
-        storage = storage._storage
-    for attr in ("_backend",):  # optuna's _CachedStorage wraps the RDBStorage
-        storage = getattr(storage, attr, storage)
-    url = getattr(storage, "url", None)
-    if not isinstance(url, str):
-        raise ValueError(
-            f"the low-fidelity cache needs an RDB storage (SQLite, PostgreSQL, ...); got {type(storage).__name__}."
-        )
-    return url
-
-
 class EvaluationCache:
     """Low-fidelity evaluations keyed by cell + settings + seed, in an SQL database.
 
@@ -85,7 +67,7 @@ class EvaluationCache:
 
     def __init__(self, url: Any) -> None:
         self.url = storage_url(url)
-        self.engine = sa.create_engine(self.url)
+        self.engine = create_engine(self.url)
         _metadata.create_all(self.engine, tables=[_table], checkfirst=True)
 
     def get(self, arch: str, settings: Mapping[str, Any], seed: int) -> CachedEvaluation | None:

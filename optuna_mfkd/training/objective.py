@@ -32,6 +32,7 @@ import optuna
 import torch
 
 from optuna_mfkd.datasets import canonical_dataset
+from optuna_mfkd.defaults import HIGH_EPOCHS, LOW_EPOCHS
 from optuna_mfkd.distill.teacher import default_teacher_path, load_teacher
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
 from optuna_mfkd.nasbench201.space import suggest_architecture
@@ -45,24 +46,27 @@ from optuna_mfkd.training.trainer import (
     train,
 )
 
+_RECIPE = TrainConfig()
+#: Settings of an evaluation that names none: the high fidelity (NB201's 12-epoch schedule
+#: with cross-entropy) on all images, with the trainer's recipe (:class:`TrainConfig`).
 DEFAULT_SETTINGS: dict[str, Any] = {
     "kd_loss": "ce",
-    "epochs": 12,
+    "epochs": HIGH_EPOCHS,
     "train_images": None,
     "eval_images": None,
-    "batch_size": 256,
-    "lr": 0.1,
-    "nst_beta": 12.5,
-    "nst_layers": [2, 3, 5, 8, 9],
-    "nst_channel_fraction": 1.0,
-    "kd_tau": 4.0,
-    "kd_lambda": 0.9,
+    "batch_size": _RECIPE.batch_size,
+    "lr": _RECIPE.lr,
+    "nst_beta": _RECIPE.nst_beta,
+    "nst_layers": list(_RECIPE.nst_layers),
+    "nst_channel_fraction": _RECIPE.nst_channel_fraction,
+    "kd_tau": _RECIPE.kd_tau,
+    "kd_lambda": _RECIPE.kd_lambda,
 }
 
 #: Default levels of :class:`NB201TrainingObjective`: the paper's low and high fidelity.
 DEFAULT_FIDELITIES: dict[str, dict[str, Any]] = {
-    "low": {"kd_loss": "nst", "epochs": 1},
-    "high": {"kd_loss": "ce", "epochs": 12},
+    "low": {"kd_loss": "nst", "epochs": LOW_EPOCHS},
+    "high": {"kd_loss": "ce", "epochs": HIGH_EPOCHS},
 }
 
 _TRAIN_KEYS = set(DEFAULT_SETTINGS) | {"data_fraction"}

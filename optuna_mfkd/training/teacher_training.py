@@ -24,13 +24,20 @@ from optuna_mfkd.nasbench201.network import NB201Network, build_network
 from optuna_mfkd.training.data import cache_dir, load_split, seeded_subset
 from optuna_mfkd.training.trainer import TrainConfig, evaluate, train
 
+#: NB201's long schedule, the one its teachers were trained with.
+TEACHER_EPOCHS = 200
+#: Fine-tuning defaults: one epoch, cosine learning rate from 0.01.
+FINE_TUNE_EPOCHS = 1
+FINE_TUNE_LR = 0.01
 
-def train_teacher(train_data, eval_data=None, *, arch: str = RESNET_ARCH, epochs: int = 200,
+
+def train_teacher(train_data, eval_data=None, *, arch: str = RESNET_ARCH,
+                  epochs: int = TEACHER_EPOCHS, lr: float = TrainConfig.lr,
                   out: str | os.PathLike | None = None, seed: int = 777, device=None,
-                  batch_size: int = 256) -> NB201Network:
+                  batch_size: int = TrainConfig.batch_size) -> NB201Network:
     """Train ``arch`` with the NB201 recipe (cross-entropy) and optionally save it to ``out``."""
     net = build_network(arch, train_data.num_classes)
-    cfg = TrainConfig(epochs=epochs, loss="ce", seed=seed, device=device, batch_size=batch_size)
+    cfg = TrainConfig(epochs=epochs, lr=lr, loss="ce", seed=seed, device=device, batch_size=batch_size)
     result = train(arch, train_data, eval_data, cfg, model=net)
     if out is not None:
         save_teacher(net, out, train_config=cfg.as_dict(), final_accuracy={"eval": result.val_acc})
@@ -41,9 +48,9 @@ def fine_tune_teacher(
     path: str | os.PathLike,
     train_data,
     *,
-    epochs: int = 1,
-    lr: float = 0.01,
-    batch_size: int = 256,
+    epochs: int = FINE_TUNE_EPOCHS,
+    lr: float = FINE_TUNE_LR,
+    batch_size: int = TrainConfig.batch_size,
     seed: int = 0,
     device=None,
     cache: bool = True,
@@ -82,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--dataset", default="cifar10")
         s.add_argument("--data", default=None, help="dataset root (default: $MFKD_CIFAR10)")
         s.add_argument("--eval-images", type=int, default=2000)
-        s.add_argument("--epochs", type=int, default=200 if name == "train" else 1)
-        s.add_argument("--lr", type=float, default=0.1 if name == "train" else 0.01)
+        s.add_argument("--epochs", type=int, default=TEACHER_EPOCHS if name == "train" else FINE_TUNE_EPOCHS)
+        s.add_argument("--lr", type=float, default=TrainConfig.lr if name == "train" else FINE_TUNE_LR)
         s.add_argument("--out", default=None)
         s.add_argument("--device", default=None)
     a = p.parse_args(argv)
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         net = load_teacher(a.path)
     elif a.cmd == "train":
         net = train_teacher(load_split(a.dataset, a.data, "train"), test, epochs=a.epochs,
-                            out=a.out, device=a.device)
+                            lr=a.lr, out=a.out, device=a.device)
     else:
         net = fine_tune_teacher(a.path, load_split(a.dataset, a.data, "train"), epochs=a.epochs,
                                 lr=a.lr, device=a.device)
