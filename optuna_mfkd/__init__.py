@@ -28,7 +28,7 @@ from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fide
 
 if TYPE_CHECKING:
     from optuna_mfkd.sampler import MFKDSampler
-    from optuna_mfkd.training.objective import NB201TrainingObjective
+    from optuna_mfkd.training.objectives import NB201TrainingObjective
 
 __version__ = "0.1.0"
 
@@ -43,7 +43,7 @@ __all__ = [
 #: Public names that need torch, and the module defining each.
 _LAZY = {
     "MFKDSampler": "optuna_mfkd.sampler",
-    "NB201TrainingObjective": "optuna_mfkd.training.objective",
+    "NB201TrainingObjective": "optuna_mfkd.training.objectives",
 }
 
 

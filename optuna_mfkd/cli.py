@@ -75,6 +75,19 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 nonneg_float = _number(float, lambda v: v >= 0, "a non-negative number")
 
 
+class _Renamed(argparse.Action):
+    """An option's old name: stores the value under the new one and prints a deprecation line."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _existing_path(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
@@ -92,9 +105,9 @@ class SearchConfig:
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``beta`` the UCB weight; ``n_candidates`` the random cells
     scored per step; ``train_images`` the training images of a live low fidelity (``None``:
-    all) and ``eval_images`` its validation images (``None``: all); ``kd_overhead`` the
+    all) and ``eval_images`` its validation images (``None``: all); ``time_ratio`` the
     training-time ratio of the low-fidelity loss to cross-entropy charged in hybrid mode
-    (``None``: the measured :data:`optuna_mfkd.training.objective.KD_TIME_RATIO`);
+    (``None``: the measured :data:`optuna_mfkd.training.objectives.TIME_RATIOS`);
     ``budget`` the total cost (seconds, simulated in tabular mode).
     """
 
@@ -110,7 +123,7 @@ class SearchConfig:
     kd_loss: str = "nst"
     train_images: int | None = None
     eval_images: int | None = None
-    kd_overhead: float | None = None
+    time_ratio: float | None = None
     budget: float = defaults.CLI_BUDGET
 
     # Options that may change when a study is resumed (the budget may grow).
@@ -217,9 +230,19 @@ def _check_direction(storage: Any, study_id: int, name: str) -> None:
         )
 
 
+#: Configuration keys of studies made by older versions -> their current names.
+_RENAMED_CONFIG_KEYS = {"kd_overhead": "time_ratio"}
+
+
 def _stored_config(storage: Any, study_id: int) -> dict[str, Any] | None:
     value = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
-    return dict(value) if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    config = dict(value)
+    for old, new in _RENAMED_CONFIG_KEYS.items():
+        if old in config:
+            config.setdefault(new, config.pop(old))
+    return config
 
 
 # --------------------------------------------------------------------------- objectives
@@ -286,7 +309,7 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
     except (FileNotFoundError, ValueError, ImportError) as exc:
         raise CLIError(f"--table {table_path}: {exc}") from None
     if config.mode == "tabular":
-        from optuna_mfkd.nasbench201.objectives import TabularObjective
+        from optuna_mfkd.nasbench201.tabular import TabularObjective
 
         levels = {name: int(lv["epochs"]) for name, lv in level_settings(config).items()}
         return TabularObjective(table, config.dataset, levels=levels)
@@ -300,18 +323,18 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
             teacher = default_teacher_path(config.dataset, teacher)
         if not teacher.is_file():
             raise CLIError(f"--teacher: no checkpoint {teacher} for --dataset {config.dataset}")
-    from optuna_mfkd.training.objective import (
+    from optuna_mfkd.training.objectives import (
+        CellEvaluator,
         HybridNB201Objective,
-        LowFidelityEvaluator,
         NB201TrainingObjective,
     )
 
     levels = level_settings(config)
     low_name, high_name = levels
     if config.mode == "hybrid":
-        evaluator = LowFidelityEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
+        evaluator = CellEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
                                          device=args.device)
-        return HybridNB201Objective(table, evaluator, levels[low_name], overhead=config.kd_overhead,
+        return HybridNB201Objective(table, evaluator, levels[low_name], time_ratio=config.time_ratio,
                                     low_name=low_name, high_name=high_name, dataset=config.dataset)
     return NB201TrainingObjective(config.dataset, data, fidelities=levels, teacher=teacher,
                                   cache=args.storage, device=args.device)
@@ -556,8 +579,8 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
         for flag, epochs in (("--e1", config.e1), ("--e2", config.e2)):
             if epochs not in (12, 200):
                 raise CLIError(f"{flag} {epochs}: the NB201 table holds 12 and 200 epochs only")
-    if config.kd_overhead is not None and config.mode != "hybrid":
-        raise CLIError(f"--kd-overhead {config.kd_overhead}: only hybrid mode charges a time ratio "
+    if config.time_ratio is not None and config.mode != "hybrid":
+        raise CLIError(f"--time-ratio {config.time_ratio}: only hybrid mode charges a time ratio "
                        f"(this study's mode is {config.mode})")
     if config.mode == "hybrid" and config.e2 != 12:
         raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 epochs")
@@ -703,10 +726,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training images of the live low fidelity (default: all of the split)")
     p.add_argument("--eval-images", type=positive_int,
                    help="validation images of the live low fidelity (default: all of the split)")
-    p.add_argument("--kd-overhead", type=positive_float,
+    p.add_argument("--time-ratio", type=positive_float,
                    help="hybrid mode: training-time ratio of the low-fidelity loss to cross-entropy, "
                         "charged to each low-fidelity evaluation (default: the measured ratio, "
-                        "optuna_mfkd.training.objective.KD_TIME_RATIO)")
+                        "optuna_mfkd.training.objectives.TIME_RATIOS)")
+    p.add_argument("--kd-overhead", dest="time_ratio", type=positive_float, action=_Renamed,
+                   new="--time-ratio", help=argparse.SUPPRESS)
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
     p.add_argument("--artifact-dir", type=Path,
                    help="store a summary figure (anytime curve, trials by fidelity) as a study "

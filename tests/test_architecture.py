@@ -27,7 +27,7 @@ def test_light_modules_import_no_torch(module: str) -> None:
 def test_lazy_public_names() -> None:
     import optuna_mfkd
     from optuna_mfkd.sampler import MFKDSampler
-    from optuna_mfkd.training.objective import NB201TrainingObjective
+    from optuna_mfkd.training.objectives import NB201TrainingObjective
 
     assert optuna_mfkd.MFKDSampler is MFKDSampler
     assert optuna_mfkd.NB201TrainingObjective is NB201TrainingObjective

@@ -13,9 +13,9 @@ from optuna_mfkd.nasbench201.network import build_network
 from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.training.cache import EvaluationCache, cache_key
 from optuna_mfkd.training.data import ArrayDataset
-from optuna_mfkd.training.objective import (
+from optuna_mfkd.training.objectives import (
+    CellEvaluator,
     HybridNB201Objective,
-    LowFidelityEvaluator,
     NB201TrainingObjective,
 )
 from optuna_mfkd.training.trainer import DivergenceError, TeacherOutputCache, TrainConfig, train
@@ -99,6 +99,17 @@ def test_evaluation_cache_roundtrip(sqlite_url) -> None:
         EvaluationCache(optuna.create_study())
 
 
+def test_evaluation_cache_reads_tables_of_existing_databases(sqlite_url) -> None:
+    # Databases written before keep their entries: the SQL table name never changes.
+    import sqlalchemy as sa
+
+    EvaluationCache(sqlite_url).put(CELL, {"a": 1}, 0, 61.0, 3.0)
+    engine = sa.create_engine(sqlite_url)
+    assert "mfkd_lowfi_cache" in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT value, seconds FROM mfkd_lowfi_cache").all() == [(61.0, 3.0)]
+
+
 def test_objective_low_and_high_trials_in_sqlite_study(tiny_zip, teacher_file, sqlite_url) -> None:
     objective = NB201TrainingObjective(
         "cifar10", tiny_zip, teacher=teacher_file, cache=sqlite_url, progress=False,
@@ -160,10 +171,10 @@ class _FakeTable:
 
 
 def test_hybrid_objective_costs_and_cache(tiny_zip, teacher_file, sqlite_url) -> None:
-    evaluator = LowFidelityEvaluator("cifar10", tiny_zip, teacher=teacher_file, cache=sqlite_url,
+    evaluator = CellEvaluator("cifar10", tiny_zip, teacher=teacher_file, cache=sqlite_url,
                                      progress=False)
     low = {"kd_loss": "nst", "nst_layers": [2], **SMALL}
-    objective = HybridNB201Objective(_FakeTable(), evaluator, low, overhead=1.2)
+    objective = HybridNB201Objective(_FakeTable(), evaluator, low, time_ratio=1.2)
     study = optuna.create_study(storage=sqlite_url, direction="maximize")
     arch = Architecture.from_str(CELL)
     study.enqueue_trial(arch.params, user_attrs={"fidelity": "low"})
@@ -214,7 +225,7 @@ def test_default_settings_keep_the_cache_identity() -> None:
     # Cache entries in existing databases are keyed by these resolved settings: the training
     # defaults may move, but their values (and JSON types) may not change silently.
     from optuna_mfkd.training.cache import canonical_settings
-    from optuna_mfkd.training.objective import resolve_settings
+    from optuna_mfkd.training.objectives import resolve_settings
 
     low = resolve_settings({"kd_loss": "nst", "epochs": 1, "train_images": 6000, "batch_size": 64}, 25_000)
     assert canonical_settings(low) == (

@@ -147,7 +147,7 @@ def run_one(
         meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
     if loss is not None and protocol.live is not None:
         meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
-                                "time_ratio_to_ce": protocol.live.overhead[loss], "seed": protocol.live.seed}
+                                "time_ratio_to_ce": protocol.live.time_ratios[loss], "seed": protocol.live.seed}
     if loss is not None:
         meta["n_warmup_low"] = protocol.n_warmup_low
     for params, attrs in protocol.warmup_queue(spec.method, spec.seed):
@@ -376,17 +376,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     g.add_argument("--low-epochs", type=int, default=1)
     g.add_argument("--time-ratio", default=None,
                    help="loss=ratio,... training-time ratios to CE charged to the low level "
-                        "(default: the measured optuna_mfkd.training.objective.KD_TIME_RATIO)")
+                        "(default: the measured optuna_mfkd.training.objectives.TIME_RATIOS)")
     return p
 
 
 def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
-    from optuna_mfkd.training.objective import KD_TIME_RATIO
+    from optuna_mfkd.training.objectives import TIME_RATIOS
 
     data = args.data_root or os.environ.get("MFKD_CIFAR10")
     if not data:
         raise ValueError("--live-low needs --data-root (or $MFKD_CIFAR10): the CIFAR-10 images to train on.")
-    ratios = dict(KD_TIME_RATIO)
+    ratios = dict(TIME_RATIOS)
     for part in filter(None, (args.time_ratio or "").split(",")):
         loss, sep, value = part.partition("=")
         try:
@@ -398,7 +398,7 @@ def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
         ratios[loss.strip()] = ratio
     settings = {"epochs": args.low_epochs, "train_images": args.train_images,
                 "eval_images": args.eval_images, "batch_size": args.batch_size}
-    return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, overhead=ratios,
+    return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, time_ratios=ratios,
                            teacher=args.teacher, device=args.device)
 
 

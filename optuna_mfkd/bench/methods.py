@@ -18,7 +18,7 @@ low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the l
 
 Hyperband on two rungs uses ``HyperbandPruner(min_resource=12, max_resource=200,
 reduction_factor=3)``; the objective reports at step 12 only (see
-:mod:`optuna_mfkd.nasbench201.objectives`).
+:mod:`optuna_mfkd.nasbench201.tabular`).
 """
 
 from __future__ import annotations

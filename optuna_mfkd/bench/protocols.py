@@ -32,9 +32,9 @@ from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, ge
 from optuna_mfkd.datasets import DATASETS, canonical_dataset
 from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, NB201_BUDGET
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
-from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
 from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import NB201Table
+from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 #: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
@@ -135,9 +135,9 @@ class LiveLowFidelity:
         data_root: CIFAR-10 location (zip or ImageFolder of JPEGs, torchvision folder).
         settings: training settings shared by both losses (``train_images``,
             ``eval_images``, ``batch_size``, ``epochs``, ``lr``, ``nst_beta``, ...; see
-            :mod:`optuna_mfkd.training.objective`); the loss comes from the method.
+            :mod:`optuna_mfkd.training.objectives`); the loss comes from the method.
         cache: URL of the evaluation cache (repeated cells are served from it).
-        overhead: loss -> training-time ratio to cross-entropy, charged on top of
+        time_ratios: loss -> training-time ratio to cross-entropy, charged on top of
             ``epochs x data fraction x the cell's seconds per epoch``.
         teacher: teacher checkpoint (None: ``$MFKD_TEACHERS``).
         device: torch device (None: CUDA when present, else CPU).
@@ -147,20 +147,20 @@ class LiveLowFidelity:
     data_root: str
     settings: Mapping[str, Any]
     cache: str
-    overhead: Mapping[str, float]
+    time_ratios: Mapping[str, float]
     teacher: str | None = None
     device: str | None = None
     seed: int = 0
 
     def objective(self, table: NB201Table, dataset: str, loss: str, high_level: str) -> Any:
-        """A :class:`~optuna_mfkd.training.objective.HybridNB201Objective` for ``loss``."""
-        from optuna_mfkd.training.objective import HybridNB201Objective
+        """A :class:`~optuna_mfkd.training.objectives.HybridNB201Objective` for ``loss``."""
+        from optuna_mfkd.training.objectives import HybridNB201Objective
 
-        if loss not in self.overhead:
-            raise ValueError(f"no measured time ratio for loss {loss!r} (overhead has {sorted(self.overhead)}).")
+        if loss not in self.time_ratios:
+            raise ValueError(f"no measured time ratio for loss {loss!r} (time_ratios has {sorted(self.time_ratios)}).")
         return HybridNB201Objective(
             table, _live_evaluator(self), {**self.settings, "kd_loss": loss},
-            overhead=self.overhead[loss], low_name=loss, high_name=high_level, dataset=dataset,
+            time_ratio=self.time_ratios[loss], low_name=loss, high_name=high_level, dataset=dataset,
             seed=self.seed, default_fidelity=high_level,
         )
 
@@ -171,11 +171,11 @@ _EVALUATORS: dict[tuple[Any, ...], Any] = {}
 def _live_evaluator(live: LiveLowFidelity) -> Any:
     # One evaluator per process and data/teacher/cache: the data and the teacher's cached
     # outputs are loaded once and shared by all runs of a benchmark.
-    from optuna_mfkd.training.objective import LowFidelityEvaluator
+    from optuna_mfkd.training.objectives import CellEvaluator
 
     key = (live.data_root, live.teacher, live.cache, live.device)
     if key not in _EVALUATORS:
-        _EVALUATORS[key] = LowFidelityEvaluator(
+        _EVALUATORS[key] = CellEvaluator(
             "cifar10", live.data_root, teacher=live.teacher, cache=live.cache, device=live.device, progress=False
         )
     return _EVALUATORS[key]
@@ -225,7 +225,7 @@ class Protocol:
                 raise ValueError(
                     f"method {method!r} needs {loss!r} scores; the pool {self.pool.source!r} has {sorted(self.pool.scores)}."
                 )
-            if self.live is not None and loss not in self.live.overhead:
+            if self.live is not None and loss not in self.live.time_ratios:
                 raise ValueError(f"method {method!r}: no measured time ratio for loss {loss!r} in the live low fidelity.")
             low_dataset = self.pool.dataset if self.pool is not None else "cifar10"
             if canonical_dataset(dataset) != low_dataset:
@@ -299,7 +299,7 @@ def nb201_protocol(
     if pool is not None:
         kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in pool.scores)
     elif live is not None:
-        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in live.overhead)
+        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in live.time_ratios)
     else:
         kd_methods = ()
     methods = SINGLE_FIDELITY_METHODS + kd_methods

@@ -1,9 +1,9 @@
-"""Cache of low-fidelity evaluations in a relational database (the study's, by default).
+"""Cache of training evaluations (every fidelity) in a relational database (the study's, by default).
 
 One row per (cell, settings, seed): the score, the wall seconds it took and when. The table
-``mfkd_lowfi_cache`` lives beside Optuna's tables in the same database URL, so a study and
-its cache travel together; SQLite and PostgreSQL both work. Settings are stored as canonical
-JSON (sorted keys), and the key is a SHA-1 of cell + settings + seed.
+:data:`EVALUATIONS_TABLE` lives beside Optuna's tables in the same database URL, so a study
+and its cache travel together; SQLite and PostgreSQL both work. Settings are stored as
+canonical JSON (sorted keys), and the key is a SHA-1 of cell + settings + seed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import sqlalchemy as sa
 
 from optuna_mfkd.storage import create_engine, storage_url
 
-TABLE_NAME = "mfkd_lowfi_cache"
+#: SQL name of the cache table. It holds the evaluations of every level although the name says
+#: low fidelity: renaming it would orphan the entries of existing databases.
+EVALUATIONS_TABLE = "mfkd_lowfi_cache"
 
 _metadata = sa.MetaData()
 _table = sa.Table(
-    TABLE_NAME,
+    EVALUATIONS_TABLE,
     _metadata,
     sa.Column("key", sa.String(40), primary_key=True),
     sa.Column("arch", sa.String(255), nullable=False, index=True),
@@ -58,7 +60,7 @@ class CachedEvaluation:
 
 
 class EvaluationCache:
-    """Low-fidelity evaluations keyed by cell + settings + seed, in an SQL database.
+    """Training evaluations (any fidelity) keyed by cell + settings + seed, in an SQL database.
 
     Args:
         url: SQLAlchemy URL (``sqlite:///study.db``, ``postgresql+psycopg://...``), an Optuna

@@ -22,7 +22,7 @@ from pathlib import Path
 from optuna_mfkd.distill.teacher import RESNET_ARCH, load_teacher, save_teacher
 from optuna_mfkd.nasbench201.network import NB201Network, build_network
 from optuna_mfkd.training.data import cache_dir, load_split, seeded_subset
-from optuna_mfkd.training.trainer import TrainConfig, evaluate, train
+from optuna_mfkd.training.trainer import TrainConfig, accuracy, train
 
 #: NB201's long schedule, the one its teachers were trained with.
 TEACHER_EPOCHS = 200
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             save_teacher(net, a.out, fine_tuned_from=a.path)
     print(f"teacher {net.arch} ({net.num_classes} classes)")
     if test is not None:
-        print(f"accuracy on {len(test)} test images: {evaluate(net, test):.2f}%")
+        print(f"accuracy on {len(test)} test images: {accuracy(net, test):.2f}%")
     return 0
 
 

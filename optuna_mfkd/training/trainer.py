@@ -53,7 +53,7 @@ class TrainConfig:
     """Settings of one training run (defaults: NB201's recipe with cross-entropy).
 
     These are the package's training defaults:
-    :data:`optuna_mfkd.training.objective.DEFAULT_SETTINGS` and
+    :data:`optuna_mfkd.training.objectives.DEFAULT_SETTINGS` and
     :mod:`optuna_mfkd.training.teacher_training` take theirs from here, and the loss weights
     come from :mod:`optuna_mfkd.distill.losses`.
     """
@@ -146,7 +146,7 @@ class TeacherOutputCache:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ArrayDataset, *, batch_size: int = 500,
+def accuracy(model: nn.Module, data: ArrayDataset, *, batch_size: int = 500,
              device: torch.device | None = None, channels_last: bool = True) -> float:
     """Top-1 accuracy (%) of ``model`` on ``data`` (no augmentation, eval mode)."""
     device = device or next(model.parameters()).device
@@ -274,7 +274,7 @@ def train(
         cpu_seconds += time.process_time() - c0
         acc = math.nan
         if eval_data is not None:
-            acc = evaluate(model, eval_data, batch_size=config.eval_batch_size, device=device,
+            acc = accuracy(model, eval_data, batch_size=config.eval_batch_size, device=device,
                            channels_last=config.channels_last)
         epoch_acc.append(acc)
         if on_epoch_end is not None:
