@@ -67,12 +67,13 @@ def render() -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = importlib.import_module(module_name)
+            objects = [getattr(module, name) for name in names]  # may import lazily
         out += [f"## `{module_name}`", ""]
         summary = (inspect.getdoc(module) or "").split("\n\n")[0]
         if summary:
             out += [summary, ""]
-        for name in names:
-            out += _entry(module_name, name, getattr(module, name))
+        for name, obj in zip(names, objects):
+            out += _entry(module_name, name, obj)
     return "\n".join(out).rstrip() + "\n"
 
 
