@@ -103,8 +103,7 @@ def resolve_settings(settings: Mapping[str, Any], n_train: int) -> dict[str, Any
 
 
 class CellEvaluator:
-    """Train NB201 cells on fixed data with a fixed teacher and score them, at any fidelity;
-    cache the results in an RDB.
+    """Train and score NB201 cells at any fidelity, on fixed data and teacher, via an RDB cache.
 
     Data: ``split="cifar10-valid"`` trains on a seeded half of the training images and
     evaluates on the other half; ``split="test"`` trains on all training images and evaluates
