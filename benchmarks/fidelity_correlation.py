@@ -91,12 +91,12 @@ def tune(a) -> list[str]:
 
     from optuna_mfkd.nasbench201.table import load_table
     from optuna_mfkd.training.cache import EvaluationCache
-    from optuna_mfkd.training.objective import LowFidelityEvaluator
+    from optuna_mfkd.training.objectives import CellEvaluator
 
     torch.set_num_threads(a.threads)
     table = load_table(a.table)
     cache = EvaluationCache(a.db or f"sqlite:///{(a.pool / 'lowfi_cache.db').resolve()}")
-    ev = LowFidelityEvaluator("cifar10", a.data, teacher=a.teacher, cache=cache, progress=False)
+    ev = CellEvaluator("cifar10", a.data, teacher=a.teacher, cache=cache, progress=False)
     cells = pool_indices(a.pool_size, a.pool_seed)[: a.tune_cells]
     base = {"epochs": 1, "train_images": a.train_images, "eval_images": a.eval_images,
             "batch_size": a.batch_size}
@@ -112,7 +112,7 @@ def tune(a) -> list[str]:
     for name, s in settings:
         scores = []
         for i in cells:
-            r = ev.evaluate(table.arch_str(i), s, a.seed)
+            r = ev.train_and_score(table.arch_str(i), s, a.seed)
             scores.append(r["value"])
             print(name, s["lr"], i, f"{r['value']:.2f}", "cached" if r["cached"] else "", flush=True)
         tau = kendalltau(scores, target).statistic

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from optuna_mfkd.nasbench201.table import load_table
     from optuna_mfkd.training.cache import EvaluationCache
-    from optuna_mfkd.training.objective import LowFidelityEvaluator
+    from optuna_mfkd.training.objectives import CellEvaluator
 
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_run:
         table = load_table(a.table)
         cache = EvaluationCache(a.db or f"sqlite:///{(a.out / 'lowfi_cache.db').resolve()}")
-        evaluator = LowFidelityEvaluator("cifar10", a.data, teacher=a.teacher, cache=cache,
+        evaluator = CellEvaluator("cifar10", a.data, teacher=a.teacher, cache=cache,
                                          device=a.device, progress=False)
         prov_path = a.out / "provenance.json"
         prov = provenance(a, ["benchmarks/lowfi_pool.py", *argv])
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 t0 = time.time()
                 try:
-                    r = evaluator.evaluate(arch, s, a.seed)
+                    r = evaluator.train_and_score(arch, s, a.seed)
                     msg = f"{r['value']:.2f}% in {r['seconds']:.1f}s ({r['images_per_second']:.0f} img/s)"
                 except Exception as exc:  # divergence is cached as a failure
                     msg = f"failed: {exc}"

@@ -17,12 +17,14 @@ PUBLIC = [
     ("optuna_mfkd", ["MFKDSampler", "fidelity_of", "best_high_fidelity_trial", "MaxCostCallback"]),
     ("optuna_mfkd.fidelity", ["high_fidelity_trials", "study_fidelities", "total_cost", "trial_cost",
                               "record_user_attrs"]),
+    ("optuna_mfkd.datasets", ["canonical_dataset", "DatasetInfo"]),
     ("optuna_mfkd.nasbench201.space", ["Architecture", "suggest_architecture", "architecture_from_params"]),
     ("optuna_mfkd.nasbench201.table", ["load_table", "NB201Table"]),
-    ("optuna_mfkd.nasbench201.objectives", ["TabularObjective", "ScoreLevel"]),
-    ("optuna_mfkd.training.objective", ["NB201TrainingObjective", "HybridNB201Objective",
-                                        "LowFidelityEvaluator"]),
-    ("optuna_mfkd.distill.teacher", ["load_teacher", "train_teacher", "fine_tune_teacher"]),
+    ("optuna_mfkd.nasbench201.tabular", ["TabularObjective", "ScoreLevel"]),
+    ("optuna_mfkd.training.objectives", ["NB201TrainingObjective", "HybridNB201Objective",
+                                         "CellEvaluator"]),
+    ("optuna_mfkd.distill.teacher", ["load_teacher", "save_teacher", "default_teacher_path"]),
+    ("optuna_mfkd.training.teacher_training", ["train_teacher", "fine_tune_teacher"]),
     ("optuna_mfkd.distill.losses", ["hinton_kd_loss", "nst_loss", "nst_loss_subset"]),
     ("optuna_mfkd.bench.protocols", ["get_protocol", "LowFidelityPool", "LiveLowFidelity"]),
     ("optuna_mfkd.bench.harness", ["run_benchmark"]),
@@ -66,12 +68,13 @@ def render() -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = importlib.import_module(module_name)
+            objects = [getattr(module, name) for name in names]  # may import lazily
         out += [f"## `{module_name}`", ""]
         summary = (inspect.getdoc(module) or "").split("\n\n")[0]
         if summary:
             out += [summary, ""]
-        for name in names:
-            out += _entry(module_name, name, getattr(module, name))
+        for name, obj in zip(names, objects):
+            out += _entry(module_name, name, obj)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -6,12 +6,17 @@ Public names:
 - :func:`fidelity_of`, :func:`best_high_fidelity_trial`, :class:`MaxCostCallback`: helpers
   for multi-fidelity objectives and studies.
 - :class:`NB201TrainingObjective`: trains NAS-Bench-201 cells, optionally with distillation.
+
+``import optuna_mfkd`` (and any light submodule, such as :mod:`optuna_mfkd.nasbench201.space`)
+loads neither torch nor the GP stack: :class:`MFKDSampler` and :class:`NB201TrainingObjective`
+are imported from their modules on first access (PEP 562 module ``__getattr__``).
 """
 
 from __future__ import annotations
 
+import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # linear_operator (under GPyTorch) calls torch.jit.script at import, which torch >= 2.10
 # reports as deprecated on every import; the warning is not actionable for our users.
@@ -20,7 +25,10 @@ warnings.filterwarnings(
 )
 
 from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of  # noqa: E402
-from optuna_mfkd.sampler import MFKDSampler  # noqa: E402
+
+if TYPE_CHECKING:
+    from optuna_mfkd.sampler import MFKDSampler
+    from optuna_mfkd.training.objectives import NB201TrainingObjective
 
 __version__ = "0.1.0"
 
@@ -32,11 +40,21 @@ __all__ = [
     "fidelity_of",
 ]
 
+#: Public names that need torch, and the module defining each.
+_LAZY = {
+    "MFKDSampler": "optuna_mfkd.sampler",
+    "NB201TrainingObjective": "optuna_mfkd.training.objectives",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The training objective pulls in torchvision and the trainer; load it on first use.
-    if name == "NB201TrainingObjective":
-        from optuna_mfkd.training.objective import NB201TrainingObjective
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optuna_mfkd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return NB201TrainingObjective
-    raise AttributeError(f"module 'optuna_mfkd' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from optuna_mfkd import defaults
+from optuna_mfkd.datasets import DATASETS
+
 PROG = "optuna-mfkd"
 DEFAULT_STORAGE = "sqlite:///optuna-mfkd.db"
 #: Study user attribute holding the search configuration (JSON object).
@@ -34,7 +37,7 @@ CONFIG_ATTR = "mfkd:config"
 #: Trial user attribute naming the process that ran the trial (``host:pid``).
 WORKER_ATTR = "worker"
 MODES = ("tabular", "hybrid", "train")
-DATASET_CHOICES = ("cifar10", "cifar100", "imagenet16")
+DATASET_CHOICES = DATASETS
 KD_LOSSES = ("nst", "kd", "ce")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -72,6 +75,19 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 nonneg_float = _number(float, lambda v: v >= 0, "a non-negative number")
 
 
+class _Renamed(argparse.Action):
+    """An option's old name: stores the value under the new one and prints a deprecation line."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _existing_path(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
@@ -89,10 +105,11 @@ class SearchConfig:
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``acquisition`` the sampler's acquisition (``logei`` or the
     paper's ``ucb``) and ``beta`` its UCB weight; ``n_candidates`` the random cells scored per
-    step (``None``: every cell, one per isomorphism class); ``train_images`` the training images of a live low fidelity (``None``:
-    all) and ``eval_images`` its validation images (``None``: all); ``kd_overhead`` the
+    step (``None``: every cell, one per isomorphism class); ``train_images`` the training
+    images of a live low fidelity (``None``: all) and ``eval_images`` its validation images
+    (``None``: all); ``time_ratio`` the
     training-time ratio of the low-fidelity loss to cross-entropy charged in hybrid mode
-    (``None``: the measured :data:`optuna_mfkd.training.objective.KD_TIME_RATIO`);
+    (``None``: the measured :data:`optuna_mfkd.training.objectives.TIME_RATIOS`);
     ``budget`` the total cost (seconds, simulated in tabular mode).
     """
 
@@ -101,16 +118,16 @@ class SearchConfig:
     dataset: str = "cifar10"
     e1: int = 12
     e2: int = 200
-    n1: int = 30
-    n2: int = 10
-    beta: float = 1.0
+    n1: int = defaults.CLI_N_WARMUP_LOW
+    n2: int = defaults.CLI_N_WARMUP_HIGH
+    beta: float = defaults.UCB_BETA
     n_candidates: int | None = None
     acquisition: str = "logei"
     kd_loss: str = "nst"
     train_images: int | None = None
     eval_images: int | None = None
-    kd_overhead: float | None = None
-    budget: float = 200_000.0
+    time_ratio: float | None = None
+    budget: float = defaults.CLI_BUDGET
 
     # Options that may change when a study is resumed (the budget may grow).
     RESUMABLE = ("budget",)
@@ -123,10 +140,10 @@ class SearchConfig:
 def _mode_defaults(mode: str, protocol: str) -> dict[str, Any]:
     """Defaults that depend on the mode (live low fidelity: the paper's 1 epoch)."""
     if protocol == "nb201":  # NB201's protocol: 12-epoch accuracy, 12,000 simulated seconds
-        return {"e1": 12, "e2": 12, "n1": 0, "budget": 12_000.0}
+        return {"e1": 12, "e2": 12, "n1": 0, "budget": defaults.NB201_BUDGET}
     if mode == "tabular":
         return {"e1": 12, "e2": 200}
-    return {"e1": 1, "e2": 12}
+    return {"e1": defaults.LOW_EPOCHS, "e2": defaults.HIGH_EPOCHS}
 
 
 def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> SearchConfig:
@@ -178,20 +195,16 @@ def open_storage(url: str, heartbeat: int | None, grace: int | None) -> Any:
     import optuna
     import sqlalchemy.exc
 
+    from optuna_mfkd.storage import rdb_storage
+
     if "://" not in url:
         raise CLIError(
             f"--storage {url!r} is not a database URL (e.g. sqlite:///study.db or "
             "postgresql+psycopg://user:password@host:5432/db)"
         )
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
     try:
-        return optuna.storages.RDBStorage(
+        return rdb_storage(
             url,
-            engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
             grace_period=grace,
             heartbeat_stale_trial_callback=(
@@ -222,9 +235,19 @@ def _check_direction(storage: Any, study_id: int, name: str) -> None:
         )
 
 
+#: Configuration keys of studies made by older versions -> their current names.
+_RENAMED_CONFIG_KEYS = {"kd_overhead": "time_ratio"}
+
+
 def _stored_config(storage: Any, study_id: int) -> dict[str, Any] | None:
     value = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
-    return dict(value) if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    config = dict(value)
+    for old, new in _RENAMED_CONFIG_KEYS.items():
+        if old in config:
+            config.setdefault(new, config.pop(old))
+    return config
 
 
 # --------------------------------------------------------------------------- objectives
@@ -286,7 +309,7 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
     except (FileNotFoundError, ValueError, ImportError) as exc:
         raise CLIError(f"--table {table_path}: {exc}") from None
     if config.mode == "tabular":
-        from optuna_mfkd.nasbench201.objectives import TabularObjective
+        from optuna_mfkd.nasbench201.tabular import TabularObjective
 
         levels = {name: int(lv["epochs"]) for name, lv in level_settings(config).items()}
         return TabularObjective(table, config.dataset, levels=levels)
@@ -300,18 +323,18 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
             teacher = default_teacher_path(config.dataset, teacher)
         if not teacher.is_file():
             raise CLIError(f"--teacher: no checkpoint {teacher} for --dataset {config.dataset}")
-    from optuna_mfkd.training.objective import (
+    from optuna_mfkd.training.objectives import (
+        CellEvaluator,
         HybridNB201Objective,
-        LowFidelityEvaluator,
         NB201TrainingObjective,
     )
 
     levels = level_settings(config)
     low_name, high_name = levels
     if config.mode == "hybrid":
-        evaluator = LowFidelityEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
+        evaluator = CellEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
                                          device=args.device)
-        return HybridNB201Objective(table, evaluator, levels[low_name], overhead=config.kd_overhead,
+        return HybridNB201Objective(table, evaluator, levels[low_name], time_ratio=config.time_ratio,
                                     low_name=low_name, high_name=high_name, dataset=config.dataset)
     return NB201TrainingObjective(config.dataset, data, fidelities=levels, teacher=teacher,
                                   cache=args.storage, device=args.device)
@@ -556,8 +579,8 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
         for flag, epochs in (("--e1", config.e1), ("--e2", config.e2)):
             if epochs not in (12, 200):
                 raise CLIError(f"{flag} {epochs}: the NB201 table holds 12 and 200 epochs only")
-    if config.kd_overhead is not None and config.mode != "hybrid":
-        raise CLIError(f"--kd-overhead {config.kd_overhead}: only hybrid mode charges a time ratio "
+    if config.time_ratio is not None and config.mode != "hybrid":
+        raise CLIError(f"--time-ratio {config.time_ratio}: only hybrid mode charges a time ratio "
                        f"(this study's mode is {config.mode})")
     if config.mode == "hybrid" and config.e2 != 12:
         raise CLIError(f"--e2 {config.e2}: in hybrid mode the high fidelity is the table's 12 epochs")
@@ -616,7 +639,7 @@ def cmd_nb201(args: argparse.Namespace) -> int:
                             "canonical": arch.canonical_form()}
     table_path = args.table or os.environ.get("NB201_TABLE")
     if table_path:
-        from optuna_mfkd.nasbench201.table import DATASETS, load_table
+        from optuna_mfkd.nasbench201.table import load_table
 
         try:
             table = load_table(table_path)
@@ -695,21 +718,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASET_CHOICES, help="default: cifar10")
     p.add_argument("--e1", type=positive_int, help="low-fidelity epochs (default: 12 tabular, 1 otherwise)")
     p.add_argument("--e2", type=positive_int, help="high-fidelity epochs (default: 200 tabular, 12 otherwise)")
-    p.add_argument("--n1", type=nonneg_int, help="random warm-up trials at low fidelity (default: 30)")
-    p.add_argument("--n2", type=nonneg_int, help="random warm-up trials at high fidelity (default: 10)")
-    p.add_argument("--beta", type=nonneg_float, help="UCB weight of the variance (default: 1.0)")
+    p.add_argument("--n1", type=nonneg_int, help=f"random warm-up trials at low fidelity (default: {defaults.CLI_N_WARMUP_LOW})")
+    p.add_argument("--n2", type=nonneg_int, help=f"random warm-up trials at high fidelity (default: {defaults.CLI_N_WARMUP_HIGH})")
+    p.add_argument("--beta", type=nonneg_float, help=f"UCB weight of the variance (default: {defaults.UCB_BETA})")
     p.add_argument("--acquisition", choices=("logei", "ucb"),
                    help="logei (default) or the paper's ucb (mean + beta * variance)")
     p.add_argument("--n-candidates", type=positive_int,
-                   help="score this many random cells per step, as the paper (default: every cell)")
+                   help=f"score this many random cells per step, as the paper ({defaults.N_CANDIDATES}; default: every cell)")
     p.add_argument("--train-images", type=positive_int,
                    help="training images of the live low fidelity (default: all of the split)")
     p.add_argument("--eval-images", type=positive_int,
                    help="validation images of the live low fidelity (default: all of the split)")
-    p.add_argument("--kd-overhead", type=positive_float,
+    p.add_argument("--time-ratio", type=positive_float,
                    help="hybrid mode: training-time ratio of the low-fidelity loss to cross-entropy, "
                         "charged to each low-fidelity evaluation (default: the measured ratio, "
-                        "optuna_mfkd.training.objective.KD_TIME_RATIO)")
+                        "optuna_mfkd.training.objectives.TIME_RATIOS)")
+    p.add_argument("--kd-overhead", dest="time_ratio", type=positive_float, action=_Renamed,
+                   new="--time-ratio", help=argparse.SUPPRESS)
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
     p.add_argument("--artifact-dir", type=Path,
                    help="store a summary figure (anytime curve, trials by fidelity) as a study "
@@ -725,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, text in (
         ("benchmark", "optuna_mfkd.bench.harness", "run the benchmark harness (see its --help)"),
         ("report", "optuna_mfkd.bench.report", "summarise benchmark results (see its --help)"),
-        ("teacher", "optuna_mfkd.distill.teacher", "load, train or fine-tune a teacher (see its --help)"),
+        ("teacher", "optuna_mfkd.training.teacher_training", "load, train or fine-tune a teacher (see its --help)"),
     ):
         p = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
         p.add_argument("rest", nargs=argparse.REMAINDER)

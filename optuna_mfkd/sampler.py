@@ -22,6 +22,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_mfkd import defaults
 from optuna_mfkd.fidelity import (
     FIDELITY_ATTR,
     FIDELITY_LEVEL_ATTR,
@@ -48,14 +49,14 @@ EXHAUSTIVE_LIMIT = 20_000
 #: paper's warm-up (:data:`PAPER_WARMUP`) the sampler is MF-KD as published.
 PAPER_SETTINGS: dict[str, Any] = {
     "acquisition": "ucb",
-    "beta": 1.0,
-    "n_candidates": 5000,
+    "beta": defaults.UCB_BETA,
+    "n_candidates": defaults.N_CANDIDATES,
     "ard": False,
     "robust": False,
     "refit_every": 3,
 }
 #: The paper's warm-up: n1 = 100 random trials per cheaper level, n2 = 20 at the highest.
-PAPER_WARMUP = {"cheap": 100, "top": 20}
+PAPER_WARMUP = {"cheap": defaults.N_WARMUP_LOW, "top": defaults.N_WARMUP_HIGH}
 #: Random warm-up of a single-level sampler (as Optuna's GPSampler's n_startup_trials).
 SINGLE_LEVEL_WARMUP = 10
 
@@ -199,7 +200,7 @@ class MFKDSampler(BaseSampler):
         fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] = ("low", "high"),
         n_warmup: Mapping[str, int] | None = None,
         n_candidates: int | str | None = None,
-        beta: float = 1.0,
+        beta: float = defaults.UCB_BETA,
         seed: int | None = None,
         *,
         acquisition: str = "logei",

@@ -158,3 +158,64 @@ def test_store_study_copies_everything(sqlite_url):
     # New trials continue the numbering.
     back.optimize(objective, n_trials=1)
     assert back.trials[-1].number == 25
+
+
+def test_bulk_copy_writes_every_column_of_optunas_trial_tables():
+    # The bulk copy writes Optuna's private models directly. This fails when Optuna's schema
+    # changes: check the bulk copy against the new tables, then update BULK_COPY_COLUMNS.
+    from optuna.storages._rdb import models
+
+    assert harness.schema_differences() == {}, f"Optuna {optuna.__version__} changed its trial tables"
+    assert harness.bulk_copy_matches_schema()
+    for name, written in harness.BULK_COPY_COLUMNS.items():
+        columns = getattr(models, name).__table__.columns
+        assert {c.name for c in columns if not c.primary_key} == written, name
+
+
+def _same(a, b) -> bool:
+    # NaN intermediate values are stored and read back as NaN: equal for this comparison.
+    return a == b or repr(a) == repr(b)
+
+
+def test_bulk_copy_equals_optunas_copy_study(tmp_path):
+    mem = optuna.create_study(study_name="cmp/x/y/seed-0", direction="maximize")
+    mem.set_user_attr("u", {"nested": [1, 2.5, None]})
+    mem._storage.set_study_system_attr(mem._study_id, "s", "text")
+
+    def objective(trial):
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        trial.suggest_float("y", 0.0, 1.0, step=0.25)
+        c = trial.suggest_categorical("c", ["a", "b", 3, None])
+        trial.suggest_int("n", 0, 12, step=3)
+        trial.set_user_attr("cost", x)
+        trial.set_user_attr("tags", {"c": str(c)})
+        trial.storage.set_trial_system_attr(trial._trial_id, "sys", [trial.number])
+        trial.report(float("nan") if trial.number == 2 else x, 1)
+        trial.report(float("-inf") if trial.number == 3 else 2 * x, 12)
+        if trial.number % 5 == 4:
+            raise optuna.TrialPruned()
+        if trial.number == 6:
+            raise ValueError("a failing trial")
+        return float("inf") if c == "b" else x
+
+    mem.optimize(objective, n_trials=20, catch=(ValueError,))
+    assert {t.state for t in mem.trials} == {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                             optuna.trial.TrialState.FAIL}
+    bulk = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'bulk.db'}")
+    ref = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ref.db'}")
+    harness._bulk_copy(mem, bulk)
+    optuna.copy_study(from_study_name=mem.study_name, from_storage=mem._storage, to_storage=ref)
+
+    a_id, b_id = bulk.get_study_id_from_name(mem.study_name), ref.get_study_id_from_name(mem.study_name)
+    assert bulk.get_study_directions(a_id) == ref.get_study_directions(b_id)
+    assert bulk.get_study_user_attrs(a_id) == ref.get_study_user_attrs(b_id) == {"u": {"nested": [1, 2.5, None]}}
+    assert bulk.get_study_system_attrs(a_id) == ref.get_study_system_attrs(b_id)
+    got, want = bulk.get_all_trials(a_id), ref.get_all_trials(b_id)
+    assert len(got) == len(want) == 20
+    fields = ("number", "state", "values", "datetime_start", "datetime_complete", "params",
+              "distributions", "user_attrs", "system_attrs")
+    for a, b in zip(got, want, strict=True):
+        for field in fields:
+            assert getattr(a, field) == getattr(b, field), (a.number, field)
+        assert a.intermediate_values.keys() == b.intermediate_values.keys()
+        assert all(_same(a.intermediate_values[k], b.intermediate_values[k]) for k in a.intermediate_values)

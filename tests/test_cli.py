@@ -278,12 +278,12 @@ def test_search_live_modes(mode: str, tiny_cifar: tuple[Path, Path], nb201_table
             row = table_row(nb201_table_path, t.user_attrs["nb201_index"])
             assert t.value == pytest.approx(float(row["cifar10_valid_val_acc_12ep"]))
         assert "200-epoch test accuracy" in out
-        from optuna_mfkd.training.objective import KD_TIME_RATIO
+        from optuna_mfkd.training.objectives import TIME_RATIOS
 
         for t in low:  # 1 epoch x 16 of the 24 training images x seconds/epoch x NST's time ratio
             row = table_row(nb201_table_path, t.user_attrs["nb201_index"])
             spe = float(row["cifar10_train_seconds_per_epoch"])
-            assert t.user_attrs["cost"] == pytest.approx(16 / 24 * spe * KD_TIME_RATIO["nst"])
+            assert t.user_attrs["cost"] == pytest.approx(16 / 24 * spe * TIME_RATIOS["nst"])
     else:
         assert all(t.user_attrs["kd_loss"] == "ce" and sorted(t.intermediate_values) == [1, 2] for t in high)
 
@@ -304,6 +304,29 @@ def test_kd_overhead_is_charged_and_only_in_hybrid_mode(tiny_cifar: tuple[Path, 
                             "--table", str(nb201_table_path)], capsys)
     assert code == 2 and "--kd-overhead" in err and "hybrid" in err
     assert _study_names(sqlite_url) == ["h"]
+
+
+def test_time_ratio_flag_and_its_deprecated_name(nb201_table_path: Path, sqlite_url: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["search", "--storage", sqlite_url, "--study-name", "t", "--table", str(nb201_table_path)]
+    code, _, err = run_cli([*base, "--time-ratio", "2"], capsys)
+    assert code == 2 and "--time-ratio 2.0: only hybrid mode" in err and "deprecated" not in err
+    code, _, err = run_cli([*base, "--kd-overhead", "2"], capsys)
+    assert code == 2 and "warning: --kd-overhead is deprecated; use --time-ratio" in err
+    assert "--time-ratio 2.0: only hybrid mode" in err
+    assert _study_names(sqlite_url) == []
+
+
+def test_configuration_of_an_older_study_is_read_under_the_new_names(sqlite_url: str) -> None:
+    from optuna_mfkd.cli import _stored_config, resolve_config
+
+    study = optuna.create_study(storage=sqlite_url, study_name="old", direction="maximize")
+    study.set_user_attr(CONFIG_ATTR, {"mode": "hybrid", "dataset": "cifar10", "e1": 1, "e2": 12,
+                                      "kd_overhead": 2.5, "budget": 100.0})
+    stored = _stored_config(study._storage, study._study_id)
+    assert stored is not None and stored["time_ratio"] == 2.5 and "kd_overhead" not in stored
+    config = resolve_config(build_parser().parse_args(["search"]), stored)
+    assert config.time_ratio == 2.5 and config.mode == "hybrid" and config.budget == 100.0
 
 
 def test_search_live_mode_needs_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

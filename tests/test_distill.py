@@ -128,23 +128,3 @@ def test_teacher_files(tmp_path) -> None:
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(back(x), net.eval()(x))
     assert not math.isnan(float(back(x).detach().sum()))
-
-
-def test_fine_tune_teacher_is_cached(tmp_path, monkeypatch) -> None:
-    from optuna_mfkd.distill.teacher import RESNET_ARCH, fine_tune_teacher, save_teacher
-    from optuna_mfkd.nasbench201.network import build_network
-    from optuna_mfkd.training.data import ArrayDataset
-
-    monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    src = save_teacher(build_network(RESNET_ARCH, 2), tmp_path / "t.pth")
-    g = torch.Generator().manual_seed(0)
-    data = ArrayDataset(torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8),
-                        torch.arange(8) % 2, 2, (0.5,) * 3, (0.25,) * 3)
-    tuned = fine_tune_teacher(src, data, epochs=1, lr=0.05, batch_size=4)
-    before = torch.load(src, weights_only=True)["state_dict"]["classifier.weight"]
-    assert not torch.equal(tuned.state_dict()["classifier.weight"], before)
-    assert len(list((tmp_path / "cache" / "teachers").glob("*.pth"))) == 1
-    again = fine_tune_teacher(src, data, epochs=1, lr=0.05, batch_size=4)  # loaded from the cache
-    for k, v in tuned.state_dict().items():
-        assert torch.equal(again.state_dict()[k], v)

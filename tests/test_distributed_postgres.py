@@ -189,16 +189,16 @@ def test_crash_during_gp_fit_is_retried(fresh_postgres_url: str, nb201_table_pat
 def test_diverging_trial_fails_and_study_goes_on(fresh_postgres_url: str, nb201_table_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """An objective that diverges (returns NaN, as the training objective does) fails only its trial."""
-    from optuna_mfkd.nasbench201 import objectives
+    from optuna_mfkd.nasbench201 import tabular
 
-    original = objectives.TabularObjective.__call__
+    original = tabular.TabularObjective.__call__
     diverge_at = N1 + N2 + 1
 
     def sometimes_nan(self, trial):
         value = original(self, trial)
         return math.nan if trial.number == diverge_at else value
 
-    monkeypatch.setattr(objectives.TabularObjective, "__call__", sometimes_nan)
+    monkeypatch.setattr(tabular.TabularObjective, "__call__", sometimes_nan)
     url = fresh_postgres_url
     n = N1 + N2 + 4
     assert main(["search", "--storage", url, "--study-name", "n", "--table", str(nb201_table_path),

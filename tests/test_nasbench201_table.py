@@ -4,9 +4,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
 from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import CompactTable, compact_columns, load_table
+from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
 
 @pytest.fixture(scope="module")

@@ -92,11 +92,11 @@ def test_bad_arch_and_classes() -> None:
 def test_shared_teacher_loads_strictly_and_classifies(teachers_dir, cifar10_path) -> None:
     from optuna_mfkd.distill.teacher import load_teacher
     from optuna_mfkd.training.data import load_split, seeded_subset
-    from optuna_mfkd.training.trainer import evaluate
+    from optuna_mfkd.training.trainer import accuracy
 
     net = load_teacher(teachers_dir / "nb201-resnet-cifar10-valid.pth")
     assert net.arch == RESNET and not net.training
     test = load_split("cifar10", cifar10_path, "test")
     sub = test.subset(seeded_subset(range(len(test)), 300, seed=0))
-    acc = evaluate(net, sub)
+    acc = accuracy(net, sub)
     assert acc > 60.0  # chance is 10 %; about 80 % on the JPEG test images

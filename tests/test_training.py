@@ -13,9 +13,9 @@ from optuna_mfkd.nasbench201.network import build_network
 from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.training.cache import EvaluationCache, cache_key
 from optuna_mfkd.training.data import ArrayDataset
-from optuna_mfkd.training.objective import (
+from optuna_mfkd.training.objectives import (
+    CellEvaluator,
     HybridNB201Objective,
-    LowFidelityEvaluator,
     NB201TrainingObjective,
 )
 from optuna_mfkd.training.trainer import DivergenceError, TeacherOutputCache, TrainConfig, train
@@ -99,6 +99,17 @@ def test_evaluation_cache_roundtrip(sqlite_url) -> None:
         EvaluationCache(optuna.create_study())
 
 
+def test_evaluation_cache_reads_tables_of_existing_databases(sqlite_url) -> None:
+    # Databases written before keep their entries: the SQL table name never changes.
+    import sqlalchemy as sa
+
+    EvaluationCache(sqlite_url).put(CELL, {"a": 1}, 0, 61.0, 3.0)
+    engine = sa.create_engine(sqlite_url)
+    assert "mfkd_lowfi_cache" in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT value, seconds FROM mfkd_lowfi_cache").all() == [(61.0, 3.0)]
+
+
 def test_objective_low_and_high_trials_in_sqlite_study(tiny_zip, teacher_file, sqlite_url) -> None:
     objective = NB201TrainingObjective(
         "cifar10", tiny_zip, teacher=teacher_file, cache=sqlite_url, progress=False,
@@ -160,10 +171,10 @@ class _FakeTable:
 
 
 def test_hybrid_objective_costs_and_cache(tiny_zip, teacher_file, sqlite_url) -> None:
-    evaluator = LowFidelityEvaluator("cifar10", tiny_zip, teacher=teacher_file, cache=sqlite_url,
+    evaluator = CellEvaluator("cifar10", tiny_zip, teacher=teacher_file, cache=sqlite_url,
                                      progress=False)
     low = {"kd_loss": "nst", "nst_layers": [2], **SMALL}
-    objective = HybridNB201Objective(_FakeTable(), evaluator, low, overhead=1.2)
+    objective = HybridNB201Objective(_FakeTable(), evaluator, low, time_ratio=1.2)
     study = optuna.create_study(storage=sqlite_url, direction="maximize")
     arch = Architecture.from_str(CELL)
     study.enqueue_trial(arch.params, user_attrs={"fidelity": "low"})
@@ -178,3 +189,50 @@ def test_hybrid_objective_costs_and_cache(tiny_zip, teacher_file, sqlite_url) ->
     assert hi.user_attrs["test_acc_200ep"] == 80.0 + arch.index % 11
     assert not lo.user_attrs["cached"] and again.user_attrs["cached"] and again.value == lo.value
     assert not math.isnan(lo.value)
+
+
+def test_fine_tune_teacher_is_cached(tmp_path, monkeypatch) -> None:
+    from optuna_mfkd.distill.teacher import RESNET_ARCH, save_teacher
+    from optuna_mfkd.nasbench201.network import build_network
+    from optuna_mfkd.training.data import ArrayDataset
+    from optuna_mfkd.training.teacher_training import fine_tune_teacher
+
+    monkeypatch.setenv("MFKD_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    src = save_teacher(build_network(RESNET_ARCH, 2), tmp_path / "t.pth")
+    g = torch.Generator().manual_seed(0)
+    data = ArrayDataset(torch.randint(0, 256, (8, 3, 16, 16), generator=g, dtype=torch.uint8),
+                        torch.arange(8) % 2, 2, (0.5,) * 3, (0.25,) * 3)
+    tuned = fine_tune_teacher(src, data, epochs=1, lr=0.05, batch_size=4)
+    before = torch.load(src, weights_only=True)["state_dict"]["classifier.weight"]
+    assert not torch.equal(tuned.state_dict()["classifier.weight"], before)
+    assert len(list((tmp_path / "cache" / "teachers").glob("*.pth"))) == 1
+    again = fine_tune_teacher(src, data, epochs=1, lr=0.05, batch_size=4)  # loaded from the cache
+    for k, v in tuned.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
+
+
+def test_teacher_command_loads_a_checkpoint(tmp_path, capsys) -> None:
+    from optuna_mfkd.cli import main
+    from optuna_mfkd.distill.teacher import RESNET_ARCH
+
+    path = save_teacher(build_network(RESNET_ARCH, 3), tmp_path / "t.pth")
+    assert main(["teacher", "load", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"teacher {RESNET_ARCH} (3 classes)"
+
+
+def test_default_settings_keep_the_cache_identity() -> None:
+    # Cache entries in existing databases are keyed by these resolved settings: the training
+    # defaults may move, but their values (and JSON types) may not change silently.
+    from optuna_mfkd.training.cache import canonical_settings
+    from optuna_mfkd.training.objectives import resolve_settings
+
+    low = resolve_settings({"kd_loss": "nst", "epochs": 1, "train_images": 6000, "batch_size": 64}, 25_000)
+    assert canonical_settings(low) == (
+        '{"batch_size":64,"epochs":1,"eval_images":null,"kd_lambda":0.9,"kd_loss":"nst","kd_tau":4.0,'
+        '"lr":0.1,"nst_beta":12.5,"nst_channel_fraction":1.0,"nst_layers":[2,3,5,8,9],"train_images":6000}'
+    )
+    assert canonical_settings(resolve_settings({}, 25_000)) == (
+        '{"batch_size":256,"epochs":12,"eval_images":null,"kd_lambda":0.9,"kd_loss":"ce","kd_tau":4.0,'
+        '"lr":0.1,"nst_beta":12.5,"nst_channel_fraction":1.0,"nst_layers":[2,3,5,8,9],"train_images":null}'
+    )

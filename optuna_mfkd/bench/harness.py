@@ -19,10 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
+import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
@@ -35,8 +38,11 @@ from optuna_mfkd.bench.protocols import (
     Protocol,
     get_protocol,
 )
+from optuna_mfkd.datasets import DATASETS, canonical_dataset
+from optuna_mfkd.defaults import N_WARMUP_LOW
 from optuna_mfkd.fidelity import MaxCostCallback
-from optuna_mfkd.nasbench201.table import load_table, normalise_dataset
+from optuna_mfkd.nasbench201.table import load_table
+from optuna_mfkd.storage import rdb_storage
 
 FINISHED_ATTR = "bench:finished"
 META_ATTR = "bench:meta"
@@ -79,7 +85,7 @@ def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.Base
         return storage
     if "://" not in storage:
         raise ValueError(f"storage must be an RDB URL such as 'sqlite:///bench.db', got {storage!r}.")
-    return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {})
+    return rdb_storage(storage)
 
 
 def finished_studies(storage: optuna.storages.BaseStorage) -> set[str]:
@@ -112,7 +118,7 @@ def run_one(
         optuna.delete_study(study_name=name, storage=target)
 
     table = load_table(table_path)
-    protocol, dataset = spec.protocol, normalise_dataset(spec.dataset)
+    protocol, dataset = spec.protocol, canonical_dataset(spec.dataset)
     method = protocol.check(spec.method, dataset)
     objective = protocol.objective(table, dataset, spec.method)
     sampler, pruner, _ = method.build(spec.seed, protocol.context(spec.method))
@@ -141,7 +147,7 @@ def run_one(
         meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
     if loss is not None and protocol.live is not None:
         meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
-                                "time_ratio_to_ce": protocol.live.overhead[loss], "seed": protocol.live.seed}
+                                "time_ratio_to_ce": protocol.live.time_ratios[loss], "seed": protocol.live.seed}
     if loss is not None:
         meta["n_warmup_low"] = protocol.n_warmup_low
     for params, attrs in protocol.warmup_queue(spec.method, spec.seed):
@@ -180,22 +186,60 @@ def _run_safely(spec: RunSpec, *args: Any) -> dict[str, Any]:
     try:
         return run_one(spec, *args)
     except Exception as exc:  # noqa: BLE001 - reported, and the study stays unfinished
-        import sys
-        import traceback
-
         traceback.print_exc(file=sys.stderr)
         return {"study": spec.name, "skipped": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+#: What the bulk copy writes into Optuna's private RDB models (``optuna.storages._rdb.models``):
+#: model name -> the columns it fills (the primary keys are left to the database). Optuna
+#: changes these tables with its schema versions; :func:`bulk_copy_matches_schema` compares
+#: them with the installed Optuna, and the bulk copy runs only while they agree.
+BULK_COPY_COLUMNS: dict[str, frozenset[str]] = {
+    "TrialModel": frozenset({"study_id", "number", "state", "datetime_start", "datetime_complete"}),
+    "TrialValueModel": frozenset({"trial_id", "objective", "value", "value_type"}),
+    "TrialParamModel": frozenset({"trial_id", "param_name", "param_value", "distribution_json"}),
+    "TrialUserAttributeModel": frozenset({"trial_id", "key", "value_json"}),
+    "TrialSystemAttributeModel": frozenset({"trial_id", "key", "value_json"}),
+    "TrialIntermediateValueModel": frozenset(
+        {"trial_id", "step", "intermediate_value", "intermediate_value_type"}
+    ),
+}
+
+
+def schema_differences() -> dict[str, tuple[set[str], set[str]]]:
+    """Model name -> (columns Optuna has that the bulk copy does not write, columns it writes
+    that Optuna lacks), for every model where the two differ (empty: they agree)."""
+    from optuna.storages._rdb import models
+
+    out = {}
+    for name, written in BULK_COPY_COLUMNS.items():
+        model = getattr(models, name, None)
+        table = getattr(model, "__table__", None)
+        have = set() if table is None else {c.name for c in table.columns if not c.primary_key}
+        if have != written:
+            out[name] = (have - written, written - have)
+    return out
+
+
+def bulk_copy_matches_schema() -> bool:
+    """Whether the installed Optuna's trial tables are the ones :data:`BULK_COPY_COLUMNS` fills."""
+    try:
+        return not schema_differences()
+    except ImportError:
+        return False
 
 
 def store_study(study: optuna.Study, target: optuna.storages.BaseStorage) -> None:
     """Copy a finished in-memory ``study`` into ``target`` under the same name.
 
-    For an :class:`~optuna.storages.RDBStorage` all trials are written in one transaction
-    (Optuna's ``copy_study`` writes trial by trial, about 50 ms each on SQLite, which
-    dominated the harness's time); other storages, or an RDB schema this code does not know,
-    fall back to :func:`optuna.copy_study`.
+    For an :class:`~optuna.storages.RDBStorage` whose trial tables match
+    :data:`BULK_COPY_COLUMNS`, all trials are written in one transaction (Optuna's
+    ``copy_study`` writes trial by trial, about 50 ms each on SQLite, which dominated the
+    harness's time); other storages, or an Optuna whose schema differs, use
+    :func:`optuna.copy_study`. ``tests/test_bench_harness.py`` checks the columns against
+    the installed Optuna and compares the copy with ``copy_study``'s, field by field.
     """
-    if isinstance(target, optuna.storages.RDBStorage):
+    if isinstance(target, optuna.storages.RDBStorage) and bulk_copy_matches_schema():
         try:
             _bulk_copy(study, target)
             return
@@ -208,11 +252,14 @@ def store_study(study: optuna.Study, target: optuna.storages.BaseStorage) -> Non
 
 
 def _bulk_copy(study: optuna.Study, target: optuna.storages.RDBStorage) -> None:
-    import json
-
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
+
+    def row(name: str, **columns: Any) -> Any:
+        if columns.keys() != BULK_COPY_COLUMNS[name]:  # the declaration describes this code
+            raise TypeError(f"bulk copy of {name}: columns {sorted(columns)} are not BULK_COPY_COLUMNS")
+        return getattr(models, name)(**columns)
 
     study_id = target.create_new_study(study.directions, study.study_name)
     for key, value in study._storage.get_study_system_attrs(study._study_id).items():
@@ -222,49 +269,38 @@ def _bulk_copy(study: optuna.Study, target: optuna.storages.RDBStorage) -> None:
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     with _create_scoped_session(target.scoped_session) as session:
         rows = [
-            models.TrialModel(
-                study_id=study_id,
-                number=t.number,
-                state=t.state,
-                datetime_start=t.datetime_start,
-                datetime_complete=t.datetime_complete,
-            )
+            row("TrialModel", study_id=study_id, number=t.number, state=t.state,
+                datetime_start=t.datetime_start, datetime_complete=t.datetime_complete)
             for t in trials
         ]
         session.add_all(rows)
         session.flush()  # assigns trial ids
         children: list[Any] = []
-        for row, t in zip(rows, trials, strict=True):
+        for parent, t in zip(rows, trials, strict=True):
+            tid = parent.trial_id
             for objective, value in enumerate(t.values or []):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                children.append(models.TrialValueModel(trial_id=row.trial_id, objective=objective, value=stored, value_type=kind))
+                children.append(row("TrialValueModel", trial_id=tid, objective=objective, value=stored,
+                                    value_type=kind))
             for pname, pvalue in t.params.items():
                 dist = t.distributions[pname]
-                children.append(
-                    models.TrialParamModel(
-                        trial_id=row.trial_id,
-                        param_name=pname,
-                        param_value=dist.to_internal_repr(pvalue),
-                        distribution_json=distribution_to_json(dist),
-                    )
-                )
+                children.append(row("TrialParamModel", trial_id=tid, param_name=pname,
+                                    param_value=dist.to_internal_repr(pvalue),
+                                    distribution_json=distribution_to_json(dist)))
             for key, value in t.user_attrs.items():
-                children.append(models.TrialUserAttributeModel(trial_id=row.trial_id, key=key, value_json=json.dumps(value)))
+                children.append(row("TrialUserAttributeModel", trial_id=tid, key=key, value_json=json.dumps(value)))
             for key, value in t.system_attrs.items():
-                children.append(models.TrialSystemAttributeModel(trial_id=row.trial_id, key=key, value_json=json.dumps(value)))
+                children.append(row("TrialSystemAttributeModel", trial_id=tid, key=key, value_json=json.dumps(value)))
             for step, value in t.intermediate_values.items():
                 stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-                children.append(
-                    models.TrialIntermediateValueModel(
-                        trial_id=row.trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind
-                    )
-                )
+                children.append(row("TrialIntermediateValueModel", trial_id=tid, step=step,
+                                    intermediate_value=stored, intermediate_value_type=kind))
         session.add_all(children)
 
 
 def make_specs(protocol: Protocol, datasets: Sequence[str], methods: Sequence[str], seeds: Iterable[int]) -> list[RunSpec]:
     """All runs in the order seed, dataset, method (validated up front)."""
-    datasets = [normalise_dataset(d) for d in datasets]
+    datasets = [canonical_dataset(d) for d in datasets]
     for d in datasets:
         for m in methods:
             protocol.check(m, d)
@@ -354,7 +390,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(prog="optuna-mfkd benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", default="sqlite:///nb201-bench.db", help="RDB URL holding all studies")
     p.add_argument("--protocol", default="nb201", help="nb201, nb201-12k or mf")
-    p.add_argument("--datasets", nargs="+", default=["cifar10"], help="cifar10 cifar100 imagenet16")
+    p.add_argument("--datasets", nargs="+", default=["cifar10"], help=" ".join(DATASETS))
     p.add_argument("--methods", nargs="+", default=None, help="default: the protocol's methods")
     p.add_argument("--seeds", type=parse_seeds, default=list(range(10)), help="e.g. 0-99 or 0,3,5-7")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
@@ -363,7 +399,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--live", action="store_true", help="write each trial to the storage as it happens")
     p.add_argument("--pool", default=None, help="low-fidelity pool CSV (adds mfkd-nst / mfkd-ce / mfkd-kd, by the losses it holds, to nb201)")
     p.add_argument("--pool-train-size", type=int, default=25_000, help="images of the table's training split")
-    p.add_argument("--n-warmup-low", type=int, default=None, help="low-fidelity warm-up trials (default 100)")
+    p.add_argument("--n-warmup-low", type=int, default=None, help=f"low-fidelity warm-up trials (default {N_WARMUP_LOW})")
     g = p.add_argument_group("live low fidelity (protocol nb201-live: mfkd-nst / mfkd-ce / mfkd-kd train their low level)")
     g.add_argument("--live-low", action="store_true", help="train the low level live instead of reading a pool")
     g.add_argument("--data-root", default=None, help="CIFAR-10 zip or folder (default $MFKD_CIFAR10)")
@@ -375,19 +411,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     g.add_argument("--low-epochs", type=int, default=1)
     g.add_argument("--time-ratio", default=None,
                    help="loss=ratio,... training-time ratios to CE charged to the low level "
-                        "(default: the measured optuna_mfkd.training.objective.KD_TIME_RATIO)")
+                        "(default: the measured optuna_mfkd.training.objectives.TIME_RATIOS)")
     return p
 
 
 def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
-    import os
-
-    from optuna_mfkd.training.objective import KD_TIME_RATIO
+    from optuna_mfkd.training.objectives import TIME_RATIOS
 
     data = args.data_root or os.environ.get("MFKD_CIFAR10")
     if not data:
         raise ValueError("--live-low needs --data-root (or $MFKD_CIFAR10): the CIFAR-10 images to train on.")
-    ratios = dict(KD_TIME_RATIO)
+    ratios = dict(TIME_RATIOS)
     for part in filter(None, (args.time_ratio or "").split(",")):
         loss, sep, value = part.partition("=")
         try:
@@ -399,7 +433,7 @@ def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
         ratios[loss.strip()] = ratio
     settings = {"epochs": args.low_epochs, "train_images": args.train_images,
                 "eval_images": args.eval_images, "batch_size": args.batch_size}
-    return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, overhead=ratios,
+    return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, time_ratios=ratios,
                            teacher=args.teacher, device=args.device)
 
 
@@ -410,9 +444,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     live = _live_from_args(args) if args.live_low else None
     protocol = get_protocol(args.protocol, pool, live)
     if args.n_warmup_low is not None:
-        import dataclasses
-
-        protocol = dataclasses.replace(protocol, n_warmup_low=args.n_warmup_low)
+        protocol = replace(protocol, n_warmup_low=args.n_warmup_low)
     return protocol
 
 

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_mfkd.fidelity import COST_ATTR
-from optuna_mfkd.nasbench201.objectives import EVALUATED_AT_ATTR
+from optuna_mfkd.nasbench201.tabular import EVALUATED_AT_ATTR
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -18,7 +18,7 @@ low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the l
 
 Hyperband on two rungs uses ``HyperbandPruner(min_resource=12, max_resource=200,
 reduction_factor=3)``; the objective reports at step 12 only (see
-:mod:`optuna_mfkd.nasbench201.objectives`).
+:mod:`optuna_mfkd.nasbench201.tabular`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
+from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
 SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
@@ -42,9 +43,9 @@ class MethodContext:
     single_level: str
     low_level: str | None = None
     high_level: str | None = None
-    n_warmup_low: int = 100
-    n_warmup_high: int = 20
-    n_warmup_single: int = 20
+    n_warmup_low: int = N_WARMUP_LOW
+    n_warmup_high: int = N_WARMUP_HIGH
+    n_warmup_single: int = N_WARMUP_HIGH
     sampler_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,7 +62,7 @@ class Method:
 
 
 def _mfkd_sampler(**kwargs: Any) -> optuna.samplers.BaseSampler:
-    from optuna_mfkd import MFKDSampler  # imported lazily: the GP stack is heavy
+    from optuna_mfkd.sampler import MFKDSampler  # imported here: it loads torch and the GP stack
 
     return MFKDSampler(**kwargs)
 

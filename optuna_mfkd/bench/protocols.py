@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, get_method
+from optuna_mfkd.datasets import DATASETS, canonical_dataset
+from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, NB201_BUDGET
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
-from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
 from optuna_mfkd.nasbench201.space import Architecture
-from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
+from optuna_mfkd.nasbench201.table import NB201Table
+from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 #: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
@@ -122,7 +124,7 @@ class LowFidelityPool:
                     raise ValueError(f"pool {str(path)!r}: no cell has both {loss!r} and {reference_loss!r} timings.")
                 ratio = float(np.median([wall[loss][i] / ref[i] for i in both]))
             cost[loss] = float(sub["epochs"].iloc[0]) * float(sub["train_images"].iloc[0]) / train_size * ratio
-        return cls(scores, cost, normalise_dataset(dataset), str(path))
+        return cls(scores, cost, canonical_dataset(dataset), str(path))
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,9 @@ class LiveLowFidelity:
         data_root: CIFAR-10 location (zip or ImageFolder of JPEGs, torchvision folder).
         settings: training settings shared by both losses (``train_images``,
             ``eval_images``, ``batch_size``, ``epochs``, ``lr``, ``nst_beta``, ...; see
-            :mod:`optuna_mfkd.training.objective`); the loss comes from the method.
+            :mod:`optuna_mfkd.training.objectives`); the loss comes from the method.
         cache: URL of the evaluation cache (repeated cells are served from it).
-        overhead: loss -> training-time ratio to cross-entropy, charged on top of
+        time_ratios: loss -> training-time ratio to cross-entropy, charged on top of
             ``epochs x data fraction x the cell's seconds per epoch``.
         teacher: teacher checkpoint (None: ``$MFKD_TEACHERS``).
         device: torch device (None: CUDA when present, else CPU).
@@ -145,20 +147,20 @@ class LiveLowFidelity:
     data_root: str
     settings: Mapping[str, Any]
     cache: str
-    overhead: Mapping[str, float]
+    time_ratios: Mapping[str, float]
     teacher: str | None = None
     device: str | None = None
     seed: int = 0
 
     def objective(self, table: NB201Table, dataset: str, loss: str, high_level: str) -> Any:
-        """A :class:`~optuna_mfkd.training.objective.HybridNB201Objective` for ``loss``."""
-        from optuna_mfkd.training.objective import HybridNB201Objective
+        """A :class:`~optuna_mfkd.training.objectives.HybridNB201Objective` for ``loss``."""
+        from optuna_mfkd.training.objectives import HybridNB201Objective
 
-        if loss not in self.overhead:
-            raise ValueError(f"no measured time ratio for loss {loss!r} (overhead has {sorted(self.overhead)}).")
+        if loss not in self.time_ratios:
+            raise ValueError(f"no measured time ratio for loss {loss!r} (time_ratios has {sorted(self.time_ratios)}).")
         return HybridNB201Objective(
             table, _live_evaluator(self), {**self.settings, "kd_loss": loss},
-            overhead=self.overhead[loss], low_name=loss, high_name=high_level, dataset=dataset,
+            time_ratio=self.time_ratios[loss], low_name=loss, high_name=high_level, dataset=dataset,
             seed=self.seed, default_fidelity=high_level,
         )
 
@@ -169,11 +171,11 @@ _EVALUATORS: dict[tuple[Any, ...], Any] = {}
 def _live_evaluator(live: LiveLowFidelity) -> Any:
     # One evaluator per process and data/teacher/cache: the data and the teacher's cached
     # outputs are loaded once and shared by all runs of a benchmark.
-    from optuna_mfkd.training.objective import LowFidelityEvaluator
+    from optuna_mfkd.training.objectives import CellEvaluator
 
     key = (live.data_root, live.teacher, live.cache, live.device)
     if key not in _EVALUATORS:
-        _EVALUATORS[key] = LowFidelityEvaluator(
+        _EVALUATORS[key] = CellEvaluator(
             "cifar10", live.data_root, teacher=live.teacher, cache=live.cache, device=live.device, progress=False
         )
     return _EVALUATORS[key]
@@ -192,15 +194,15 @@ class Protocol:
     budget_median_top_evals: float | None = None
     methods: tuple[str, ...] = SINGLE_FIDELITY_METHODS
     low_level: str | None = None
-    n_warmup_low: int = 100
-    n_warmup_high: int = 20
-    n_warmup_single: int = 20
+    n_warmup_low: int = N_WARMUP_LOW
+    n_warmup_high: int = N_WARMUP_HIGH
+    n_warmup_single: int = N_WARMUP_HIGH
     pool: LowFidelityPool | None = None
     live: LiveLowFidelity | None = None
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
-        ds = normalise_dataset(dataset)
+        ds = canonical_dataset(dataset)
         if self.budget_median_top_evals is not None:
             epochs = self.levels[self.top_level]
             per_epoch = table.column(ds, "seconds_per_epoch")
@@ -223,10 +225,10 @@ class Protocol:
                 raise ValueError(
                     f"method {method!r} needs {loss!r} scores; the pool {self.pool.source!r} has {sorted(self.pool.scores)}."
                 )
-            if self.live is not None and loss not in self.live.overhead:
+            if self.live is not None and loss not in self.live.time_ratios:
                 raise ValueError(f"method {method!r}: no measured time ratio for loss {loss!r} in the live low fidelity.")
             low_dataset = self.pool.dataset if self.pool is not None else "cifar10"
-            if normalise_dataset(dataset) != low_dataset:
+            if canonical_dataset(dataset) != low_dataset:
                 raise ValueError(f"the low fidelity is for {low_dataset}, not {dataset}.")
         return m
 
@@ -247,7 +249,7 @@ class Protocol:
         """The objective of ``method``: table lookups, or the hybrid one with a live low level."""
         m = self.check(method, dataset)
         if self.live is not None and method in KD_METHODS:
-            return self.live.objective(table, normalise_dataset(dataset), KD_METHODS[method], self.top_level)
+            return self.live.objective(table, canonical_dataset(dataset), KD_METHODS[method], self.top_level)
         levels: dict[str, int | ScoreLevel] = dict(self.levels)
         promotion = None
         if m.mode == TWO_RUNG:
@@ -297,7 +299,7 @@ def nb201_protocol(
     if pool is not None:
         kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in pool.scores)
     elif live is not None:
-        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in live.overhead)
+        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in live.time_ratios)
     else:
         kd_methods = ()
     methods = SINGLE_FIDELITY_METHODS + kd_methods
@@ -307,7 +309,7 @@ def nb201_protocol(
         levels={"12ep": 12},
         single_level="12ep",
         top_level="12ep",
-        budgets=dict(budgets or {"cifar10": 12_000.0, "cifar100": 12_000.0, "imagenet16": 36_000.0}),
+        budgets=dict(budgets or {"cifar10": NB201_BUDGET, "cifar100": NB201_BUDGET, "imagenet16": 3 * NB201_BUDGET}),
         methods=methods,
         pool=pool,
         live=live,
@@ -341,7 +343,7 @@ def get_protocol(name: str, pool: LowFidelityPool | None = None, live: LiveLowFi
         return nb201_protocol(pool, name="nb201" + suffix, live=live)
     if name == "nb201-12k":
         return nb201_protocol(pool, name="nb201-12k" + suffix,
-                              budgets={d: 12_000.0 for d in ("cifar10", "cifar100", "imagenet16")}, live=live)
+                              budgets=dict.fromkeys(DATASETS, NB201_BUDGET), live=live)
     if name == "mf":
         return mf_protocol()
     raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")

@@ -44,6 +44,7 @@ from optuna_mfkd.bench.harness import (
 )
 from optuna_mfkd.bench.incumbent import from_record, incumbent_curve
 from optuna_mfkd.bench.methods import METHODS, REFERENCE_METHODS
+from optuna_mfkd.datasets import DATASETS
 
 #: Published figures (200-epoch test accuracy, %) quoted as context; see docs of the method.
 PAPER_FIGURES: dict[str, dict[str, str]] = {
@@ -384,9 +385,9 @@ def write_report(
         plot_curves([r for r in runs if r.protocol == protocol and r.dataset == dataset], out / png,
                     f"{protocol} / {dataset}")
         lines += ["", f"![anytime curves {protocol} {dataset}]({png})", ""]
-    lines += ["## Published figures (context)", "", "| | " + " | ".join(["cifar10", "cifar100", "imagenet16"]) + " |", "|---|---|---|---|"]
+    lines += ["## Published figures (context)", "", "| | " + " | ".join(DATASETS) + " |", "|---|---|---|---|"]
     for name, vals in PAPER_FIGURES.items():
-        lines.append(f"| {name} | " + " | ".join(vals[d] for d in ["cifar10", "cifar100", "imagenet16"]) + " |")
+        lines.append(f"| {name} | " + " | ".join(vals[d] for d in DATASETS) + " |")
     lines.append("")
     readme = out / "README.md"
     readme.write_text("\n".join(lines))

@@ -41,6 +41,15 @@ __all__ = [
     "teacher_targets",
 ]
 
+#: Hinton KD defaults: temperature tau and weight lambda of the distillation term.
+KD_TAU = 4.0
+KD_LAMBDA = 0.9
+#: NST kernel k(a, b) = (a.b + c)^d: the paper's polynomial kernel, c = 0, d = 2.
+NST_C = 0.0
+NST_DEGREE = 2
+#: Weight beta of the NST term in ``CE + beta * MMD^2`` (the paper's 12.5).
+NST_BETA = 12.5
+
 
 def ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (the "logistic loss" of the paper)."""
@@ -52,8 +61,8 @@ def hinton_kd_loss(
     teacher_logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    tau: float = 4.0,
-    lam: float = 0.9,
+    tau: float = KD_TAU,
+    lam: float = KD_LAMBDA,
 ) -> torch.Tensor:
     """Hinton distillation: ``(1 - lam) CE(y, s) + lam tau^2 KL(softmax(t/tau) || softmax(s/tau))``.
 
@@ -97,8 +106,8 @@ class TeacherTargets:
         return TeacherTargets(rows, self.tt.to(device=device))
 
 
-def teacher_targets(teacher_feats: Sequence[torch.Tensor], *, c: float = 0.0,
-                    degree: int = 2) -> list[TeacherTargets]:
+def teacher_targets(teacher_feats: Sequence[torch.Tensor], *, c: float = NST_C,
+                    degree: int = NST_DEGREE) -> list[TeacherTargets]:
     """Precompute the teacher side of NST for each layer (no gradient)."""
     out = []
     with torch.no_grad():
@@ -159,7 +168,7 @@ def _student_terms(fs: torch.Tensor, target: TeacherTargets, c: float, degree: i
 
 
 def nst_loss_from_targets(student_feats: Sequence[torch.Tensor], targets: Sequence[TeacherTargets],
-                          *, c: float = 0.0, degree: int = 2) -> torch.Tensor:
+                          *, c: float = NST_C, degree: int = NST_DEGREE) -> torch.Tensor:
     """:func:`nst_loss` with the teacher side precomputed by :func:`teacher_targets`."""
     if len(student_feats) != len(targets):
         raise ValueError(f"got {len(student_feats)} student feature maps and {len(targets)} teacher targets.")
@@ -176,8 +185,8 @@ def nst_mmd2_per_sample(
     student: torch.Tensor,
     teacher: torch.Tensor,
     *,
-    c: float = 0.0,
-    degree: int = 2,
+    c: float = NST_C,
+    degree: int = NST_DEGREE,
     form: str = "auto",
 ) -> torch.Tensor:
     """MMD^2 of one layer for every sample, shape (B,). See the module docstring.
@@ -216,8 +225,8 @@ def nst_loss(
     student_feats: Sequence[torch.Tensor],
     teacher_feats: Sequence[torch.Tensor],
     *,
-    c: float = 0.0,
-    degree: int = 2,
+    c: float = NST_C,
+    degree: int = NST_DEGREE,
 ) -> torch.Tensor:
     """NST distillation term: sum over layers of the batch mean of MMD^2 (eq. 4), without beta.
 
@@ -263,8 +272,8 @@ def nst_loss_subset(
     student_channels: Sequence[torch.Tensor | None],
     teacher_channels: Sequence[torch.Tensor | None] | None = None,
     *,
-    c: float = 0.0,
-    degree: int = 2,
+    c: float = NST_C,
+    degree: int = NST_DEGREE,
 ) -> torch.Tensor:
     """The subset approximation of NST (paper eq. 7-8).
 

@@ -1,7 +1,8 @@
 """NAS-Bench-201 tabular backends behind one interface.
 
-Two backends answer the same questions (by official NB201 index, for the datasets
-``"cifar10"``, ``"cifar100"`` and ``"imagenet16"`` = ImageNet16-120):
+Two backends answer the same questions (by official NB201 index, for the datasets of
+:mod:`optuna_mfkd.datasets`: ``"cifar10"``, ``"cifar100"`` and ``"imagenet16"`` = ImageNet16-120,
+or any of their aliases):
 
 - :class:`CompactTable`: the compact CSV (one row per cell; 12-epoch val/test accuracy,
   200-epoch val accuracy mean and per-seed values, 200-epoch test accuracy, training seconds
@@ -23,28 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from optuna_mfkd.datasets import DATASETS, canonical_dataset, dataset_info
 from optuna_mfkd.nasbench201.space import NUM_ARCHS, index_to_ops, ops_to_arch_str
 
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16")
 EPOCHS: tuple[int, ...] = (12, 200)
 TABLE_ENV = "NB201_TABLE"
-
-_ALIASES = {
-    "cifar10": "cifar10",
-    "cifar10-valid": "cifar10",
-    "cifar100": "cifar100",
-    "imagenet16": "imagenet16",
-    "imagenet16-120": "imagenet16",
-    "imagenet": "imagenet16",
-}
-
-
-def normalise_dataset(dataset: str) -> str:
-    """``"ImageNet16-120"`` -> ``"imagenet16"``, ``"cifar10-valid"`` -> ``"cifar10"``, ..."""
-    key = str(dataset).lower()
-    if key not in _ALIASES:
-        raise ValueError(f"unknown NB201 dataset {dataset!r}; expected one of {list(DATASETS)}.")
-    return _ALIASES[key]
 
 
 def _check_epochs(epochs: int) -> int:
@@ -164,7 +148,7 @@ class CompactTable(NB201Table):
                 raise ValueError(f"NB201 table {str(self.path)!r}: non-finite values in {key}.")
 
     def column(self, dataset: str, metric: str, epochs: int = 200) -> np.ndarray:
-        ds = normalise_dataset(dataset)
+        ds = canonical_dataset(dataset)
         if metric == "seconds_per_epoch":
             return self._cols[(ds, metric, 0)]
         if metric not in ("val", "test"):
@@ -180,7 +164,7 @@ class CompactTable(NB201Table):
     def val_acc_seeds(self, dataset: str, index: int, epochs: int = 200) -> tuple[float, ...]:
         if _check_epochs(epochs) != 200:
             raise ValueError("the compact table holds per-seed values for the 200-epoch schedule only.")
-        return self._seeds[normalise_dataset(dataset)][_idx(index)]
+        return self._seeds[canonical_dataset(dataset)][_idx(index)]
 
     def seconds_per_epoch(self, dataset: str, index: int) -> float:
         return float(self.column(dataset, "seconds_per_epoch")[_idx(index)])
@@ -195,8 +179,10 @@ def _idx(index: int) -> int:
     return int(index)
 
 
-_OFFICIAL_NAMES = {"cifar10": ("cifar10-valid", "cifar10"), "cifar100": ("cifar100",) * 2,
-                   "imagenet16": ("ImageNet16-120",) * 2}
+def _official_name(dataset: str, which: int) -> str:
+    """NB201's name of the run giving validation (``which=0``) or test (``which=1``) values."""
+    info = dataset_info(dataset)
+    return info.nb201_valid if which == 0 else info.nb201_test
 
 
 class OfficialTable(NB201Table):
@@ -225,7 +211,7 @@ class OfficialTable(NB201Table):
         self._cache: dict[tuple[str, str, int], np.ndarray] = {}
 
     def _info(self, dataset: str, index: int, epochs: int, which: int) -> dict:
-        name = _OFFICIAL_NAMES[normalise_dataset(dataset)][which]
+        name = _official_name(dataset, which)
         return self.api.get_more_info(_idx(index), name, iepoch=None, hp=str(_check_epochs(epochs)), is_random=False)
 
     def val_acc(self, dataset: str, index: int, epochs: int = 12) -> float:
@@ -233,14 +219,14 @@ class OfficialTable(NB201Table):
 
     def test_acc(self, dataset: str, index: int, epochs: int = 200) -> float:
         info = self._info(dataset, index, epochs, 1)
-        key = "test-accuracy" if normalise_dataset(dataset) == "cifar10" else "valtest-accuracy"
+        key = "test-accuracy" if canonical_dataset(dataset) == "cifar10" else "valtest-accuracy"
         return float(info.get(key, info["test-accuracy"]))
 
     def seconds_per_epoch(self, dataset: str, index: int) -> float:
         return float(self._info(dataset, index, 12, 0)["train-per-time"])
 
     def val_acc_seeds(self, dataset: str, index: int, epochs: int = 200) -> tuple[float, ...]:
-        name = _OFFICIAL_NAMES[normalise_dataset(dataset)][0]
+        name = _official_name(dataset, 0)
         res = self.api.query_meta_info_by_index(_idx(index), hp=str(_check_epochs(epochs)))
         return tuple(
             float(res.get_metrics(name, "x-valid", iepoch=None, is_random=seed)["accuracy"])
@@ -249,12 +235,12 @@ class OfficialTable(NB201Table):
 
     def curve(self, dataset: str, index: int, epochs: int = 200) -> np.ndarray:
         """Validation accuracy after each epoch of the ``epochs``-epoch schedule, shape (epochs,)."""
-        name = _OFFICIAL_NAMES[normalise_dataset(dataset)][0]
+        name = _official_name(dataset, 0)
         res = self.api.query_meta_info_by_index(_idx(index), hp=str(_check_epochs(epochs)))
         return np.array([res.get_metrics(name, "x-valid", iepoch=e)["accuracy"] for e in range(epochs)])
 
     def column(self, dataset: str, metric: str, epochs: int = 200) -> np.ndarray:
-        key = (normalise_dataset(dataset), metric, epochs if metric != "seconds_per_epoch" else 0)
+        key = (canonical_dataset(dataset), metric, epochs if metric != "seconds_per_epoch" else 0)
         if key not in self._cache:
             get = {"val": lambda i: self.val_acc(dataset, i, epochs),
                    "test": lambda i: self.test_acc(dataset, i, epochs),

@@ -1,9 +1,9 @@
-"""Cache of low-fidelity evaluations in a relational database (the study's, by default).
+"""Cache of training evaluations (every fidelity) in a relational database (the study's, by default).
 
 One row per (cell, settings, seed): the score, the wall seconds it took and when. The table
-``mfkd_lowfi_cache`` lives beside Optuna's tables in the same database URL, so a study and
-its cache travel together; SQLite and PostgreSQL both work. Settings are stored as canonical
-JSON (sorted keys), and the key is a SHA-1 of cell + settings + seed.
+:data:`EVALUATIONS_TABLE` lives beside Optuna's tables in the same database URL, so a study
+and its cache travel together; SQLite and PostgreSQL both work. Settings are stored as
+canonical JSON (sorted keys), and the key is a SHA-1 of cell + settings + seed.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-TABLE_NAME = "mfkd_lowfi_cache"
+from optuna_mfkd.storage import create_engine, storage_url
+
+#: SQL name of the cache table. It holds the evaluations of every level although the name says
+#: low fidelity: renaming it would orphan the entries of existing databases.
+EVALUATIONS_TABLE = "mfkd_lowfi_cache"
 
 _metadata = sa.MetaData()
 _table = sa.Table(
-    TABLE_NAME,
+    EVALUATIONS_TABLE,
     _metadata,
     sa.Column("key", sa.String(40), primary_key=True),
     sa.Column("arch", sa.String(255), nullable=False, index=True),
@@ -55,28 +59,8 @@ class CachedEvaluation:
     created: _dt.datetime
 
 
-def storage_url(storage: Any) -> str:
-    """The database URL of an Optuna storage, a study, or a URL string.
-
-    Raises:
-        ValueError: the storage is not an RDB storage (in-memory, journal, ...).
-    """
-    if isinstance(storage, str):
-        return storage
-    if hasattr(storage, "_storage"):  # a Study
-        storage = storage._storage
-    for attr in ("_backend",):  # optuna's _CachedStorage wraps the RDBStorage
-        storage = getattr(storage, attr, storage)
-    url = getattr(storage, "url", None)
-    if not isinstance(url, str):
-        raise ValueError(
-            f"the low-fidelity cache needs an RDB storage (SQLite, PostgreSQL, ...); got {type(storage).__name__}."
-        )
-    return url
-
-
 class EvaluationCache:
-    """Low-fidelity evaluations keyed by cell + settings + seed, in an SQL database.
+    """Training evaluations (any fidelity) keyed by cell + settings + seed, in an SQL database.
 
     Args:
         url: SQLAlchemy URL (``sqlite:///study.db``, ``postgresql+psycopg://...``), an Optuna
@@ -85,7 +69,7 @@ class EvaluationCache:
 
     def __init__(self, url: Any) -> None:
         self.url = storage_url(url)
-        self.engine = sa.create_engine(self.url)
+        self.engine = create_engine(self.url)
         _metadata.create_all(self.engine, tables=[_table], checkfirst=True)
 
     def get(self, arch: str, settings: Mapping[str, Any], seed: int) -> CachedEvaluation | None:

@@ -7,11 +7,13 @@ Sources read by :func:`load_split`:
   torchvision's ``CIFAR10`` binary files (``cifar-10-batches-py`` under the root; downloaded
   with ``download=True`` where the machine is online).
 - ``cifar100``: torchvision's ``CIFAR100`` files (``cifar-100-python`` under the root).
-- ``imagenet16-120``: NB201's pickles (``train_data_batch_1`` .. ``_10`` and ``val_data``,
-  each a dict with ``data`` (N, 3*16*16) uint8 and 1-based ``labels``); classes 1..120 kept.
+- ``imagenet16`` (ImageNet16-120): NB201's pickles (``train_data_batch_1`` .. ``_10`` and
+  ``val_data``, each a dict with ``data`` (N, 3*16*16) uint8 and 1-based ``labels``); classes
+  1..120 kept.
 
-Decoded splits are cached as ``.npz`` under ``$MFKD_CACHE`` (default
-``~/.cache/optuna-mfkd``), keyed by the source's path, size and modification time (for a
+Dataset names are those of :mod:`optuna_mfkd.datasets` (aliases such as ``cifar10-valid`` or
+``imagenet16-120`` are accepted). Decoded splits are cached as ``.npz`` under ``$MFKD_CACHE``
+(default ``~/.cache/optuna-mfkd``), keyed by the source's path, size and modification time (for a
 folder, the folder's own; pass ``use_cache=False`` after editing a tree in place).
 ``download=True`` lets torchvision fetch CIFAR-10/100 into ``root`` where the machine is online.
 
@@ -38,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optuna_mfkd.datasets import canonical_dataset, dataset_info
+
 #: NB201 normalisation (CIFAR-10 and CIFAR-100 use the same values in NB201).
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -46,13 +50,14 @@ CIFAR100_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
 IMAGENET16_MEAN = (122.68 / 255, 116.66 / 255, 104.01 / 255)
 IMAGENET16_STD = (63.22 / 255, 61.26 / 255, 65.09 / 255)
 
-DATASETS = ("cifar10", "cifar100", "imagenet16-120")
+#: Environment variable naming each dataset's location.
+ROOT_ENV = {"cifar10": "MFKD_CIFAR10", "cifar100": "MFKD_CIFAR100", "imagenet16": "MFKD_IMAGENET16"}
 
 _FORMATS = {
     "cifar10": "a zip of an ImageFolder tree (train/<class>/*.jpg, test/<class>/*.jpg), "
     "that tree unpacked, or torchvision's cifar-10-batches-py folder",
     "cifar100": "torchvision's cifar-100-python folder (or its parent)",
-    "imagenet16-120": "NB201's ImageNet16 pickles train_data_batch_1..10 and val_data",
+    "imagenet16": "NB201's ImageNet16 pickles train_data_batch_1..10 and val_data",
 }
 
 
@@ -146,13 +151,14 @@ def _read_torchvision(name: str, root: Path, split: str, download: bool) -> tupl
     return images, np.asarray(ds.targets, dtype=np.int64), len(ds.classes)
 
 
-def _read_imagenet16(root: Path, split: str, num_classes: int = 120) -> tuple[np.ndarray, np.ndarray, int]:
+def _read_imagenet16(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, int]:
+    num_classes = dataset_info("imagenet16").num_classes  # NB201 keeps classes 1..120
     names = [f"train_data_batch_{i}" for i in range(1, 11)] if split == "train" else ["val_data"]
     datas, labels = [], []
     for fname in names:
         path = root / fname
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; expected {_FORMATS['imagenet16-120']} in {root}.")
+            raise FileNotFoundError(f"{path} not found; expected {_FORMATS['imagenet16']} in {root}.")
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
         datas.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16))
@@ -187,22 +193,16 @@ def load_split(
         ValueError: unknown dataset or split, or a file that is not in an accepted format.
         FileNotFoundError: ``root`` does not exist.
     """
-    name = name.lower()
-    if name in ("cifar10-valid", "cifar10_valid"):
-        name = "cifar10"
-    if name in ("imagenet16", "imagenet16_120", "imagenet"):
-        name = "imagenet16-120"
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}.")
+    name = canonical_dataset(name)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     if root is None:
-        env = {"cifar10": "MFKD_CIFAR10", "cifar100": "MFKD_CIFAR100", "imagenet16-120": "MFKD_IMAGENET16"}[name]
+        env = ROOT_ENV[name]
         root = os.environ.get(env)
         if root is None:
             raise FileNotFoundError(f"no data root given for {name} and ${env} is not set.")
     path = Path(root).expanduser()
-    if download and name != "imagenet16-120" and not path.exists():
+    if download and name != "imagenet16" and not path.exists():
         path.mkdir(parents=True)
         use_cache = False
     if not path.exists():
@@ -219,7 +219,7 @@ def load_split(
                     int(z["num_classes"]), mean, std,
                 )
 
-    if name == "imagenet16-120":
+    if name == "imagenet16":
         x, y, k = _read_imagenet16(path, split)
     elif name == "cifar100":
         if not path.is_dir():

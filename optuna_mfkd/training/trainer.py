@@ -22,8 +22,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from optuna_mfkd.distill.losses import (
+    KD_LAMBDA,
+    KD_TAU,
+    NST_BETA,
+    NST_C,
+    NST_DEGREE,
     TeacherTargets,
     ce_loss,
     hinton_kd_loss,
@@ -44,7 +50,13 @@ class DivergenceError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (defaults: NB201's recipe with cross-entropy)."""
+    """Settings of one training run (defaults: NB201's recipe with cross-entropy).
+
+    These are the package's training defaults:
+    :data:`optuna_mfkd.training.objectives.DEFAULT_SETTINGS` and
+    :mod:`optuna_mfkd.training.teacher_training` take theirs from here, and the loss weights
+    come from :mod:`optuna_mfkd.distill.losses`.
+    """
 
     epochs: int = 1
     batch_size: int = 256
@@ -55,14 +67,14 @@ class TrainConfig:
     loss: str = "ce"
     #: NST: weight beta, kernel (a.b + c)^degree, distilled layers (indices into ``cells``),
     #: fraction of channels kept per layer (1.0 = exact NST, < 1 the eq. 7-8 subset).
-    nst_beta: float = 12.5
-    nst_c: float = 0.0
-    nst_degree: int = 2
+    nst_beta: float = NST_BETA
+    nst_c: float = NST_C
+    nst_degree: int = NST_DEGREE
     nst_layers: tuple[int, ...] = DEFAULT_DISTILL_LAYERS
     nst_channel_fraction: float = 1.0
     #: Hinton KD temperature and weight.
-    kd_tau: float = 4.0
-    kd_lambda: float = 0.9
+    kd_tau: float = KD_TAU
+    kd_lambda: float = KD_LAMBDA
     seed: int = 0
     device: str | None = None
     channels_last: bool = True
@@ -134,7 +146,7 @@ class TeacherOutputCache:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ArrayDataset, *, batch_size: int = 500,
+def accuracy(model: nn.Module, data: ArrayDataset, *, batch_size: int = 500,
              device: torch.device | None = None, channels_last: bool = True) -> float:
     """Top-1 accuracy (%) of ``model`` on ``data`` (no augmentation, eval mode)."""
     device = device or next(model.parameters()).device
@@ -209,8 +221,6 @@ def train(
         return [keep_grad_layout(f).index_select(1, idx.to(f.device))
                 for f, idx in zip(feats, subsets, strict=True)]
 
-    from tqdm.auto import tqdm
-
     epoch_acc: list[float] = []
     train_seconds = 0.0
     cpu_seconds = 0.0
@@ -264,7 +274,7 @@ def train(
         cpu_seconds += time.process_time() - c0
         acc = math.nan
         if eval_data is not None:
-            acc = evaluate(model, eval_data, batch_size=config.eval_batch_size, device=device,
+            acc = accuracy(model, eval_data, batch_size=config.eval_batch_size, device=device,
                            channels_last=config.channels_last)
         epoch_acc.append(acc)
         if on_epoch_end is not None:

@@ -1,17 +1,19 @@
 """Optuna objectives that train NB201 cells: live training, and the paper's hybrid protocol.
 
-:class:`LowFidelityEvaluator` trains one cell with given settings (loss, epochs, images,
-batch, ...) on fixed data and teacher, optionally through an :class:`EvaluationCache`.
+:class:`CellEvaluator` trains one cell with given settings (loss, epochs, images,
+batch, ...) on fixed data and teacher and scores it, optionally through an
+:class:`EvaluationCache`; it serves every fidelity, low and high.
 :class:`NB201TrainingObjective` trains every trial at its fidelity's settings.
 :class:`HybridNB201Objective` trains the low fidelity live and looks the high fidelity up in
 the NB201 table (the 12-epoch validation accuracy), charging both in simulated NB201
 seconds:
 
-    low:   epochs x data_fraction x seconds_per_epoch(cell) x overhead[loss]
+    low:   epochs x data_fraction x seconds_per_epoch(cell) x time_ratio[loss]
     high:  12 x seconds_per_epoch(cell)
 
 where ``data_fraction = train_images / 25,000`` (the cifar10-valid training half) and
-``overhead`` is the measured time ratio of the loss to plain CE (1.0 for CE).
+``time_ratio`` is the measured training-time ratio of the loss to plain CE
+(:data:`TIME_RATIOS`; 1.0 for CE).
 
 Settings keys (any level; unset keys take :data:`DEFAULT_SETTINGS`): ``kd_loss`` ("ce",
 "kd", "nst"), ``epochs``, ``train_images`` (None = all) or ``data_fraction``, ``eval_images``,
@@ -31,7 +33,11 @@ from typing import Any
 import optuna
 import torch
 
+from optuna_mfkd.datasets import canonical_dataset
+from optuna_mfkd.defaults import HIGH_EPOCHS, LOW_EPOCHS
+from optuna_mfkd.distill.teacher import default_teacher_path, load_teacher
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
+from optuna_mfkd.nasbench201.space import suggest_architecture
 from optuna_mfkd.training.cache import EvaluationCache
 from optuna_mfkd.training.data import ArrayDataset, load_split, nb201_valid_split, seeded_subset
 from optuna_mfkd.training.trainer import (
@@ -42,24 +48,27 @@ from optuna_mfkd.training.trainer import (
     train,
 )
 
+_RECIPE = TrainConfig()
+#: Settings of an evaluation that names none: the high fidelity (NB201's 12-epoch schedule
+#: with cross-entropy) on all images, with the trainer's recipe (:class:`TrainConfig`).
 DEFAULT_SETTINGS: dict[str, Any] = {
     "kd_loss": "ce",
-    "epochs": 12,
+    "epochs": HIGH_EPOCHS,
     "train_images": None,
     "eval_images": None,
-    "batch_size": 256,
-    "lr": 0.1,
-    "nst_beta": 12.5,
-    "nst_layers": [2, 3, 5, 8, 9],
-    "nst_channel_fraction": 1.0,
-    "kd_tau": 4.0,
-    "kd_lambda": 0.9,
+    "batch_size": _RECIPE.batch_size,
+    "lr": _RECIPE.lr,
+    "nst_beta": _RECIPE.nst_beta,
+    "nst_layers": list(_RECIPE.nst_layers),
+    "nst_channel_fraction": _RECIPE.nst_channel_fraction,
+    "kd_tau": _RECIPE.kd_tau,
+    "kd_lambda": _RECIPE.kd_lambda,
 }
 
 #: Default levels of :class:`NB201TrainingObjective`: the paper's low and high fidelity.
 DEFAULT_FIDELITIES: dict[str, dict[str, Any]] = {
-    "low": {"kd_loss": "nst", "epochs": 1},
-    "high": {"kd_loss": "ce", "epochs": 12},
+    "low": {"kd_loss": "nst", "epochs": LOW_EPOCHS},
+    "high": {"kd_loss": "ce", "epochs": HIGH_EPOCHS},
 }
 
 _TRAIN_KEYS = set(DEFAULT_SETTINGS) | {"data_fraction"}
@@ -67,11 +76,11 @@ _TRAIN_KEYS = set(DEFAULT_SETTINGS) | {"data_fraction"}
 #: Training-time ratio of each low-fidelity loss to plain cross-entropy, with the teacher's
 #: outputs cached, measured on one CPU thread. NST: the median ratio of training CPU seconds
 #: over the 90 CIFAR-10 pool cells trained with both losses in the same sitting
-#: (``benchmarks/results/kd-pool``, 6,000 images, batch 64; 1.093 over its first 50 cells). Hinton KD: the median over the
-#: three cells of ``benchmarks/results/kd-throughput`` (``kd+cache`` against ``ce``, run side
+#: (``benchmarks/results/kd-pool``, 6,000 images, batch 64; 1.093 over its first 50 cells).
+#: Hinton KD: the median over the three cells of ``benchmarks/results/kd-throughput`` (``kd+cache`` against ``ce``, run side
 #: by side). The hybrid protocol charges a low-fidelity evaluation
-#: ``epochs x data fraction x seconds per epoch x KD_TIME_RATIO[loss]``.
-KD_TIME_RATIO: dict[str, float] = {"ce": 1.0, "nst": 1.102, "kd": 1.04}
+#: ``epochs x data fraction x seconds per epoch x TIME_RATIOS[loss]``.
+TIME_RATIOS: dict[str, float] = {"ce": 1.0, "nst": 1.102, "kd": 1.04}
 
 
 def resolve_settings(settings: Mapping[str, Any], n_train: int) -> dict[str, Any]:
@@ -93,8 +102,8 @@ def resolve_settings(settings: Mapping[str, Any], n_train: int) -> dict[str, Any
     return out
 
 
-class LowFidelityEvaluator:
-    """Train NB201 cells on fixed data with a fixed teacher; cache results in an RDB.
+class CellEvaluator:
+    """Train and score NB201 cells at any fidelity, on fixed data and teacher, via an RDB cache.
 
     Data: ``split="cifar10-valid"`` trains on a seeded half of the training images and
     evaluates on the other half; ``split="test"`` trains on all training images and evaluates
@@ -102,7 +111,8 @@ class LowFidelityEvaluator:
     (fixed by ``data_seed``, the same for every cell).
 
     Args:
-        dataset: ``cifar10``, ``cifar100`` or ``imagenet16-120``.
+        dataset: ``cifar10``, ``cifar100`` or ``imagenet16`` (or an alias, see
+            :mod:`optuna_mfkd.datasets`).
         data_root: dataset location (see :func:`optuna_mfkd.training.data.load_split`).
         teacher: checkpoint path, an ``nn.Module``, or None (then only ``kd_loss="ce"`` works
             unless ``$MFKD_TEACHERS`` holds the dataset's teacher).
@@ -115,7 +125,7 @@ class LowFidelityEvaluator:
                  teacher_cache: bool = True, progress: bool | None = None) -> None:
         if split not in ("cifar10-valid", "valid", "test"):
             raise ValueError(f"split must be 'cifar10-valid' or 'test', got {split!r}.")
-        self.dataset = dataset
+        self.dataset = canonical_dataset(dataset)
         self.data_root = data_root
         self.split = "test" if split == "test" else "valid"
         self.device = device
@@ -158,8 +168,6 @@ class LowFidelityEvaluator:
     # -- teacher --------------------------------------------------------------------------
     def teacher(self):
         if self._teacher is None:
-            from optuna_mfkd.distill.teacher import default_teacher_path, load_teacher
-
             spec = self._teacher_spec
             if isinstance(spec, torch.nn.Module):
                 self._teacher, self._teacher_id = spec, f"module:{getattr(spec, 'arch', 'custom')}"
@@ -190,7 +198,7 @@ class LowFidelityEvaluator:
                 ident.pop(k)
         return ident
 
-    def evaluate(self, arch: str, settings: Mapping[str, Any], seed: int = 0, *,
+    def train_and_score(self, arch: str, settings: Mapping[str, Any], seed: int = 0, *,
                  on_epoch_end=None) -> dict[str, Any]:
         """Train ``arch`` with ``settings``; returns value (val. accuracy %), seconds, cached, ...
 
@@ -247,7 +255,7 @@ class NB201TrainingObjective:
     """Train each trial's NB201 cell at its fidelity's settings; return validation accuracy (%).
 
     Args:
-        dataset, data_root, split, teacher, device: see :class:`LowFidelityEvaluator`.
+        dataset, data_root, split, teacher, device: see :class:`CellEvaluator`.
         fidelities: level name -> settings (see the module docstring); default
             :data:`DEFAULT_FIDELITIES` (low: 1 epoch NST, high: 12 epochs CE).
         default_fidelity: level of trials without one (single-fidelity samplers); default the
@@ -278,13 +286,11 @@ class NB201TrainingObjective:
                 raise ValueError(f"fidelity {name!r}: {exc}") from exc
         self.default_fidelity = default_fidelity or list(self.fidelities)[-1]
         self.seed = seed
-        self.evaluator = LowFidelityEvaluator(dataset, data_root, split=split, teacher=teacher,
+        self.evaluator = CellEvaluator(dataset, data_root, split=split, teacher=teacher,
                                               cache=cache, device=device, data_seed=data_seed,
                                               progress=progress)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        from optuna_mfkd.nasbench201.space import suggest_architecture
-
         arch = suggest_architecture(trial)
         level = fidelity_of(trial, default=self.default_fidelity)
         settings = _trial_settings(trial, self.fidelities, level)
@@ -304,7 +310,7 @@ class NB201TrainingObjective:
 
         t0 = time.perf_counter()
         try:
-            out = self.evaluator.evaluate(arch.arch_str, settings, self.seed, on_epoch_end=report)
+            out = self.evaluator.train_and_score(arch.arch_str, settings, self.seed, on_epoch_end=report)
         except DivergenceError as exc:
             trial.set_user_attr(COST_ATTR, time.perf_counter() - t0)
             trial.set_user_attr("fail_reason", str(exc))
@@ -326,27 +332,27 @@ class HybridNB201Objective:
 
     Args:
         table: an NB201 table (:func:`optuna_mfkd.nasbench201.table.load_table`).
-        evaluator: a :class:`LowFidelityEvaluator` (its cache serves repeated evaluations).
+        evaluator: a :class:`CellEvaluator` (its cache serves repeated evaluations).
         low: settings of the live low fidelity (e.g. ``{"kd_loss": "nst", "epochs": 1,
             "train_images": 6000, "batch_size": 64}``).
-        overhead: time ratio of ``low``'s loss to CE (default: the measured
-            :data:`KD_TIME_RATIO` of the loss; 1.0 for CE).
+        time_ratio: training-time ratio of ``low``'s loss to CE (default: the measured
+            :data:`TIME_RATIOS` of the loss; 1.0 for CE).
         low_name, high_name: the fidelity names (high: the table's 12-epoch validation accuracy).
         dataset: the table's dataset name.
         default_fidelity: the level of trials without a fidelity (default ``high_name``).
     """
 
-    def __init__(self, table: Any, evaluator: LowFidelityEvaluator, low: Mapping[str, Any], *,
-                 overhead: float | None = None, low_name: str = "low", high_name: str = "high",
+    def __init__(self, table: Any, evaluator: CellEvaluator, low: Mapping[str, Any], *,
+                 time_ratio: float | None = None, low_name: str = "low", high_name: str = "high",
                  dataset: str = "cifar10", seed: int = 0, default_fidelity: str | None = None) -> None:
         self.table = table
         self.evaluator = evaluator
         self.low = dict(low)
         resolve_settings(self.low, 1)
         loss = resolve_settings(self.low, 1)["kd_loss"]
-        self.overhead = float(KD_TIME_RATIO[loss] if overhead is None else overhead)
-        if not (math.isfinite(self.overhead) and self.overhead > 0):
-            raise ValueError(f"overhead must be a positive number, got {overhead!r}.")
+        self.time_ratio = float(TIME_RATIOS[loss] if time_ratio is None else time_ratio)
+        if not (math.isfinite(self.time_ratio) and self.time_ratio > 0):
+            raise ValueError(f"time_ratio must be a positive number, got {time_ratio!r}.")
         self.low_name, self.high_name = low_name, high_name
         self.dataset = dataset
         self.seed = seed
@@ -360,11 +366,9 @@ class HybridNB201Objective:
     def low_cost(self, index: int) -> float:
         s = resolve_settings(self.low, self.evaluator.n_train)
         frac = (s["train_images"] or self.evaluator.n_train) / self.evaluator.n_train
-        return s["epochs"] * frac * self.table.seconds_per_epoch(self.dataset, index) * self.overhead
+        return s["epochs"] * frac * self.table.seconds_per_epoch(self.dataset, index) * self.time_ratio
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        from optuna_mfkd.nasbench201.space import suggest_architecture
-
         arch = suggest_architecture(trial)
         index = arch.index
         level = fidelity_of(trial, default=self.default_fidelity)
@@ -381,7 +385,7 @@ class HybridNB201Objective:
             raise ValueError(f"trial {trial.number}: unknown fidelity {level!r}; "
                              f"levels are {[self.low_name, self.high_name]}.")
         try:
-            out = self.evaluator.evaluate(arch.arch_str, self.low, self.seed)
+            out = self.evaluator.train_and_score(arch.arch_str, self.low, self.seed)
         except DivergenceError as exc:
             trial.set_user_attr(COST_ATTR, self.low_cost(index))
             trial.set_user_attr("fail_reason", str(exc))

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import optuna
 
+from optuna_mfkd.datasets import canonical_dataset
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
 from optuna_mfkd.nasbench201.space import Architecture, suggest_architecture
-from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
+from optuna_mfkd.nasbench201.table import NB201Table
 
 #: User attribute naming the highest level a trial was evaluated at.
 EVALUATED_AT_ATTR = "evaluated_at"
@@ -83,7 +84,7 @@ class TabularObjective:
         on_evaluate: Callable[[optuna.trial.BaseTrial, Architecture, str], None] | None = None,
     ) -> None:
         self.table = table
-        self.dataset = normalise_dataset(dataset)
+        self.dataset = canonical_dataset(dataset)
         self.levels: dict[str, Level] = dict(DEFAULT_LEVELS if levels is None else levels)
         if not self.levels:
             raise ValueError("levels must name at least one fidelity level.")

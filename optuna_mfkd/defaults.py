@@ -1,0 +1,34 @@
+"""The search settings of MF-KD, named once: the paper's values and the command line's.
+
+The paper (Algorithm 1 on NAS-Bench-201) uses E1 = 1, E2 = 12, n1 = 100, n2 = 20, N = 5000,
+beta = 1 and a budget of T = 12,000 s. The sampler, the benchmark methods and protocols use
+these values; the ``optuna-mfkd search`` command starts from smaller warm-ups
+(``CLI_*``) so that a first tabular search ends in seconds on a laptop. Every option that
+takes one of these values names the constant instead of repeating the number.
+
+Training-recipe defaults (learning rate, batch size, loss weights) live with the trainer
+(:class:`optuna_mfkd.training.trainer.TrainConfig`). This module imports nothing.
+"""
+
+from __future__ import annotations
+
+#: Epochs of the low fidelity, trained with a distillation loss (E1).
+LOW_EPOCHS = 1
+#: Epochs of the high fidelity, trained with cross-entropy: NB201's 12-epoch schedule (E2).
+HIGH_EPOCHS = 12
+#: Random warm-up evaluations at the cheaper levels (n1).
+N_WARMUP_LOW = 100
+#: Random warm-up evaluations at the highest level (n2); also the warm-up of single-level GP-UCB.
+N_WARMUP_HIGH = 20
+#: Random candidate architectures scored per search step (N).
+N_CANDIDATES = 5000
+#: Weight of the posterior variance in the UCB score (beta).
+UCB_BETA = 1.0
+#: Search budget in (simulated) seconds of NAS-Bench-201's and the paper's protocol (T).
+NB201_BUDGET = 12_000.0
+
+#: ``optuna-mfkd search`` defaults: low- and high-fidelity warm-ups and the budget of a
+#: two-level tabular search (12- and 200-epoch table values).
+CLI_N_WARMUP_LOW = 30
+CLI_N_WARMUP_HIGH = 10
+CLI_BUDGET = 200_000.0
