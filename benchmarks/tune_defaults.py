@@ -23,7 +23,7 @@ import csv
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +68,7 @@ def _run(problem: str, variant: str, kwargs: dict, seed: int) -> dict:
         budget = protocol.budget(table, "cifar10")
         study.optimize(objective, n_trials=5000, callbacks=[MaxCostCallback(budget)])
         best = best_high_fidelity_trial(study)
-        test = table.column("cifar10", "test_acc_200ep")
-        metric = float(np.max(test) - best.user_attrs["test_acc_200ep"])
+        metric = table.best_test_acc("cifar10") - float(best.user_attrs["test_acc_200ep"])
         trials = len(study.trials)
     return {
         "problem": problem,
@@ -145,7 +144,9 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=fields)
         if not rows:
             writer.writeheader()
-        for row in pool.map(_run, *zip(*todo)) if todo else []:
+        futures = [pool.submit(_run, *job) for job in todo]
+        for future in as_completed(futures):
+            row = future.result()
             writer.writerow(row)
             fh.flush()
             rows.append(row)
