@@ -1,9 +1,11 @@
 """Shared fixtures: data paths from environment variables, PostgreSQL databases, SQLite URLs.
 
-Data live outside the repository and are found through environment variables; a test that
-needs one skips with the name of the variable when it is unset or points nowhere:
+The NAS-Bench-201 table ships with the package; the other data live outside the repository
+and are found through environment variables. A test that needs one skips with the name of
+the variable when it is unset or points nowhere:
 
-- ``NB201_TABLE``: the compact NAS-Bench-201 CSV (``nb201_compact.csv``).
+- ``NB201_TABLE``: a compact NAS-Bench-201 table to test instead of the bundled one
+  (``nb201_compact.csv``); unset, the tests use the bundled table.
 - ``MFKD_CIFAR10``: CIFAR-10 as a zip of JPEG files or an ImageFolder root.
 - ``MFKD_TEACHERS``: the folder of teacher checkpoints (``*.pth``).
 - ``MFKD_TEST_POSTGRES_URL``: an SQLAlchemy URL of a PostgreSQL database whose role may
@@ -45,7 +47,11 @@ def _path_from_env(var: str, what: str) -> Path:
 
 @pytest.fixture(scope="session")
 def nb201_table_path() -> Path:
-    """Path of the compact NAS-Bench-201 table (``$NB201_TABLE``)."""
+    """Path of the compact NAS-Bench-201 table: ``$NB201_TABLE``, else the bundled one."""
+    if os.environ.get(ENV_TABLE) is None:
+        from optuna_mfkd.nasbench201.table import bundled_table_path
+
+        return bundled_table_path()
     return _path_from_env(ENV_TABLE, "nb201_compact.csv")
 
 
