@@ -10,6 +10,8 @@ the variable when it is unset or points nowhere:
 - ``MFKD_TEACHERS``: the folder of teacher checkpoints (``*.pth``).
 - ``MFKD_TEST_POSTGRES_URL``: an SQLAlchemy URL of a PostgreSQL database whose role may
   create databases (``.ci/run`` starts a server and sets it).
+
+The gRPC proxy tests need the ``grpc`` extra (``grpcio``, ``protobuf``) and skip without it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,17 @@ def cifar10_path() -> Path:
 def teachers_dir() -> Path:
     """Folder of teacher checkpoints (``$MFKD_TEACHERS``)."""
     return _path_from_env(ENV_TEACHERS, "the folder of teacher checkpoints")
+
+
+@pytest.fixture(scope="session")
+def grpc_proxy() -> None:
+    """Optuna's gRPC storage proxy is importable (``pip install '.[grpc]'``)."""
+    try:
+        import google.protobuf  # noqa: F401
+        import grpc  # noqa: F401
+        from optuna.storages import GrpcStorageProxy, run_grpc_proxy_server  # noqa: F401
+    except ImportError as exc:
+        _skip(f"grpcio and protobuf are not installed (pip install '.[grpc]'): {exc}")
 
 
 @pytest.fixture

@@ -235,3 +235,29 @@ def test_official_backend_needs_nas_201_api(monkeypatch):
     monkeypatch.setitem(sys.modules, "nas_201_api", None)
     with pytest.raises(ImportError, match="pip install nas-bench-201"):
         OfficialTable("official.pth")
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_table(tmp_path):
+    """A wheel built from the source holds the bundled table and its README (not only an
+    editable install finds them)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools", reason="building a wheel needs setuptools")
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "optuna_mfkd", src / "optuna_mfkd",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = (tmp_path / "dist").glob("optuna_mfkd-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("optuna_mfkd/nasbench201/data/nb201_compact.csv.gz") == bundled_table_path().read_bytes()
+        assert b"MIT" in zf.read("optuna_mfkd/nasbench201/data/README.md")
