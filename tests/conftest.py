@@ -123,6 +123,19 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def finish(proc, timeout: float = 400) -> tuple[int, str]:
+    """Wait for a ``subprocess.Popen`` started with text pipes (killed after ``timeout``
+    seconds); its exit code and its stdout + stderr."""
+    import subprocess
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out + err
+
+
 def write_image_zip(path: Path, root: str, size: int, counts=(("train", 16), ("test", 4)),
                     classes=("a", "b", "c"), seed: int = 0) -> Path:
     """Write an ImageFolder tree of random RGB PNGs (``root/split/class/i.png``) into a zip."""

@@ -94,6 +94,20 @@ def assert_unchanged(stored) -> None:
     assert file_digest(db) == digest
 
 
+def assert_refused(argv: list[str], path: Path, via: str, flag: str, env: str, stored,
+                   monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``argv`` with the bad ``path`` given as option ``flag`` or in variable ``env``: one line
+    naming that and the file, exit 2, the stored study unchanged."""
+    if via == "option":
+        argv = [*argv, flag, str(path)]
+    else:
+        monkeypatch.setenv(env, str(path))
+    code, _, err = run_cli(argv, capsys)
+    line = assert_one_line_error(code, err, flag if via == "option" else env)
+    assert path.name in line
+    assert_unchanged(stored)
+
+
 # ------------------------------------------------------------------------- tables
 def _bad_tables(folder: Path) -> dict[str, Path]:
     from optuna_mfkd.nasbench201.table import bundled_table_path
@@ -120,14 +134,7 @@ def test_bad_table(kind: str, via: str, stored, tmp_path: Path, monkeypatch: pyt
     (tmp_path / "tables").mkdir()
     path = _bad_tables(tmp_path / "tables")[kind]
     argv = ["search", "--storage", stored[0], "--study-name", "s", "--budget", "2e9"]
-    if via == "option":
-        argv += ["--table", str(path)]
-    else:
-        monkeypatch.setenv("NB201_TABLE", str(path))
-    code, _, err = run_cli(argv, capsys)
-    line = assert_one_line_error(code, err, "--table" if via == "option" else "NB201_TABLE")
-    assert path.name in line
-    assert_unchanged(stored)
+    assert_refused(argv, path, via, "--table", "NB201_TABLE", stored, monkeypatch, capsys)
 
 
 # ---------------------------------------------------------------- empty paths, bad values
@@ -292,14 +299,7 @@ def test_bad_data(kind: str, via: str, stored, tiny_data, tmp_path: Path, monkey
     data, teacher = tiny_data
     path = _bad_data(tmp_path / "data", data)[kind]
     argv = ["search", "--storage", stored[0], "--study-name", "h", "--mode", "hybrid", "--teacher", str(teacher)]
-    if via == "option":
-        argv += ["--data-root", str(path)]
-    else:
-        monkeypatch.setenv("MFKD_CIFAR10", str(path))
-    code, _, err = run_cli(argv, capsys)
-    line = assert_one_line_error(code, err, "--data-root" if via == "option" else "MFKD_CIFAR10")
-    assert path.name in line
-    assert_unchanged(stored)
+    assert_refused(argv, path, via, "--data-root", "MFKD_CIFAR10", stored, monkeypatch, capsys)
 
 
 def _bad_teachers(folder: Path) -> dict[str, Path]:
@@ -332,13 +332,7 @@ def test_bad_teacher(kind: str, via: str, stored, tiny_data, tmp_path: Path, mon
     data, _ = tiny_data
     path = _bad_teachers(tmp_path / "teachers")[kind]
     argv = ["search", "--storage", stored[0], "--study-name", "h", "--mode", "hybrid", "--data-root", str(data)]
-    if via == "option":
-        argv += ["--teacher", str(path)]
-    else:
-        monkeypatch.setenv("MFKD_TEACHERS", str(path))
-    code, _, err = run_cli(argv, capsys)
-    assert_one_line_error(code, err, "--teacher" if via == "option" else "MFKD_TEACHERS")
-    assert_unchanged(stored)
+    assert_refused(argv, path, via, "--teacher", "MFKD_TEACHERS", stored, monkeypatch, capsys)
 
 
 def test_download_refuses_imagenet16(stored, capsys: pytest.CaptureFixture[str]) -> None:

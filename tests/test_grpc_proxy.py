@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import finish
 from optuna.trial import TrialState
 
 from optuna_mfkd.cli import WORKER_ATTR, cell_key, main
@@ -33,15 +34,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return proc.returncode, out + err
 
 
 @contextlib.contextmanager
