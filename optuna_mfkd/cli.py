@@ -827,6 +827,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     storage = optuna.storages.get_storage(open_storage(args.storage, None, None))
     print(f"serving {_masked(args.storage)} on grpc://{args.host}:{args.port} "
           f"(workers: --storage grpc://{args.host}:{args.port})", flush=True)
+    _sigterm_interrupts()  # a scheduler's SIGTERM stops it like Ctrl-C (exit 130)
     try:
         run_grpc_proxy_server(storage, host=args.host, port=args.port)
     except RuntimeError as exc:  # grpc cannot bind the address

@@ -41,8 +41,11 @@ def proxy(url: str, port: int):
     """An ``optuna-mfkd proxy`` process serving ``url`` on 127.0.0.1:``port``."""
     from optuna.storages import GrpcStorageProxy
 
+    # A job started in the background of a non-interactive shell inherits an ignored SIGINT;
+    # give the proxy the default disposition a terminal session has, so Ctrl-C stops it.
     proc = subprocess.Popen(cli("proxy", "--storage", url, "--port", str(port)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         client = GrpcStorageProxy(host="127.0.0.1", port=port)
         deadline = time.monotonic() + 180
