@@ -15,11 +15,12 @@ from pathlib import Path
 # (module, names): the public API, in reading order.
 PUBLIC = [
     ("optuna_mfkd", ["MFKDSampler", "fidelity_of", "best_high_fidelity_trial", "MaxCostCallback"]),
-    ("optuna_mfkd.fidelity", ["high_fidelity_trials", "study_fidelities", "total_cost", "trial_cost",
-                              "record_user_attrs"]),
+    ("optuna_mfkd.fidelity", ["is_top_level", "high_fidelity_trials", "study_fidelities", "total_cost",
+                              "trial_cost", "record_user_attrs"]),
     ("optuna_mfkd.datasets", ["canonical_dataset", "DatasetInfo"]),
-    ("optuna_mfkd.nasbench201.space", ["Architecture", "suggest_architecture", "architecture_from_params"]),
-    ("optuna_mfkd.nasbench201.table", ["load_table", "NB201Table"]),
+    ("optuna_mfkd.nasbench201.space", ["Architecture", "suggest_architecture", "architecture_from_params",
+                                       "cell_key"]),
+    ("optuna_mfkd.nasbench201.table", ["load_table", "bundled_table_path", "NB201Table"]),
     ("optuna_mfkd.nasbench201.tabular", ["TabularObjective", "ScoreLevel"]),
     ("optuna_mfkd.training.objectives", ["NB201TrainingObjective", "HybridNB201Objective",
                                          "CellEvaluator"]),

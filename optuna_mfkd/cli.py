@@ -4,6 +4,7 @@ Subcommands:
 
 - ``search``: create (or resume) an MF-KD study and run it in this process.
 - ``worker``: join a study made by ``search`` in the same storage (one per process/machine).
+- ``proxy``: serve the study database to many workers through Optuna's gRPC storage proxy.
 - ``benchmark`` / ``report``: the benchmark harness and its report (arguments pass through).
 - ``teacher``: inspect, train or fine-tune a distillation teacher.
 - ``nb201``: look up a NAS-Bench-201 cell by index or arch string.
@@ -88,8 +89,15 @@ class _Renamed(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def _nonempty_path(text: str) -> Path:
+    """A path argument; an empty one is refused (``Path("")`` would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; give a file or folder")
+    return Path(text).expanduser()
+
+
 def _existing_path(text: str) -> Path:
-    path = Path(text).expanduser()
+    path = _nonempty_path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
     return path
@@ -186,13 +194,50 @@ def _masked(url: str) -> str:
         return url
 
 
+GRPC_SCHEME = "grpc://"
+#: Seconds to wait for a gRPC storage proxy to answer.
+GRPC_TIMEOUT_S = 5.0
+
+
+def open_grpc_storage(url: str) -> Any:
+    """A client of Optuna's gRPC storage proxy at ``grpc://HOST:PORT`` (``optuna-mfkd proxy``).
+
+    Trials through a proxy send no heartbeat (Optuna's ``GrpcStorageProxy`` has none): a
+    worker killed mid-trial leaves its trial RUNNING; Ctrl-C and SIGTERM still requeue it.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise CLIError(f"--storage {url!r}: a gRPC proxy URL is grpc://HOST:PORT (e.g. grpc://127.0.0.1:13000)")
+    try:
+        from optuna.storages import GrpcStorageProxy
+    except ImportError as exc:
+        raise CLIError(f"--storage {url}: the gRPC storage proxy needs grpcio and protobuf "
+                       f"(pip install 'optuna-mfkd[grpc]'): {_one_line(exc)}") from None
+    storage = GrpcStorageProxy(host=parts.hostname, port=port)
+    try:
+        storage.wait_server_ready(timeout=GRPC_TIMEOUT_S)
+    except ConnectionError:
+        storage.close()
+        raise CLIError(f"--storage {url}: no gRPC storage proxy answers within {GRPC_TIMEOUT_S:g} s "
+                       f"(start one with '{PROG} proxy --storage DATABASE_URL --port {port}')") from None
+    return storage
+
+
 def open_storage(url: str, heartbeat: int | None, grace: int | None) -> Any:
     """Open an Optuna RDB storage with heartbeats and retry of stale trials.
 
     A process that dies mid-trial stops its heartbeat; after ``grace`` seconds another
     process fails that trial and queues it again (``RetryHeartbeatStaleTrialCallback``).
+    ``grpc://HOST:PORT`` connects to a gRPC storage proxy instead (:func:`open_grpc_storage`).
     """
     import optuna
+    import sqlalchemy
     import sqlalchemy.exc
 
     from optuna_mfkd.storage import rdb_storage
@@ -202,6 +247,16 @@ def open_storage(url: str, heartbeat: int | None, grace: int | None) -> Any:
             f"--storage {url!r} is not a database URL (e.g. sqlite:///study.db or "
             "postgresql+psycopg://user:password@host:5432/db)"
         )
+    if url.startswith(GRPC_SCHEME):
+        return open_grpc_storage(url)
+    if url.startswith("sqlite"):
+        try:
+            database = sqlalchemy.make_url(url).database
+        except sqlalchemy.exc.ArgumentError:
+            database = None
+        if not database or database == ":memory:" or database.startswith("file::memory:"):
+            raise CLIError(f"--storage {url!r} names no database file (an in-memory database would lose "
+                           "the study); e.g. sqlite:///optuna-mfkd.db")
     try:
         return rdb_storage(
             url,
@@ -212,8 +267,16 @@ def open_storage(url: str, heartbeat: int | None, grace: int | None) -> Any:
             ),
         )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CLIError(f"--storage {_masked(url)}: cannot open the database: {reason}") from None
+        raise CLIError(f"--storage {_masked(url)}: cannot open the database: {_storage_reason(exc, url)}") from None
+
+
+def _storage_reason(exc: BaseException, url: str) -> str:
+    """The first line of a database error, with a hint for SQLite files that cannot be written."""
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if url.startswith("sqlite") and ("unable to open database file" in reason or "readonly database" in reason):
+        reason += " (the SQLite file's folder must exist and be writable)"
+    return reason
 
 
 def _study_id(storage: Any, name: str) -> int | None:
@@ -251,15 +314,117 @@ def _stored_config(storage: Any, study_id: int) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- objectives
-def _resolve_path(value: Path | None, env: str, what: str, flag: str) -> Path:
+def _resolve_path(value: Path | None, env: str, what: str, flag: str, must_exist: bool = True) -> Path:
+    """``value`` (an option), else the path in environment variable ``env``.
+
+    An unset variable, an empty one (which would mean the current folder) and, with
+    ``must_exist``, a path that does not exist are errors naming the option and the variable.
+    """
     if value is None:
         text = os.environ.get(env)
-        if not text:
+        if text is None:
             raise CLIError(f"{flag} is required ({what}; or set {env})")
-        value = Path(text)
-        if not value.exists():
+        if not text.strip():
+            raise CLIError(f"{flag}: {env} is set but empty ({what}); set it to a path or pass {flag}")
+        value = Path(text).expanduser()
+        if must_exist and not value.exists():
             raise CLIError(f"{flag}: {env}={text} does not exist ({what})")
+    elif must_exist and not value.exists():
+        raise CLIError(f"{flag} {value}: no such file or folder ({what})")
     return value
+
+
+def _load_table(args: argparse.Namespace) -> Any:
+    """The NB201 table of ``--table``, else ``$NB201_TABLE``, else the one bundled with the package."""
+    from optuna_mfkd.nasbench201.table import TABLE_ENV, load_table, table_path_from_env
+
+    if args.table is not None:
+        source, path = "--table", args.table
+    else:
+        try:
+            path = table_path_from_env()
+        except (FileNotFoundError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+        source = TABLE_ENV if os.environ.get(TABLE_ENV) is not None else "bundled NB201 table"
+    try:
+        return load_table(path)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise CLIError(f"{source}: {exc}") from None
+
+
+#: Environment variable holding the data root of each dataset (as ``training.data.load_split``).
+DATA_ENV = {"cifar10": "MFKD_CIFAR10", "cifar100": "MFKD_CIFAR100", "imagenet16": "MFKD_IMAGENET16"}
+
+
+def _data_root(config: SearchConfig, args: argparse.Namespace) -> Path:
+    """The dataset root of a live search; with ``--download`` torchvision fetches CIFAR there."""
+    from optuna_mfkd.training.data import cache_dir, load_split
+
+    env = DATA_ENV[config.dataset]
+    download = getattr(args, "download", False)
+    if download and config.dataset == "imagenet16":
+        raise CLIError("--download fetches CIFAR-10/100 only; ImageNet16-120 needs NB201's pickles "
+                       f"(--data-root or {env})")
+    if download and args.data_root is None and os.environ.get(env) is None:
+        root, flag = cache_dir() / "datasets", "the default --data-root"
+    else:
+        root = _resolve_path(args.data_root, env, f"{config.dataset} data", "--data-root",
+                             must_exist=not download)
+        flag = _source("--data-root", env, args.data_root)
+    if download:
+        print(f"fetching {config.dataset} into {root} (torchvision; skipped where present)", flush=True)
+        for split in ("train", "test"):
+            try:
+                load_split(config.dataset, root, split, download=True)
+            except (OSError, RuntimeError, ValueError) as exc:  # no network, bad checksum, ...
+                raise CLIError(f"--download: cannot fetch {config.dataset} into {flag} {root}: "
+                               f"{_one_line(exc)}") from None
+    return root
+
+
+def _check_device(device: str | None) -> None:
+    """A ``--device`` torch knows and this machine has."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(f"--device {device!r}: {_one_line(exc)}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: CUDA is not available on this machine (torch "
+                       f"{torch.__version__}); use --device cpu or install a CUDA build of torch")
+
+
+def _preflight(objective: Any, config: SearchConfig, data: Path, teacher: Path | None,
+               args: argparse.Namespace) -> None:
+    """Read the data and the teacher of a live objective now, so a bad file is an error before
+    anything is stored (otherwise the first trial would fail on it)."""
+    try:
+        objective.evaluator.n_train  # noqa: B018 (loads and caches the training split)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        source = _source("--data-root", DATA_ENV[config.dataset], args.data_root)
+        raise CLIError(f"{source} {data}: {_one_line(exc)}") from None
+    if teacher is not None:
+        try:
+            objective.evaluator.teacher()
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            source = _source("--teacher", "MFKD_TEACHERS", args.teacher)
+            raise CLIError(f"{source} {teacher}: {_one_line(exc)}") from None
+
+
+def _source(flag: str, env: str, given: Any) -> str:
+    """How a message names an input: the option, or the variable that stood in for it."""
+    return flag if given is not None else f"{env} (default of {flag})"
+
+
+def _one_line(exc: BaseException | str) -> str:
+    """An error message on one line (some libraries' messages span several)."""
+    text = " ".join(str(exc).split())
+    if not text and isinstance(exc, BaseException):
+        return type(exc).__name__
+    return text
 
 
 def level_settings(config: SearchConfig) -> dict[str, dict[str, Any]]:
@@ -301,19 +466,14 @@ def build_sampler(config: SearchConfig, seed: int | None) -> Any:
 
 def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[[Any], float]:
     """The objective of a configuration: table lookups, live training, or both."""
-    table_path = _resolve_path(args.table, "NB201_TABLE", "the NB201 table CSV", "--table")
-    from optuna_mfkd.nasbench201.table import load_table
-
-    try:
-        table = load_table(table_path)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        raise CLIError(f"--table {table_path}: {exc}") from None
+    table = _load_table(args)
     if config.mode == "tabular":
         from optuna_mfkd.nasbench201.tabular import TabularObjective
 
         levels = {name: int(lv["epochs"]) for name, lv in level_settings(config).items()}
         return TabularObjective(table, config.dataset, levels=levels)
-    data = _resolve_path(args.data_root, "MFKD_CIFAR10", "CIFAR-10 zip or ImageFolder", "--data-root")
+    _check_device(args.device)
+    data = _data_root(config, args)
     teacher: Path | None = None
     if config.kd_loss != "ce":
         from optuna_mfkd.distill.teacher import default_teacher_path
@@ -322,7 +482,8 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
         if teacher.is_dir():
             teacher = default_teacher_path(config.dataset, teacher)
         if not teacher.is_file():
-            raise CLIError(f"--teacher: no checkpoint {teacher} for --dataset {config.dataset}")
+            source = _source("--teacher", "MFKD_TEACHERS", args.teacher)
+            raise CLIError(f"{source}: no checkpoint {teacher} for --dataset {config.dataset}")
     from optuna_mfkd.training.objectives import (
         CellEvaluator,
         HybridNB201Objective,
@@ -331,13 +492,22 @@ def build_objective(config: SearchConfig, args: argparse.Namespace) -> Callable[
 
     levels = level_settings(config)
     low_name, high_name = levels
+    objective: Any
     if config.mode == "hybrid":
-        evaluator = CellEvaluator(config.dataset, data, teacher=teacher, cache=args.storage,
-                                         device=args.device)
-        return HybridNB201Objective(table, evaluator, levels[low_name], time_ratio=config.time_ratio,
-                                    low_name=low_name, high_name=high_name, dataset=config.dataset)
-    return NB201TrainingObjective(config.dataset, data, fidelities=levels, teacher=teacher,
-                                  cache=args.storage, device=args.device)
+        evaluator = CellEvaluator(config.dataset, data, teacher=teacher, device=args.device)
+        objective = HybridNB201Objective(table, evaluator, levels[low_name], time_ratio=config.time_ratio,
+                                         low_name=low_name, high_name=high_name, dataset=config.dataset)
+    else:
+        objective = NB201TrainingObjective(config.dataset, data, fidelities=levels, teacher=teacher,
+                                           device=args.device)
+    _preflight(objective, config, data, teacher, args)
+    # Only now, with data and teacher read, the evaluation cache gets its table in the study's
+    # database (a gRPC proxy offers no database to keep it in).
+    if not args.storage.startswith(GRPC_SCHEME):
+        from optuna_mfkd.training.cache import EvaluationCache
+
+        objective.evaluator.cache = EvaluationCache(args.storage)
+    return objective
 
 
 class _Worker:
@@ -477,14 +647,14 @@ def summary_figure(study: Any, config: SearchConfig, path: Path) -> Path:
     import matplotlib.pyplot as plt
     from optuna.trial import TrialState
 
-    from optuna_mfkd.fidelity import fidelity_of, trial_cost
+    from optuna_mfkd.fidelity import fidelity_of, is_top_level, trial_cost
 
     high = list(level_settings(config))[-1]
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     spent, best, curve = 0.0, -math.inf, []
     for t in trials:
         spent += trial_cost(t)
-        if t.state == TrialState.COMPLETE and fidelity_of(t) == high and t.value > best:
+        if t.state == TrialState.COMPLETE and is_top_level(t, high) and t.value > best:
             best = t.value
         if best > -math.inf:
             curve.append((spent, best))
@@ -493,7 +663,8 @@ def summary_figure(study: Any, config: SearchConfig, path: Path) -> Path:
         left.step(*zip(*curve, strict=True), where="post")
     left.set(xlabel="cost spent (s)", ylabel=f"best {high} accuracy (%)", title="anytime curve")
     for name in level_settings(config):
-        pts = [(t.number, t.value) for t in trials if t.state == TrialState.COMPLETE and fidelity_of(t) == name]
+        pts = [(t.number, t.value) for t in trials
+               if t.state == TrialState.COMPLETE and fidelity_of(t, default=high) == name]
         if pts:
             right.scatter(*zip(*pts, strict=True), s=12, label=name)
     right.set(xlabel="trial", ylabel="accuracy (%)", title="trials by fidelity")
@@ -522,9 +693,7 @@ def _summary(study: Any, config: SearchConfig, args: argparse.Namespace, url: st
     """Print the summary and store it as the study's note (shown by optuna-dashboard)."""
     table = None
     if config.mode in ("tabular", "hybrid"):
-        from optuna_mfkd.nasbench201.table import load_table
-
-        table = load_table(_resolve_path(args.table, "NB201_TABLE", "the NB201 table CSV", "--table"))
+        table = _load_table(args)
     lines = summary_lines(study, config, table)
     print("\n".join(lines))
     artifacts = getattr(args, "artifact_dir", None)
@@ -637,21 +806,16 @@ def cmd_nb201(args: argparse.Namespace) -> int:
     arch = _parse_cell(args.cell)
     info: dict[str, Any] = {"index": arch.index, "arch_str": arch.arch_str, "ops": list(arch.ops),
                             "canonical": arch.canonical_form()}
-    table_path = args.table or os.environ.get("NB201_TABLE")
-    if table_path:
-        from optuna_mfkd.nasbench201.table import load_table
+    from optuna_mfkd.datasets import DATASETS
 
-        try:
-            table = load_table(table_path)
-        except (FileNotFoundError, ValueError) as exc:
-            raise CLIError(f"--table: {exc}") from None
-        for ds in [args.dataset] if args.dataset else list(DATASETS):
-            info[ds] = {
-                "val_acc_12ep": table.val_acc(ds, arch.index, 12),
-                "val_acc_200ep": table.val_acc(ds, arch.index, 200),
-                "test_acc_200ep": table.test_acc(ds, arch.index, 200),
-                "train_seconds_per_epoch": table.seconds_per_epoch(ds, arch.index),
-            }
+    table = _load_table(args)
+    for ds in [args.dataset] if args.dataset else list(DATASETS):
+        info[ds] = {
+            "val_acc_12ep": table.val_acc(ds, arch.index, 12),
+            "val_acc_200ep": table.val_acc(ds, arch.index, 200),
+            "test_acc_200ep": table.test_acc(ds, arch.index, 200),
+            "train_seconds_per_epoch": table.seconds_per_epoch(ds, arch.index),
+        }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -667,6 +831,33 @@ def cmd_nb201(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- proxy
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """Serve a study database to many workers through Optuna's gRPC storage proxy.
+
+    One process holds the database connection and caches the studies; workers connect with
+    ``--storage grpc://HOST:PORT``. Runs until stopped (Ctrl-C).
+    """
+    import optuna
+
+    if args.storage.startswith(GRPC_SCHEME):
+        raise CLIError(f"--storage {args.storage}: the proxy serves a database URL, not another proxy")
+    try:
+        from optuna.storages import run_grpc_proxy_server
+    except ImportError as exc:
+        raise CLIError(f"the gRPC storage proxy needs grpcio and protobuf (pip install 'optuna-mfkd[grpc]'): "
+                       f"{_one_line(exc)}") from None
+    storage = optuna.storages.get_storage(open_storage(args.storage, None, None))
+    print(f"serving {_masked(args.storage)} on grpc://{args.host}:{args.port} "
+          f"(workers: --storage grpc://{args.host}:{args.port})", flush=True)
+    _sigterm_interrupts()  # a scheduler's SIGTERM stops it like Ctrl-C (exit 130)
+    try:
+        run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    except RuntimeError as exc:  # grpc cannot bind the address
+        raise CLIError(f"--host {args.host} --port {args.port}: {_one_line(exc)}") from None
+    return 0
+
+
 # --------------------------------------------------------------------------- pass-through
 def cmd_passthrough(module: str, args: argparse.Namespace) -> int:
     """Run ``<module>.main(argv)`` with the remaining arguments."""
@@ -678,14 +869,23 @@ def cmd_passthrough(module: str, args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+TABLE_HELP = ("NB201 table: the compact CSV (plain or .csv.gz) or the official file "
+              "(default: $NB201_TABLE, else the table bundled with the package)")
+
+
 def _add_study_options(p: argparse.ArgumentParser, join: bool) -> None:
     p.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"Optuna storage URL (default: {DEFAULT_STORAGE} in this folder)")
+                   help=f"Optuna storage URL, or grpc://HOST:PORT of an '{PROG} proxy' "
+                        f"(default: {DEFAULT_STORAGE} in this folder)")
     p.add_argument("--study-name", default=None if join else "mfkd", required=join,
                    help="study to join" if join else "study name; an existing study is resumed (default: mfkd)")
-    p.add_argument("--table", type=_existing_path, help="NB201 table CSV (default: $NB201_TABLE)")
-    p.add_argument("--data-root", type=_existing_path,
-                   help="CIFAR-10 zip or ImageFolder root for live training (default: $MFKD_CIFAR10)")
+    p.add_argument("--table", type=_existing_path, help=TABLE_HELP)
+    p.add_argument("--data-root", type=_nonempty_path,
+                   help="dataset for live training: CIFAR-10 zip, ImageFolder root or torchvision folder "
+                        "(default: $MFKD_CIFAR10, $MFKD_CIFAR100 or $MFKD_IMAGENET16)")
+    p.add_argument("--download", action="store_true",
+                   help="live training: let torchvision download CIFAR-10/100 into --data-root "
+                        "(default there: ~/.cache/optuna-mfkd/datasets); skipped where present")
     p.add_argument("--teacher", type=_existing_path,
                    help="teacher checkpoint .pth or folder of them (default: $MFKD_TEACHERS)")
     p.add_argument("--device", help="torch device for live training (default: cuda when available, else cpu)")
@@ -736,7 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-overhead", dest="time_ratio", type=positive_float, action=_Renamed,
                    new="--time-ratio", help=argparse.SUPPRESS)
     p.add_argument("--kd-loss", choices=KD_LOSSES, help="low-fidelity training loss: nst, kd (Hinton) or ce (default: nst)")
-    p.add_argument("--artifact-dir", type=Path,
+    p.add_argument("--artifact-dir", type=_nonempty_path,
                    help="store a summary figure (anytime curve, trials by fidelity) as a study "
                         "artifact in this folder, for optuna-dashboard --artifact-dir")
     _add_study_options(p, join=False)
@@ -746,6 +946,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run trials of an existing MF-KD study; start as many as you like.")
     _add_study_options(p, join=True)
     p.set_defaults(func=lambda a: cmd_search(a, join=True))
+
+    p = sub.add_parser("proxy", help="serve a study database to many workers (Optuna's gRPC storage proxy)",
+                       description="Serve a study database through Optuna's gRPC storage proxy; "
+                                   "search and worker processes connect with --storage grpc://HOST:PORT.")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"database URL to serve (default: {DEFAULT_STORAGE} in this folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_number(int, lambda v: 0 < v < 65536, "a port number 1..65535"),
+                   default=13000, help="port to listen on (default: 13000)")
+    p.set_defaults(func=cmd_proxy)
 
     for name, module, text in (
         ("benchmark", "optuna_mfkd.bench.harness", "run the benchmark harness (see its --help)"),
@@ -759,7 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nb201", help="look up a NAS-Bench-201 cell",
                        description="Print a NAS-Bench-201 cell given by official index or arch string.")
     p.add_argument("cell", help="official index (0..15624) or arch string |op~0|+|op~0|op~1|+|...|")
-    p.add_argument("--table", type=_existing_path, help="NB201 table CSV (default: $NB201_TABLE)")
+    p.add_argument("--table", type=_existing_path, help=TABLE_HELP)
     p.add_argument("--dataset", choices=DATASET_CHOICES, help="only this dataset")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_nb201)
@@ -795,7 +1005,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (FileNotFoundError, ValueError) as exc:
         # Clear messages raised by the package (missing table, malformed input, ...).
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        # A database that refuses a write (read-only SQLite file or folder, lost server):
+        # the transaction is rolled back, so nothing stored changed.
+        import optuna.exceptions
+        import sqlalchemy.exc
+
+        url = getattr(args, "storage", None)
+        if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
+            exc = exc.__cause__  # Optuna wraps the database's own error
+        if url is None or not isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+            raise
+        print(f"{PROG} {args.command}: error: --storage {_masked(url)}: the database refused a "
+              f"write: {_storage_reason(exc, url)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)

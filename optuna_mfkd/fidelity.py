@@ -39,6 +39,18 @@ def fidelity_of(trial: _TrialLike, default: str | None = None) -> str | None:
     return default if value is None else str(value)
 
 
+def is_top_level(trial: _TrialLike, top_level: str) -> bool:
+    """Whether ``trial`` was evaluated at the top level ``top_level`` (the one definition used
+    by the summaries, :func:`best_high_fidelity_trial` and the benchmark incumbent).
+
+    A trial is at the top level when its recorded fidelity (:func:`fidelity_of`) is
+    ``top_level``, or when it records none: samplers that are not multi-fidelity evaluate
+    every trial at the objective's default, the top level. Other attributes an objective
+    writes (such as ``evaluated_at``) do not enter the definition.
+    """
+    return fidelity_of(trial, default=top_level) == top_level
+
+
 def study_fidelities(study: optuna.Study) -> list[str] | None:
     """The ordered fidelity names a multi-fidelity sampler registered on ``study``.
 
@@ -61,7 +73,7 @@ def high_fidelity_trials(
         names = study_fidelities(study)
         fidelity = names[-1] if names else None
     trials = study.get_trials(deepcopy=False, states=tuple(states))
-    return [t for t in trials if fidelity_of(t, default=fidelity) == fidelity]
+    return [t for t in trials if is_top_level(t, fidelity)]
 
 
 def best_high_fidelity_trial(study: optuna.Study, fidelity: str | None = None) -> FrozenTrial:

@@ -1,13 +1,17 @@
 """Shared fixtures: data paths from environment variables, PostgreSQL databases, SQLite URLs.
 
-Data live outside the repository and are found through environment variables; a test that
-needs one skips with the name of the variable when it is unset or points nowhere:
+The NAS-Bench-201 table ships with the package; the other data live outside the repository
+and are found through environment variables. A test that needs one skips with the name of
+the variable when it is unset or points nowhere:
 
-- ``NB201_TABLE``: the compact NAS-Bench-201 CSV (``nb201_compact.csv``).
+- ``NB201_TABLE``: a compact NAS-Bench-201 table to test instead of the bundled one
+  (``nb201_compact.csv``); unset, the tests use the bundled table.
 - ``MFKD_CIFAR10``: CIFAR-10 as a zip of JPEG files or an ImageFolder root.
 - ``MFKD_TEACHERS``: the folder of teacher checkpoints (``*.pth``).
 - ``MFKD_TEST_POSTGRES_URL``: an SQLAlchemy URL of a PostgreSQL database whose role may
   create databases (``.ci/run`` starts a server and sets it).
+
+The gRPC proxy tests need the ``grpc`` extra (``grpcio``, ``protobuf``) and skip without it.
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ def _path_from_env(var: str, what: str) -> Path:
 
 @pytest.fixture(scope="session")
 def nb201_table_path() -> Path:
-    """Path of the compact NAS-Bench-201 table (``$NB201_TABLE``)."""
+    """Path of the compact NAS-Bench-201 table: ``$NB201_TABLE``, else the bundled one."""
+    if os.environ.get(ENV_TABLE) is None:
+        from optuna_mfkd.nasbench201.table import bundled_table_path
+
+        return bundled_table_path()
     return _path_from_env(ENV_TABLE, "nb201_compact.csv")
 
 
@@ -59,6 +67,17 @@ def cifar10_path() -> Path:
 def teachers_dir() -> Path:
     """Folder of teacher checkpoints (``$MFKD_TEACHERS``)."""
     return _path_from_env(ENV_TEACHERS, "the folder of teacher checkpoints")
+
+
+@pytest.fixture(scope="session")
+def grpc_proxy() -> None:
+    """Optuna's gRPC storage proxy is importable (``pip install '.[grpc]'``)."""
+    try:
+        import google.protobuf  # noqa: F401
+        import grpc  # noqa: F401
+        from optuna.storages import GrpcStorageProxy, run_grpc_proxy_server  # noqa: F401
+    except ImportError as exc:
+        _skip(f"grpcio and protobuf are not installed (pip install '.[grpc]'): {exc}")
 
 
 @pytest.fixture
@@ -102,6 +121,19 @@ def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def finish(proc, timeout: float = 400) -> tuple[int, str]:
+    """Wait for a ``subprocess.Popen`` started with text pipes (killed after ``timeout``
+    seconds); its exit code and its stdout + stderr."""
+    import subprocess
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out + err
 
 
 def write_image_zip(path: Path, root: str, size: int, counts=(("train", 16), ("test", 4)),

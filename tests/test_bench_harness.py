@@ -113,11 +113,11 @@ def test_incumbent_curve_uses_top_level_only():
     from optuna.trial import TrialState, create_trial
 
     trials = [
-        create_trial(value=50.0, user_attrs={"cost": 1.0, "evaluated_at": "12ep", "test_acc_200ep": 90.0}),
-        create_trial(value=40.0, user_attrs={"cost": 10.0, "evaluated_at": "200ep", "test_acc_200ep": 91.0}),
-        create_trial(state=TrialState.PRUNED, user_attrs={"cost": 2.0, "evaluated_at": "12ep", "test_acc_200ep": 99.0}),
-        create_trial(value=45.0, user_attrs={"cost": 10.0, "evaluated_at": "200ep", "test_acc_200ep": 92.5}),
-        create_trial(value=45.0, user_attrs={"cost": 10.0, "evaluated_at": "200ep", "test_acc_200ep": 80.0}),
+        create_trial(value=50.0, user_attrs={"cost": 1.0, "fidelity": "12ep", "test_acc_200ep": 90.0}),
+        create_trial(value=40.0, user_attrs={"cost": 10.0, "fidelity": "200ep", "test_acc_200ep": 91.0}),
+        create_trial(state=TrialState.PRUNED, user_attrs={"cost": 2.0, "fidelity": "12ep", "test_acc_200ep": 99.0}),
+        create_trial(value=45.0, user_attrs={"cost": 10.0, "fidelity": "200ep", "test_acc_200ep": 92.5}),
+        create_trial(value=45.0, user_attrs={"cost": 10.0, "fidelity": "200ep", "test_acc_200ep": 80.0}),
     ]
     for i, t in enumerate(trials):
         t.number = i
@@ -125,6 +125,38 @@ def test_incumbent_curve_uses_top_level_only():
     assert costs.tolist() == [1.0, 11.0, 13.0, 23.0, 33.0]
     assert np.isnan(tests[0]) and tests[1:].tolist() == [91.0, 91.0, 92.5, 92.5]  # ties keep the earlier
     assert (final_test, final_val) == (92.5, 45.0)
+
+
+def test_incumbent_of_a_hybrid_study_is_a_top_level_trial():
+    """Hybrid runs record the fidelity only (no ``evaluated_at``): a low-level trial with a
+    higher value must never become the incumbent, and the incumbent is the trial
+    ``best_high_fidelity_trial`` picks."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from optuna_mfkd.fidelity import STUDY_FIDELITIES_ATTR, best_high_fidelity_trial
+
+    dist = {"x": FloatDistribution(0, 1)}
+
+    def trial(value, level, cost, test, state=TrialState.COMPLETE):
+        # The attributes HybridNB201Objective writes (plus the sampler's fidelity).
+        attrs = {"fidelity": level, "cost": cost, "test_acc_200ep": test, "arch_str": "|a|", "nb201_index": 0}
+        return create_trial(state=state, value=value, params={"x": 0.5}, distributions=dist, user_attrs=attrs)
+
+    study = optuna.create_study(direction="maximize")
+    study._storage.set_study_system_attr(study._study_id, STUDY_FIDELITIES_ATTR, ["1ep-nst", "12ep"])
+    study.add_trials([
+        trial(45.0, "1ep-nst", 3.0, 91.0),   # the low level: higher value than any 12-epoch trial
+        trial(30.0, "12ep", 100.0, 93.0),
+        trial(50.0, "1ep-nst", 3.0, 94.0),
+        trial(35.0, "12ep", 100.0, 92.0),
+        trial(None, "12ep", 100.0, 99.0, state=TrialState.FAIL),
+    ])
+    costs, tests, final_test, final_val = incumbent_curve(study.trials, "12ep")
+    assert costs.tolist() == [3.0, 103.0, 106.0, 206.0, 306.0]
+    assert np.isnan(tests[0]) and tests[1:].tolist() == [93.0, 93.0, 92.0, 92.0]
+    best = best_high_fidelity_trial(study)
+    assert (final_test, final_val) == (best.user_attrs["test_acc_200ep"], best.value) == (92.0, 35.0)
 
 
 def test_store_study_copies_everything(sqlite_url):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import gzip
 import os
 import re
 import shlex
@@ -36,12 +38,19 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
+@functools.lru_cache(maxsize=4)
+def _table_rows(path: Path) -> dict[int, dict[str, str]]:
+    """The table file's rows as read by the csv module (plain or gzip-compressed)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
+        return {int(row["index"]): row for row in csv.DictReader(f)}
+
+
 def table_row(path: Path, index: int) -> dict[str, str]:
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if int(row["index"]) == index:
-                return row
-    raise AssertionError(f"index {index} not in {path}")
+    rows = _table_rows(Path(path))
+    if index not in rows:
+        raise AssertionError(f"index {index} not in {path}")
+    return rows[index]
 
 
 def free_port() -> int:
@@ -122,14 +131,31 @@ def test_unreachable_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "--storage" in err and "secret" not in err  # the password is not printed
 
 
-def test_missing_table_names_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_table_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("NB201_TABLE", raising=False)
+    monkeypatch.setenv("NB201_TABLE", str(tmp_path / "absent.csv"))
     code, _, err = run_cli(["search", "--budget", "1000"], capsys)
     assert code == 2
-    assert "--table" in err and "NB201_TABLE" in err
+    assert "NB201_TABLE" in err and "absent.csv" in err
     assert not list(tmp_path.iterdir()) or _study_names(f"sqlite:///{tmp_path / 'optuna-mfkd.db'}") == []
+
+
+def test_search_without_table_uses_the_bundled_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing set: the table shipped with the package answers (values as in its file)."""
+    from optuna_mfkd.nasbench201.table import bundled_table_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NB201_TABLE", raising=False)
+    code, out, err = run_cli(["search", "--budget", "2000", *SMALL], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="mfkd", storage=f"sqlite:///{tmp_path / 'optuna-mfkd.db'}")
+    assert len(study.trials) >= 2
+    column = {"12ep": "cifar10_valid_val_acc_12ep", "200ep": "cifar10_valid_val_acc_200ep_mean"}
+    for t in study.trials:
+        row = table_row(bundled_table_path(), t.user_attrs["nb201_index"])
+        assert t.value == pytest.approx(float(row[column[t.user_attrs["fidelity"]]]))
 
 
 def _study_names(url: str) -> list[str]:
@@ -148,11 +174,19 @@ def test_nb201_lookup_matches_table(nb201_table_path: Path, capsys: pytest.Captu
         assert [float(x) for x in numbers] == pytest.approx([float(x) for x in expected], abs=0.006)
 
 
-def test_nb201_without_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nb201_without_table_uses_the_bundled_one(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from optuna_mfkd.nasbench201.table import bundled_table_path
+
     monkeypatch.delenv("NB201_TABLE", raising=False)
-    code, out, _ = run_cli(["nb201", "0", "--json"], capsys)
-    assert code == 0
-    assert '"index": 0' in out and "cifar10" not in out
+    code, out, err = run_cli(["nb201", "0", "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    row = table_row(bundled_table_path(), 0)
+    assert info["index"] == 0 and info["arch_str"] == row["arch_str"]
+    assert info["imagenet16"]["test_acc_200ep"] == pytest.approx(float(row["imagenet16_test_acc_200ep"]))
 
 
 # ---------------------------------------------------------------------------- search

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pandas as pd
 import pytest
 
 from optuna_mfkd.nasbench201.space import Architecture
-from optuna_mfkd.nasbench201.table import CompactTable, compact_columns, load_table
+from optuna_mfkd.nasbench201.table import (
+    CompactTable,
+    bundled_table_path,
+    compact_columns,
+    load_table,
+)
 from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
 
@@ -46,9 +53,63 @@ def test_bad_inputs(table, tmp_path, monkeypatch):
     missing = tmp_path / "nope.csv"
     with pytest.raises(FileNotFoundError, match="nope.csv.*columns"):
         CompactTable(missing)
-    monkeypatch.delenv("NB201_TABLE", raising=False)
-    with pytest.raises(FileNotFoundError, match="NB201_TABLE"):
+    monkeypatch.setenv("NB201_TABLE", str(missing))
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
         load_table()
+
+
+def test_bundled_table_is_the_default(monkeypatch):
+    """No path and no NB201_TABLE: the table shipped with the package, whose best cells and
+    ResNet cell are those its README lists."""
+    monkeypatch.delenv("NB201_TABLE", raising=False)
+    table = load_table()
+    assert Path(table.source) == bundled_table_path() and bundled_table_path().name == "nb201_compact.csv.gz"
+    for ds, index, best in (("cifar10", 6111, 94.37), ("cifar100", 9930, 73.50), ("imagenet16", 3888, 46.88)):
+        test = table.column(ds, "test")
+        assert test.shape == (15_625,) and int(test.argmax()) == index
+        assert float(test.max()) == pytest.approx(best, abs=0.006)  # the README's 2 decimals
+    resnet = [table.test_acc(ds, 11472) for ds in ("cifar10", "cifar100", "imagenet16")]
+    assert resnet == pytest.approx([93.91, 70.70, 44.17], abs=0.006)
+    assert (bundled_table_path().parent / "README.md").read_text().count("MIT") >= 1
+
+
+def test_bundled_table_equals_the_given_csv(nb201_table_path):
+    """The bundled file holds exactly the rows of the compact CSV it was made from."""
+    if nb201_table_path == bundled_table_path():
+        pytest.skip("NB201_TABLE is not set: no separate CSV to compare the bundled table with")
+    given = pd.read_csv(nb201_table_path)
+    bundled = pd.read_csv(bundled_table_path())
+    pd.testing.assert_frame_equal(bundled, given)
+
+
+@pytest.mark.parametrize("kind", ["empty", "binary", "header-only", "truncated-gz"])
+def test_unreadable_tables_are_named(kind, tmp_path):
+    import gzip
+
+    path = tmp_path / (f"{kind}.csv.gz" if kind == "truncated-gz" else f"{kind}.csv")
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 64)
+    elif kind == "header-only":
+        with gzip.open(bundled_table_path(), "rt") as f:
+            path.write_text(f.readline())
+    else:
+        path.write_bytes(bundled_table_path().read_bytes()[:50_000])
+    with pytest.raises(ValueError, match=path.name):
+        load_table(path)
+
+
+def test_empty_paths_and_folders_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="empty"):
+        load_table("")
+    with pytest.raises(ValueError, match="folder"):
+        load_table(tmp_path)
+    monkeypatch.setenv("NB201_TABLE", "")
+    with pytest.raises(ValueError, match="NB201_TABLE is set but empty"):
+        load_table()
+    with pytest.raises(FileNotFoundError, match="official.pth"):
+        load_table(tmp_path / "official.pth")
 
 
 def test_wrong_columns_named(tmp_path):
@@ -174,3 +235,29 @@ def test_official_backend_needs_nas_201_api(monkeypatch):
     monkeypatch.setitem(sys.modules, "nas_201_api", None)
     with pytest.raises(ImportError, match="pip install nas-bench-201"):
         OfficialTable("official.pth")
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_table(tmp_path):
+    """A wheel built from the source holds the bundled table and its README (not only an
+    editable install finds them)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools", reason="building a wheel needs setuptools")
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "optuna_mfkd", src / "optuna_mfkd",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = (tmp_path / "dist").glob("optuna_mfkd-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("optuna_mfkd/nasbench201/data/nb201_compact.csv.gz") == bundled_table_path().read_bytes()
+        assert b"MIT" in zf.read("optuna_mfkd/nasbench201/data/README.md")

@@ -86,6 +86,28 @@ def test_bad_dataset_paths(tmp_path) -> None:
         load_split("imagenet16-120", tmp_path, "train", use_cache=False)
 
 
+def test_damaged_data_and_empty_paths_are_named(tiny_zip, tmp_path, monkeypatch) -> None:
+    path, _ = tiny_zip
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, b"\x89PNG garbage" if name == "tiny/train/ant/0001.png" else src.read(name))
+    with pytest.raises(ValueError, match=r"damaged.zip: cannot read image 'tiny/train/ant/0001.png'"):
+        load_split("cifar10", damaged, "train", use_cache=False)
+    mixed = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(mixed, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("tiny/train/ant/big.png", _png(np.zeros((9, 9, 3), dtype=np.uint8)))
+    with pytest.raises(ValueError, match="mixed.zip: images must be RGB of equal size"):
+        load_split("cifar10", mixed, "train", use_cache=False)
+    with pytest.raises(ValueError, match="empty path"):
+        load_split("cifar10", "", "train")
+    monkeypatch.setenv("MFKD_CIFAR10", " ")
+    with pytest.raises(ValueError, match="MFKD_CIFAR10 is set but empty"):
+        load_split("cifar10", None, "train")
+
+
 def test_imagenet16_pickles(tmp_path) -> None:
     import pickle
 

@@ -1,9 +1,11 @@
 """The incumbent of a run: what a benchmark reports after each trial.
 
 The incumbent is the best COMPLETE trial at the protocol's top level found so far (ties: the
-earlier trial); the figure reported is its 200-epoch test accuracy (the user attribute
-``test_acc_200ep``, looked up when the trial was evaluated and never used by the search),
-against the cumulative cost (user attribute ``cost``) of all finished trials.
+earlier trial). "At the top level" is :func:`optuna_mfkd.fidelity.is_top_level`: the trial's
+recorded fidelity, the definition every summary uses. The figure reported is the
+incumbent's 200-epoch test accuracy (the user attribute ``test_acc_200ep``, looked up when
+the trial was evaluated and never used by the search), against the cumulative cost (user
+attribute ``cost``) of all finished trials.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from optuna_mfkd.fidelity import COST_ATTR
-from optuna_mfkd.nasbench201.tabular import EVALUATED_AT_ATTR
+from optuna_mfkd.fidelity import COST_ATTR, is_top_level
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -28,7 +29,7 @@ def incumbent_curve(
     """Cumulative cost and incumbent test accuracy after each finished trial (by number).
 
     Returns ``(costs, tests, final_test, final_val)``; tests are NaN until a top-level trial
-    completes. Trials without an ``evaluated_at`` attribute count as top-level trials.
+    completes. Trials that record no fidelity count as top-level trials (:func:`is_top_level`).
     """
     costs, tests = [], []
     total, best_val, best_test = 0.0, -math.inf, math.nan
@@ -38,7 +39,7 @@ def incumbent_curve(
         total += float(t.user_attrs.get(COST_ATTR, 0.0) or 0.0)
         if (
             t.state == TrialState.COMPLETE
-            and t.user_attrs.get(EVALUATED_AT_ATTR, top_level) == top_level
+            and is_top_level(t, top_level)
             and t.value is not None
             and t.value > best_val
         ):

@@ -6,7 +6,9 @@ or any of their aliases):
 
 - :class:`CompactTable`: the compact CSV (one row per cell; 12-epoch val/test accuracy,
   200-epoch val accuracy mean and per-seed values, 200-epoch test accuracy, training seconds
-  per epoch). Path by argument or the environment variable ``NB201_TABLE``.
+  per epoch), plain or compressed (``.csv.gz``, ...). The package ships it
+  (:func:`bundled_table_path`, provenance and licence in ``nasbench201/data/README.md``);
+  a path given as argument or in the environment variable ``NB201_TABLE`` selects another.
 - :class:`OfficialTable`: the official benchmark file read through ``nas_201_api`` (optional:
   ``pip install nas-bench-201``); it adds per-epoch curves.
 
@@ -18,6 +20,7 @@ means over the benchmark's training seeds.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -29,6 +32,10 @@ from optuna_mfkd.nasbench201.space import NUM_ARCHS, index_to_ops, ops_to_arch_s
 
 EPOCHS: tuple[int, ...] = (12, 200)
 TABLE_ENV = "NB201_TABLE"
+#: File name of the compact table shipped in ``optuna_mfkd/nasbench201/data/``.
+BUNDLED_TABLE = "nb201_compact.csv.gz"
+#: Endings of a compact table file (pandas reads the compressed ones directly).
+COMPACT_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip")
 
 
 def _check_epochs(epochs: int) -> int:
@@ -91,7 +98,7 @@ class NB201Table(ABC):
 
 
 class CompactTable(NB201Table):
-    """The compact CSV table (see ``nb201_compact.csv``'s README for its provenance)."""
+    """The compact CSV table, plain or compressed (provenance: ``nasbench201/data/README.md``)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         import pandas as pd
@@ -101,7 +108,7 @@ class CompactTable(NB201Table):
         if not self.path.is_file():
             raise FileNotFoundError(
                 f"NB201 table not found at {str(self.path)!r}: expected the compact CSV with "
-                f"columns {compact_columns()} (set {TABLE_ENV} or pass the path)."
+                f"columns {compact_columns()} (pass another path, or give none for the bundled table)."
             )
         try:
             df = pd.read_csv(self.path)
@@ -257,28 +264,72 @@ class OfficialTable(NB201Table):
 _LOADED: dict[str, NB201Table] = {}
 
 
+def bundled_table_path() -> Path:
+    """The compact table shipped with the package (``nasbench201/data/nb201_compact.csv.gz``).
+
+    Raises:
+        FileNotFoundError: the installation lacks the file (a broken or stripped install).
+    """
+    path = Path(str(importlib.resources.files("optuna_mfkd.nasbench201") / "data" / BUNDLED_TABLE))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the NB201 table bundled with optuna-mfkd is missing ({path}); reinstall the package "
+            f"or pass the path of a table."
+        )
+    return path
+
+
+def is_compact_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a compact table file (``.csv``, ``.csv.gz``, ...)."""
+    return str(path).lower().endswith(COMPACT_SUFFIXES)
+
+
+def table_path_from_env() -> Path:
+    """``$NB201_TABLE``, or the bundled table when the variable is unset.
+
+    Raises:
+        ValueError: ``NB201_TABLE`` is set but empty (an empty path would mean the current
+            folder, which is never a table).
+    """
+    value = os.environ.get(TABLE_ENV)
+    if value is None:
+        return bundled_table_path()
+    if not value.strip():
+        raise ValueError(
+            f"{TABLE_ENV} is set but empty; unset it to use the table bundled with optuna-mfkd, "
+            f"or set it to a table file."
+        )
+    return Path(value).expanduser()
+
+
 def load_table(path: str | os.PathLike[str] | None = None, backend: str = "auto") -> NB201Table:
     """Open an NB201 table.
 
     Args:
-        path: the compact CSV or the official file; defaults to ``$NB201_TABLE``.
-        backend: ``"compact"``, ``"official"`` or ``"auto"`` (``.csv`` -> compact, otherwise
-            official).
+        path: the compact CSV (plain or compressed) or the official file; defaults to
+            ``$NB201_TABLE``, else the table bundled with the package (:func:`bundled_table_path`).
+        backend: ``"compact"``, ``"official"`` or ``"auto"`` (``.csv``, ``.csv.gz``, ... ->
+            compact, otherwise official).
 
     Tables are cached per resolved path, so repeated calls in one process are cheap.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is empty, a folder, or not a table (message names the file).
     """
     if path is None:
-        path = os.environ.get(TABLE_ENV)
-        if not path:
-            raise FileNotFoundError(
-                f"no NB201 table given: pass a path or set {TABLE_ENV} to the compact CSV "
-                f"(columns {compact_columns()})."
-            )
-    path = Path(path)
+        path = table_path_from_env()
+    elif not str(path).strip():
+        raise ValueError("the NB201 table path is empty; give a table file, or no path for the bundled table.")
+    path = Path(path).expanduser()
     if backend == "auto":
-        backend = "compact" if path.suffix.lower() in (".csv", ".gz") or path.name.endswith(".csv.gz") else "official"
+        backend = "compact" if is_compact_path(path) else "official"
     if backend not in ("compact", "official"):
         raise ValueError(f"backend must be 'compact', 'official' or 'auto', got {backend!r}.")
+    if path.is_dir():
+        raise ValueError(f"NB201 table {str(path)!r} is a folder; expected the compact CSV or the official file.")
+    if backend == "official" and not path.exists():
+        raise FileNotFoundError(f"NB201 table {str(path)!r} not found (the official benchmark file).")
     key = f"{backend}:{path.resolve()}"
     if key not in _LOADED:
         _LOADED[key] = CompactTable(path) if backend == "compact" else OfficialTable(path)

@@ -112,10 +112,22 @@ def _image_folder_files(names: Sequence[str], split: str) -> list[tuple[str, str
     return sorted(out, key=lambda p: (p[0], p[1]))
 
 
+def _read_image(read, name: str, source: Path) -> np.ndarray:
+    """One decoded image; a damaged zip entry or image file is a ValueError naming both."""
+    try:
+        return _decode(read(name))
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:  # PIL's errors are OSErrors
+        raise ValueError(f"{source}: cannot read image {name!r} ({type(exc).__name__}: {exc}).") from exc
+
+
 def _stack(files: list[tuple[str, str]], read, source: Path) -> tuple[np.ndarray, np.ndarray, int]:
     classes = sorted({c for c, _ in files})
     cls_index = {c: i for i, c in enumerate(classes)}
-    images = np.stack([_decode(read(name)) for _, name in files])
+    decoded = [_read_image(read, name, source) for _, name in files]
+    shapes = {a.shape for a in decoded}
+    if len(shapes) != 1:
+        raise ValueError(f"{source}: images must be RGB of equal size, got sizes {sorted(shapes)[:4]}.")
+    images = np.stack(decoded)
     labels = np.array([cls_index[c] for c, _ in files], dtype=np.int64)
     if images.ndim != 4 or images.shape[3] != 3:
         raise ValueError(f"{source}: images must be RGB of equal size, got array {images.shape}.")
@@ -126,7 +138,11 @@ def _read_image_folder(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, 
     if root.is_file():
         if not zipfile.is_zipfile(root):
             raise ValueError(f"{root} is not a zip file; expected {_FORMATS['cifar10']}.")
-        with zipfile.ZipFile(root) as zf:
+        try:
+            zf = zipfile.ZipFile(root)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{root} is a damaged zip file ({exc}); expected {_FORMATS['cifar10']}.") from exc
+        with zf:
             files = _image_folder_files(zf.namelist(), split)
             if not files:
                 raise ValueError(
@@ -146,7 +162,12 @@ def _read_torchvision(name: str, root: Path, split: str, download: bool) -> tupl
     import torchvision
 
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    ds = cls(str(root), train=(split == "train"), download=download)
+    try:
+        ds = cls(str(root), train=(split == "train"), download=download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+        raise ValueError(f"{root}: {exc} (expected {_FORMATS[name]}; download=True fetches it).") from exc
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise ValueError(f"{root}: damaged {name} files ({type(exc).__name__}: {exc}).") from exc
     images = np.asarray(ds.data, dtype=np.uint8).transpose(0, 3, 1, 2).copy()
     return images, np.asarray(ds.targets, dtype=np.int64), len(ds.classes)
 
@@ -190,7 +211,8 @@ def load_split(
     ``$MFKD_IMAGENET16``.
 
     Raises:
-        ValueError: unknown dataset or split, or a file that is not in an accepted format.
+        ValueError: unknown dataset or split, an empty path, or a file that is not in an
+            accepted format or is damaged (the message names the file).
         FileNotFoundError: ``root`` does not exist.
     """
     name = canonical_dataset(name)
@@ -201,6 +223,10 @@ def load_split(
         root = os.environ.get(env)
         if root is None:
             raise FileNotFoundError(f"no data root given for {name} and ${env} is not set.")
+        if not root.strip():
+            raise ValueError(f"${env} is set but empty; set it to the {name} data ({_FORMATS[name]}).")
+    elif not str(root).strip():
+        raise ValueError(f"the {name} data root is an empty path; expected {_FORMATS[name]}.")
     path = Path(root).expanduser()
     if download and name != "imagenet16" and not path.exists():
         path.mkdir(parents=True)
