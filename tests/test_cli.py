@@ -352,7 +352,8 @@ def test_time_ratio_flag_and_its_deprecated_name(nb201_table_path: Path, sqlite_
 
 
 def test_configuration_of_an_older_study_is_read_under_the_new_names(sqlite_url: str) -> None:
-    from optuna_mfkd.cli import _stored_config, resolve_config
+    from optuna_mfkd.cli import resolve_config
+    from optuna_mfkd.cli.study import stored_config as _stored_config
 
     study = optuna.create_study(storage=sqlite_url, study_name="old", direction="maximize")
     study.set_user_attr(CONFIG_ATTR, {"mode": "hybrid", "dataset": "cifar10", "e1": 1, "e2": 12,

@@ -31,6 +31,7 @@ import optuna
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
 from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW
+from optuna_mfkd.levels import mfkd_sampler
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
 SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
@@ -61,30 +62,23 @@ class Method:
     needs_low_level: bool = False
 
 
-def _mfkd_sampler(**kwargs: Any) -> optuna.samplers.BaseSampler:
-    from optuna_mfkd.sampler import MFKDSampler  # imported here: it loads torch and the GP stack
-
-    return MFKDSampler(**kwargs)
-
-
 def _hyperband() -> optuna.pruners.BasePruner:
     return optuna.pruners.HyperbandPruner(min_resource=12, max_resource=200, reduction_factor=3)
 
 
 def _mfkd_single(seed: int, ctx: MethodContext) -> Built:
     level = ctx.single_level
-    sampler = _mfkd_sampler(
-        fidelities=[level], n_warmup={level: ctx.n_warmup_single}, seed=seed, **ctx.sampler_options
-    )
+    sampler = mfkd_sampler([level], n_warmup_high=ctx.n_warmup_single, seed=seed, **ctx.sampler_options)
     return sampler, None, SINGLE
 
 
 def _mfkd_multi(seed: int, ctx: MethodContext) -> Built:
     if ctx.low_level is None or ctx.high_level is None:
         raise ValueError("the two-level MFKDSampler needs a protocol with a low and a high level.")
-    sampler = _mfkd_sampler(
-        fidelities=[ctx.low_level, ctx.high_level],
-        n_warmup={ctx.low_level: ctx.n_warmup_low, ctx.high_level: ctx.n_warmup_high},
+    sampler = mfkd_sampler(
+        [ctx.low_level, ctx.high_level],
+        n_warmup_high=ctx.n_warmup_high,
+        n_warmup_low=ctx.n_warmup_low,
         seed=seed,
         **ctx.sampler_options,
     )
