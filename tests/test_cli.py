@@ -493,3 +493,20 @@ def test_getting_started_python_example(nb201_table_path: Path, monkeypatch: pyt
     exec(compile(code.replace("200_000", "80_000"), "getting-started.md", "exec"), {})
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"(\|[a-z_0-9]+~\d)+\|(\+(\|[a-z_0-9]+~\d)+\|)+", printed), printed
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"protocol": "nb201", "mode": "hybrid", "e1": 12, "e2": 12, "n1": 0}, "--protocol nb201 is a tabular protocol"),
+    ({"protocol": "nb201", "e1": 12, "e2": 12, "n1": 5}, "drop --e1/--e2/--n1"),
+    ({"e1": 1}, "--e1 1: the NB201 table holds 12 and 200 epochs only"),
+    ({"time_ratio": 2.0}, "--time-ratio 2.0: only hybrid mode"),
+    ({"mode": "hybrid", "e1": 1, "e2": 200}, "--e2 200: in hybrid mode"),
+    ({"mode": "train", "e1": 12, "e2": 12}, "--e1 12 must be smaller than --e2 12"),
+])
+def test_search_config_checks_the_rules_between_options(values: dict, message: str) -> None:
+    from optuna_mfkd.cli import CLIError, SearchConfig
+
+    with pytest.raises(CLIError, match=re.escape(message)):
+        SearchConfig(**values)
+    assert SearchConfig().level_settings() == {"12ep": {"epochs": 12, "kd_loss": "ce"},
+                                               "200ep": {"epochs": 200, "kd_loss": "ce"}}
