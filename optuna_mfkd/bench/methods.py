@@ -46,6 +46,8 @@ class MethodContext:
     n_warmup_high: int = 20
     n_warmup_single: int = 20
     sampler_options: dict[str, Any] = field(default_factory=dict)
+    #: Every level of the problem, cheapest first (empty: ``low_level``/``high_level``).
+    levels: tuple[str, ...] = ()
 
 
 Built = tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner | None, str]
@@ -126,7 +128,66 @@ METHODS: dict[str, Method] = {
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
 
 
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known methods: {list(METHODS)}.")
-    return METHODS[name]
+def get_method(name: str, registry: str = "default") -> Method:
+    """The method ``name`` of ``registry`` (:data:`REGISTRIES`: ``"default"`` or ``"suite"``)."""
+    if registry not in REGISTRIES:
+        raise ValueError(f"unknown method registry {registry!r}; known: {list(REGISTRIES)}.")
+    methods = REGISTRIES[registry]
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; known methods: {list(methods)}.")
+    return methods[name]
+
+
+# The sampler suite (benchmarks/sampler_suite.py): the same method names on every problem.
+
+
+def _levels(ctx: MethodContext) -> list[str]:
+    if ctx.levels:
+        return list(ctx.levels)
+    return [lv for lv in (ctx.low_level, ctx.high_level) if lv] or [ctx.single_level]
+
+
+def _mfkd_defaults(seed: int, ctx: MethodContext) -> Built:
+    # Only the levels and the seed: the sampler's defaults are what is measured.
+    return _mfkd_sampler(fidelities=_levels(ctx), seed=seed), None, MULTI
+
+
+#: The paper's acquisition settings (Algorithm 1: UCB with beta = 1 on 5,000 random candidates).
+PAPER_SETTINGS: dict[str, Any] = {"n_candidates": 5000, "beta": 1.0}
+#: Options naming the paper's choices, passed where the sampler has them.
+PAPER_OPTIONS: dict[str, Any] = {"strategy": "paper", "acquisition": "ucb"}
+
+
+def _mfkd_paper(seed: int, ctx: MethodContext) -> Built:
+    import inspect
+
+    from optuna_mfkd import MFKDSampler
+
+    levels = _levels(ctx)
+    if len(levels) == 1:
+        warmup = {levels[0]: ctx.n_warmup_single}
+    else:
+        warmup = {**{lv: ctx.n_warmup_low for lv in levels[:-1]}, levels[-1]: ctx.n_warmup_high}
+    accepted = inspect.signature(MFKDSampler).parameters
+    options = {k: v for k, v in PAPER_OPTIONS.items() if k in accepted}
+    sampler = _mfkd_sampler(fidelities=levels, n_warmup=warmup, seed=seed, **PAPER_SETTINGS, **options)
+    return sampler, None, MULTI
+
+
+#: Methods of the sampler suite; there, names found here take precedence over :data:`METHODS`.
+#:
+#: - ``mfkd``: ``MFKDSampler(fidelities=<the problem's levels>, seed=s)`` and nothing else;
+#: - ``mfkd-paper``: the paper's settings: warm-up of ``n_warmup_single`` (20) random trials
+#:   on one level, or ``n_warmup_low`` (100) on each cheaper level and ``n_warmup_high`` (20)
+#:   on the top one, then UCB (beta = 1, on the variance) over 5,000 random candidates at the
+#:   top level (``strategy="paper"`` and ``acquisition="ucb"`` where the sampler has them);
+#: - ``gp``, ``tpe``, ``random``: Optuna's samplers with their defaults.
+SUITE_METHODS: dict[str, Method] = {
+    "mfkd": Method("mfkd", "MFKDSampler, the problem's levels, sampler defaults", MULTI, _mfkd_defaults),
+    "mfkd-paper": Method("mfkd-paper", "MFKDSampler, the paper's settings (UCB, beta 1, 5,000 candidates)",
+                         MULTI, _mfkd_paper),
+    **{name: METHODS[name] for name in ("gp", "tpe", "random")},
+}
+
+#: Method registries by name (problems name theirs, so they pickle without the factories).
+REGISTRIES: dict[str, dict[str, Method]] = {"default": METHODS, "suite": {**METHODS, **SUITE_METHODS}}
