@@ -202,8 +202,9 @@ def incumbent_at(run: Run, costs: np.ndarray | Sequence[float]) -> np.ndarray:
 METHOD_ORDER: tuple[str, ...] = tuple(METHODS) + tuple(m for m in SUITE_METHODS if m not in METHODS)
 
 
-def _ordered(methods: Sequence[str] | set[str]) -> list[str]:
-    return [m for m in METHOD_ORDER if m in methods] + sorted(m for m in methods if m not in METHOD_ORDER)
+def _ordered(methods: Sequence[str] | set[str], preferred: Sequence[str] | None = None) -> list[str]:
+    first = list(preferred or ()) + [m for m in METHOD_ORDER if m not in (preferred or ())]
+    return [m for m in first if m in methods] + sorted(m for m in methods if m not in first)
 
 
 def _at_key(frac: float | None) -> str:
@@ -235,8 +236,16 @@ def compare(ref: np.ndarray, other: np.ndarray, higher_is_better: bool) -> tuple
     return float(res.pvalue), (above if higher_is_better else 1.0 - above)
 
 
-def summarise(runs: Sequence[Run], fractions: Sequence[float] = ANYTIME_FRACTIONS) -> list[dict[str, object]]:
+def summarise(
+    runs: Sequence[Run],
+    fractions: Sequence[float] = ANYTIME_FRACTIONS,
+    problem_order: Sequence[str] = (),
+    method_order: Sequence[str] | None = None,
+) -> list[dict[str, object]]:
     """One row per (problem, method) with statistics and tests against the references.
+
+    Problems in ``problem_order`` (``<name>/<variant>`` ids) come first in that order, the
+    rest sorted; methods in ``method_order`` first, then the registry's order.
 
     Columns per reference ``ref`` (an MFKDSampler variant present) and point of the budget
     (suffix ``""`` for the final incumbent, ``_at_<frac>`` for each of ``fractions``):
@@ -248,12 +257,12 @@ def summarise(runs: Sequence[Run], fractions: Sequence[float] = ANYTIME_FRACTION
     groups: dict[tuple[str, str], dict[str, list[Run]]] = {}
     for r in runs:
         groups.setdefault((r.protocol, r.dataset), {}).setdefault(r.method, []).append(r)
-    for (protocol, dataset), by_method in sorted(groups.items()):
+    for (protocol, dataset), by_method in sorted(groups.items(), key=lambda kv: _problem_key(kv[0], problem_order)):
         metrics = {r.metric for rs in by_method.values() for r in rs}
         if len(metrics) != 1:
             raise ValueError(f"{protocol}/{dataset}: the runs report different metrics {sorted(m.attr for m in metrics)}.")
         metric = metrics.pop()
-        order = _ordered(set(by_method))
+        order = _ordered(set(by_method), method_order)
         refs = [m for m in REFERENCE_METHODS if m in by_method]
         family_rows = []
         for m in order:
@@ -302,6 +311,11 @@ def summarise(runs: Sequence[Run], fractions: Sequence[float] = ANYTIME_FRACTION
     return rows
 
 
+def _problem_key(key: tuple[str, str], order: Sequence[str]) -> tuple[int, str, str]:
+    pid = f"{key[0]}/{key[1]}"
+    return (list(order).index(pid) if pid in order else len(order), *key)
+
+
 def verdict_word(row: dict[str, object], ref: str, frac: float | None = None, alpha: float = 0.05) -> str:
     """``"ahead"``, ``"behind"`` or ``"level"``: ``ref`` against the row's method (Holm p < alpha).
 
@@ -326,10 +340,16 @@ def verdict(row: dict[str, object], ref: str, alpha: float = 0.05, frac: float |
     prob = float(row[f"ref_ahead_prob_{ref}{key}"])  # type: ignore[arg-type]
     diff = float(row[f"diff_{ref}{key}"])  # type: ignore[arg-type]
     unit = str(row.get("metric_unit", "pts"))
-    detail = f"({diff:+.2f} {unit}, P={prob:.2f}, p_Holm={p:.2g})"
+    shift = "" if math.isnan(diff) else f"{diff:+.2f} {unit}, "
+    detail = f"({shift}P={prob:.2f}, p_Holm={p:.2g})"
     if word == "level":
         return f"no significant difference {detail}"
     return f"{ref} {word} {detail}"
+
+
+def _short_verdict(row: dict[str, object], ref: str, frac: float | None) -> str:
+    word = verdict_word(row, ref, frac)
+    return f"{word} (p_Holm={float(row[f'p_holm_vs_{ref}{_at_key(frac)}']):.2g})" if word else "—"  # type: ignore[arg-type]
 
 
 _COLORS = {
@@ -339,7 +359,8 @@ _COLORS = {
 }
 
 
-def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) -> None:
+def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200,
+                method_order: Sequence[str] | None = None) -> None:
     """Anytime curves of one problem: the incumbent's metric against the cost spent."""
     import matplotlib
 
@@ -355,7 +376,7 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) 
     by_method: dict[str, list[Run]] = {}
     for r in runs:
         by_method.setdefault(r.method, []).append(r)
-    for m in _ordered(set(by_method)):
+    for m in _ordered(set(by_method), method_order):
         mat = np.stack([incumbent_at(r, grid) for r in by_method[m]])
         counts = np.sum(~np.isnan(mat), axis=0)
         with warnings.catch_warnings():
@@ -375,7 +396,7 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) 
             lows.append(np.nanmin(quarter))
     if metric == NB201_TEST_ACCURACY and lows and highs:
         ax.set_ylim(min(lows) - 0.5, max(highs) + 0.2)  # accuracies: the last three quarters
-    ax.set_xlabel(runs[0].cost_unit)
+    ax.set_xlabel(f"cost spent ({runs[0].cost_unit})")
     ax.set_ylabel(metric.label)
     ax.set_title(title + "\n(mean over seeds; band: +- 1 standard error)", fontsize=10)
     ax.grid(alpha=0.3)
@@ -424,7 +445,7 @@ def _overview(rows: list[dict[str, object]], fractions: Sequence[float], tuning:
     refs = [m for m in REFERENCE_METHODS if any(r["method"] == m for r in rows)]
     points = [*(f"{frac:.0%}" for frac in fractions), "final"]
     for ref in refs:
-        others = _ordered({str(r["method"]) for r in rows} - {ref})
+        others = list(dict.fromkeys(str(r["method"]) for r in rows if r["method"] != ref))
         lines += [f"## Verdicts: `{ref}` against each method", "",
                   f"`{ref}` ahead / level / behind (Holm-corrected two-sided Mann-Whitney U, p < 0.05) at "
                   f"{' / '.join(points)} of the budget; `*`: a problem used to choose defaults.", "",
@@ -455,6 +476,8 @@ def write_report(
     notes: Sequence[str] = (),
     anytime_tests: bool = False,
     tuning: Sequence[str] = (),
+    problem_order: Sequence[str] = (),
+    method_order: Sequence[str] | None = None,
 ) -> Path:
     """Write README.md, runs.csv, summary.csv and the curve PNGs for ``storage`` into ``out_dir``.
 
@@ -469,6 +492,7 @@ def write_report(
         anytime_tests: also test and show the verdicts at each point of
             :data:`ANYTIME_FRACTIONS`, and open with an overview of every problem's verdicts.
         tuning: ``<name>/<variant>`` ids of the problems used to choose defaults (marked).
+        problem_order, method_order: the order of problems and methods (see :func:`summarise`).
 
     Returns:
         The README path.
@@ -488,7 +512,7 @@ def write_report(
           "total_cost_s": r.total_cost, "budget_s": r.budget, "cost_unit": r.cost_unit,
           "wall_seconds": r.wall_seconds, "cpu_seconds": r.cpu_seconds} for r in runs]
     ).sort_values(["protocol", "dataset", "method", "seed"]).to_csv(out / "runs.csv", index=False)
-    rows = summarise(runs)
+    rows = summarise(runs, problem_order=problem_order, method_order=method_order)
     pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)
 
     metrics = {r.metric for r in runs}
@@ -518,7 +542,7 @@ def write_report(
     groups: dict[tuple[str, str], list[dict[str, object]]] = {}
     for row in rows:
         groups.setdefault((str(row["protocol"]), str(row["dataset"])), []).append(row)
-    for (protocol, dataset), grp in sorted(groups.items()):
+    for (protocol, dataset), grp in groups.items():  # in the order of summarise
         group_runs = [r for r in runs if r.protocol == protocol and r.dataset == dataset]
         metric = group_runs[0].metric
         refs = [m for m in REFERENCE_METHODS if any(r["method"] == m for r in grp)]
@@ -543,7 +567,7 @@ def write_report(
                      _fmt(r["mean_trials"], 1), _fmt(r["wall_s_per_trial"], 3), _fmt(r["wall_s_per_run"], 1)]
             cells += [verdict(r, ref) or "—" for ref in refs]
             if anytime_tests:
-                cells += [verdict(r, ref, frac=frac) or "—" for ref in refs for frac in ANYTIME_FRACTIONS]
+                cells += [_short_verdict(r, ref, frac) for ref in refs for frac in ANYTIME_FRACTIONS]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for ref in refs:
@@ -558,7 +582,7 @@ def write_report(
                 f"behind: {', '.join(behind) or 'none'}."
             )
         png = f"curves-{protocol}-{dataset}.png"
-        plot_curves(group_runs, out / png, f"{protocol} / {dataset}")
+        plot_curves(group_runs, out / png, f"{protocol} / {dataset}", method_order=method_order)
         lines += ["", f"![anytime curves {protocol} {dataset}]({png})", ""]
     if NB201_TEST_ACCURACY in metrics:
         lines += ["## Published figures (context)", "", "| | " + " | ".join(["cifar10", "cifar100", "imagenet16"]) + " |", "|---|---|---|---|"]
