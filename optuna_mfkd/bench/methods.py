@@ -16,6 +16,10 @@ Each method is a name and a factory ``(seed, context) -> (sampler, pruner, mode)
 ``mfkd-nst`` / ``mfkd-kd`` / ``mfkd-ce`` (the paper protocol) are ``mfkd`` with a cached
 low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the low level.
 
+The sampler suite (:data:`SUITE_METHODS`, registry ``"suite"``) runs the same names on every
+problem: ``mfkd`` (MFKDSampler over the problem's levels with the sampler's defaults),
+``mfkd-paper`` (the paper's settings), ``gp``, ``tpe``, ``random``.
+
 Hyperband on two rungs uses ``HyperbandPruner(min_resource=12, max_resource=200,
 reduction_factor=3)``; the objective reports at step 12 only (see
 :mod:`optuna_mfkd.nasbench201.objectives`).
