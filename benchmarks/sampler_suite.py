@@ -10,7 +10,8 @@ command resumes where it stopped (finished studies are skipped)::
 
 ``--problems synthetic`` runs the BoTorch functions only (no NB201 table needed);
 ``--redo mfkd`` deletes the stored ``mfkd`` studies of the selected runs first (after a
-change of the sampler); ``--report-only`` writes the report from the storage alone.
+change of the sampler). The report covers every finished suite study in the storage, not
+only the selected ones; ``--report-only`` writes it and runs nothing.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"studies": len(results), "ran": len(ran), "skipped": len(results) - len(ran),
                               "errors": errors}))
         command = "OMP_NUM_THREADS=1 python benchmarks/sampler_suite.py " + " ".join(shlex.quote(a) for a in argv)
-        readme = suite.write_suite_report(args.storage, args.out, command=command, problems=problems)
+        readme = suite.write_suite_report(args.storage, args.out, command=command)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     print(f"wrote {readme}")
