@@ -8,7 +8,7 @@ name found twice is an error) and writes into ``out_dir``:
 - ``README.md``: per problem (protocol and dataset), each method's final metric of the
   incumbent (mean +- std, median; NB201: the 200-epoch test accuracy, synthetic problems:
   the log10 simple regret), its mean at a quarter and half of the budget, regret to the best
-  cell in the space (NB201), the number of queries, wall seconds per trial and per run, and
+  cell in the space (NB201), the number of queries, wall seconds per trial, CPU seconds per run, and
   two-sided Mann-Whitney U tests of each method against each MFKDSampler variant present,
   Holm-corrected within each comparison family (one problem, one reference, one point of the
   budget); with ``anytime_tests`` the same tests at a quarter and half of the budget and an
@@ -530,8 +530,8 @@ def write_report(
         "correction within each family (one problem, one reference, one point of the budget);",
         "P = P(MFKDSampler variant better than the method) + 0.5 P(tie); a seed with no incumbent yet",
         "ranks below every seed with one.",
-        "Wall s/trial: the whole ask -> objective -> tell step on this machine (1 thread); s/run: a",
-        "whole run.",
+        "Wall s/trial: the whole ask -> objective -> tell step on this machine (1 thread); CPU s/run:",
+        "the CPU seconds of a whole run (not inflated by other jobs on the machine).",
         "",
         *notes,
     ]
@@ -556,7 +556,7 @@ def write_report(
         show_regret = any(not math.isnan(float(r["mean_regret"])) for r in grp)  # type: ignore[arg-type]
         anytime = [f"at {frac:g} budget" for frac in ANYTIME_FRACTIONS]
         header = (["method", "n", "mean +- std", "median", *anytime, *(["regret"] if show_regret else []),
-                   "queries", "wall s/trial", "s/run"] + [f"vs {r}" for r in refs])
+                   "queries", "wall s/trial", "CPU s/run"] + [f"vs {r}" for r in refs])
         if anytime_tests:
             header += [f"vs {r} at {frac:g}" for r in refs for frac in ANYTIME_FRACTIONS]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -564,7 +564,7 @@ def write_report(
             cells = [f"`{r['method']}`", str(r["n_seeds"]), f"{_fmt(r['mean'])} +- {_fmt(r['std'])}", _fmt(r["median"]),
                      *(_at_cell(r, frac) for frac in ANYTIME_FRACTIONS),
                      *([_fmt(r["mean_regret"])] if show_regret else []),
-                     _fmt(r["mean_trials"], 1), _fmt(r["wall_s_per_trial"], 3), _fmt(r["wall_s_per_run"], 1)]
+                     _fmt(r["mean_trials"], 1), _fmt(r["wall_s_per_trial"], 3), _fmt(r["cpu_s_per_run"], 1)]
             cells += [verdict(r, ref) or "—" for ref in refs]
             if anytime_tests:
                 cells += [_short_verdict(r, ref, frac) for ref in refs for frac in ANYTIME_FRACTIONS]
