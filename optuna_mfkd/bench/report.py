@@ -439,7 +439,8 @@ _SYNTHETIC_INTRO = [
 
 
 def _overview(rows: list[dict[str, object]], fractions: Sequence[float], tuning: Sequence[str]) -> list[str]:
-    """One table per reference: its verdict against each method on every problem."""
+    """One table per reference (its verdict against each method on every problem), and the
+    CPU cost of a run of each method on each problem."""
     lines: list[str] = []
     problems = list(dict.fromkeys((str(r["protocol"]), str(r["dataset"])) for r in rows))
     refs = [m for m in REFERENCE_METHODS if any(r["method"] == m for r in rows)]
@@ -463,7 +464,16 @@ def _overview(rows: list[dict[str, object]], fractions: Sequence[float], tuning:
                 cells.append(" / ".join(words) if words else "—")
             lines.append(f"| {pid}{' *' if pid in tuning else ''} | " + " | ".join(cells) + " |")
         lines.append("")
-    return lines
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    lines += ["## Cost of a run", "", "CPU seconds per run (mean over seeds, one thread); last column: all methods.", "",
+              "| problem | " + " | ".join(f"`{m}`" for m in methods) + " | all |", "|---|" + "---|" * (len(methods) + 1)]
+    for protocol, dataset in problems:
+        cpu = {str(r["method"]): float(r["cpu_s_per_run"]) for r in rows  # type: ignore[arg-type]
+               if (r["protocol"], r["dataset"]) == (protocol, dataset)}
+        total = sum(v for v in cpu.values() if not math.isnan(v))
+        lines.append(f"| {protocol}/{dataset} | " + " | ".join(_fmt(cpu.get(m, math.nan), 1) for m in methods)
+                     + f" | {total:.1f} |")
+    return [*lines, ""]
 
 
 def write_report(
