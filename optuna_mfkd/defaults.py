@@ -24,6 +24,17 @@ N_WARMUP_HIGH = 20
 N_CANDIDATES = 5000
 #: Weight of the posterior variance in the UCB score (beta).
 UCB_BETA = 1.0
+#: MFKDSampler keyword arguments that make it the paper's Algorithm 1 (with the paper's
+#: warm-up): UCB on the variance with beta = 1 over N random candidates, one length scale per
+#: level, mean/std standardisation, a full refit every 3 observations.
+PAPER_SAMPLER_SETTINGS = {
+    "acquisition": "ucb",
+    "beta": UCB_BETA,
+    "n_candidates": N_CANDIDATES,
+    "ard": False,
+    "robust": False,
+    "refit_every": 3,
+}
 #: Search budget in (simulated) seconds of NAS-Bench-201's and the paper's protocol (T).
 NB201_BUDGET = 12_000.0
 

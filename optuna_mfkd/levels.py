@@ -32,13 +32,14 @@ def warmup_per_level(levels: Sequence[str], n_warmup_high: int, n_warmup_low: in
 
 def mfkd_sampler(
     levels: Sequence[str] | Mapping[str, Mapping[str, Any]],
-    n_warmup_high: int,
+    n_warmup_high: int | None = None,
     n_warmup_low: int | None = None,
     seed: int | None = None,
     **options: Any,
 ) -> MFKDSampler:
     """An :class:`~optuna_mfkd.sampler.MFKDSampler` over ``levels`` (cheapest first; names,
-    or names -> settings recorded on each trial) with :func:`warmup_per_level`'s warm-ups.
+    or names -> settings recorded on each trial) with :func:`warmup_per_level`'s warm-ups
+    (``n_warmup_high=None``: the sampler's default warm-up).
 
     ``options`` go to the sampler unchanged (``n_candidates``, ``beta``, ``acquisition``,
     ``point_key``, ...); what is not given keeps the sampler's default.
@@ -47,7 +48,7 @@ def mfkd_sampler(
 
     return MFKDSampler(
         fidelities=levels,
-        n_warmup=warmup_per_level(list(levels), n_warmup_high, n_warmup_low),
+        n_warmup=None if n_warmup_high is None else warmup_per_level(list(levels), n_warmup_high, n_warmup_low),
         seed=seed,
         **options,
     )

@@ -47,14 +47,7 @@ EXHAUSTIVE_LIMIT = 20_000
 #: The paper's settings (Algorithm 1): UCB with beta on the variance over 5,000 random
 #: candidates, one length scale per level, plain standardisation. With these and the
 #: paper's warm-up (:data:`PAPER_WARMUP`) the sampler is MF-KD as published.
-PAPER_SETTINGS: dict[str, Any] = {
-    "acquisition": "ucb",
-    "beta": defaults.UCB_BETA,
-    "n_candidates": defaults.N_CANDIDATES,
-    "ard": False,
-    "robust": False,
-    "refit_every": 3,
-}
+PAPER_SETTINGS: dict[str, Any] = dict(defaults.PAPER_SAMPLER_SETTINGS)
 #: The paper's warm-up: n1 = 100 random trials per cheaper level, n2 = 20 at the highest.
 PAPER_WARMUP = {"cheap": defaults.N_WARMUP_LOW, "top": defaults.N_WARMUP_HIGH}
 #: Random warm-up of a single-level sampler (as Optuna's GPSampler's n_startup_trials).

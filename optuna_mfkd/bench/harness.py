@@ -1,14 +1,17 @@
 """Run benchmark studies side by side in one Optuna storage.
 
-Each run is an Optuna study named ``<protocol>/<dataset>/<method>/seed-<k>`` in one storage
-(an SQLite file by default; any RDB URL works). A run executes in an in-memory storage and
+Each run is an Optuna study named ``<problem>/<variant>/<method>/seed-<k>`` in one storage
+(an SQLite file by default; any RDB URL works): for an NB201 protocol
+``<protocol>/<dataset>/<method>/seed-<k>``, for any other problem
+(:mod:`optuna_mfkd.bench.problems`) its name and variant. A run executes in an in-memory storage and
 is copied to the target storage when it ends, then marked finished (study user attribute
 ``bench:finished``); on a restart, finished studies are skipped and unfinished ones
 (interrupted mid-copy) are deleted and run again, so the harness resumes where it stopped.
-Runs go in the order seed, dataset, method, so an interrupted benchmark holds about the
-same number of seeds for every method.
+Runs go in the order seed, problem (dataset), method, so an interrupted benchmark holds about
+the same number of seeds for every method.
 
-Entry points: :func:`run_benchmark` (library) and :func:`main` (command line)::
+Entry points: :func:`run_benchmark` (NB201 protocols), :func:`run_specs` (any problems;
+the sampler suite, ``benchmarks/sampler_suite.py``) and :func:`main` (command line)::
 
     python -m optuna_mfkd.bench.harness --storage sqlite:///nb201.db --protocol nb201 \\
         --datasets cifar10 --methods random tpe gp re --seeds 0-99
@@ -31,17 +34,17 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.incumbent import result_record
+from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric, Problem
 from optuna_mfkd.bench.protocols import (
-    KD_METHODS,
     LiveLowFidelity,
     LowFidelityPool,
+    NB201Problem,
     Protocol,
     get_protocol,
 )
-from optuna_mfkd.datasets import DATASETS, canonical_dataset
+from optuna_mfkd.datasets import DATASETS
 from optuna_mfkd.defaults import N_WARMUP_LOW
 from optuna_mfkd.fidelity import MaxCostCallback
-from optuna_mfkd.nasbench201.table import load_table
 from optuna_mfkd.storage import rdb_storage
 
 FINISHED_ATTR = "bench:finished"
@@ -51,8 +54,8 @@ RESULT_ATTR = "bench:result"
 MAX_TRIALS = 5000
 
 
-def study_name(protocol: str, dataset: str, method: str, seed: int) -> str:
-    return f"{protocol}/{dataset}/{method}/seed-{seed}"
+def study_name(problem: str, variant: str, method: str, seed: int) -> str:
+    return f"{problem}/{variant}/{method}/seed-{seed}"
 
 
 def parse_study_name(name: str) -> tuple[str, str, str, int] | None:
@@ -68,16 +71,15 @@ def parse_study_name(name: str) -> tuple[str, str, str, int] | None:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a protocol, dataset, method and seed."""
+    """One run: a problem (e.g. an NB201 protocol on one dataset), a method and a seed."""
 
-    protocol: Protocol
-    dataset: str
+    problem: Problem
     method: str
     seed: int
 
     @property
     def name(self) -> str:
-        return study_name(self.protocol.name, self.dataset, self.method, self.seed)
+        return study_name(self.problem.name, self.problem.variant, self.method, self.seed)
 
 
 def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
@@ -96,11 +98,15 @@ def finished_studies(storage: optuna.storages.BaseStorage) -> set[str]:
 def run_one(
     spec: RunSpec,
     storage: str | optuna.storages.BaseStorage,
-    table_path: str | None = None,
     in_memory: bool = True,
     threads: int | None = 1,
 ) -> dict[str, Any]:
-    """Run one study to its budget and store it; returns its summary (name, trials, seconds)."""
+    """Run one study to its budget and store it; returns its summary (name, trials, seconds).
+
+    The study's user attributes record the run (``bench:meta``: problem, method, seed,
+    budget, levels, metric, wall and CPU seconds, versions, and the problem's own facts) and
+    its incumbent curve (``bench:result``, :func:`~optuna_mfkd.bench.incumbent.result_record`).
+    """
     if threads is not None:
         import torch
 
@@ -117,52 +123,50 @@ def run_one(
             return {"study": name, "skipped": True}
         optuna.delete_study(study_name=name, storage=target)
 
-    table = load_table(table_path)
-    protocol, dataset = spec.protocol, canonical_dataset(spec.dataset)
-    method = protocol.check(spec.method, dataset)
-    objective = protocol.objective(table, dataset, spec.method)
-    sampler, pruner, _ = method.build(spec.seed, protocol.context(spec.method))
-    budget = protocol.budget(table, dataset)
+    problem = spec.problem
+    method = problem.method(spec.method)
+    objective = problem.objective(spec.method)
+    context = problem.context(spec.method)
+    sampler, pruner, _ = method.build(spec.seed, context)
+    budget = problem.budget()
     run_storage = optuna.storages.InMemoryStorage() if in_memory else target
     study = optuna.create_study(
-        storage=run_storage, sampler=sampler, pruner=pruner, study_name=name, direction="maximize"
+        storage=run_storage, sampler=sampler, pruner=pruner, study_name=name, direction=problem.direction
     )
     meta = {
-        "protocol": protocol.name,
-        "dataset": dataset,
+        "protocol": problem.name,
+        "dataset": problem.variant,
         "method": spec.method,
         "method_description": method.description,
         "seed": spec.seed,
         "budget": budget,
-        "top_level": protocol.top_level,
-        "levels": list(objective.levels),
-        "table": table.source,
-        "best_test_acc_in_space": table.best_test_acc(dataset),
+        "cost_unit": problem.cost_unit,
+        "top_level": problem.top_level,
+        "levels": list(context.levels),
+        "metric": problem.metric.to_json(),
+        **problem.meta(spec.method),
         "optuna": optuna.__version__,
     }
-    loss = KD_METHODS.get(spec.method)
-    if loss is not None and protocol.pool is not None:
-        meta["pool"] = protocol.pool.source
-        meta["pool_cells"] = len(protocol.pool.scores[loss])
-        meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
-    if loss is not None and protocol.live is not None:
-        meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
-                                "time_ratio_to_ce": protocol.live.time_ratios[loss], "seed": protocol.live.seed}
-    if loss is not None:
-        meta["n_warmup_low"] = protocol.n_warmup_low
-    for params, attrs in protocol.warmup_queue(spec.method, spec.seed):
+    for params, attrs in problem.warmup_queue(spec.method, spec.seed):
         study.enqueue_trial(params, user_attrs=attrs)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     study.optimize(objective, n_trials=MAX_TRIALS, callbacks=[MaxCostCallback(budget)], gc_after_trial=False)
     wall = time.perf_counter() - start
     meta["wall_seconds"] = wall
+    meta["cpu_seconds"] = time.process_time() - cpu_start
     if in_memory:
         store_study(study, target)
     stored = optuna.load_study(study_name=name, storage=target)
     stored.set_user_attr(META_ATTR, meta)
-    stored.set_user_attr(RESULT_ATTR, result_record(study.get_trials(deepcopy=False), protocol.top_level))
+    stored.set_user_attr(RESULT_ATTR, result_record(study.get_trials(deepcopy=False), problem.top_level,
+                                                    problem.metric.attr, problem.direction))
     stored.set_user_attr(FINISHED_ATTR, True)
     return {"study": name, "skipped": False, "trials": len(study.trials), "wall_seconds": wall}
+
+
+def study_metric(meta: dict[str, Any]) -> Metric:
+    """The metric a study's ``bench:meta`` records (NB201's test accuracy for older studies)."""
+    return Metric.from_json(meta["metric"]) if "metric" in meta else NB201_TEST_ACCURACY
 
 
 def backfill_results(storage: optuna.storages.BaseStorage) -> int:
@@ -175,8 +179,11 @@ def backfill_results(storage: optuna.storages.BaseStorage) -> int:
         attrs = study.user_attrs
         if attrs.get(FINISHED_ATTR) and RESULT_ATTR not in attrs and parse_study_name(study.study_name):
             trials = storage.get_all_trials(study._study_id, deepcopy=False)
-            top = attrs.get(META_ATTR, {}).get("top_level", "")
-            storage.set_study_user_attr(study._study_id, RESULT_ATTR, result_record(trials, top))
+            meta = attrs.get(META_ATTR, {})
+            metric = study_metric(meta)
+            direction = "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+            record = result_record(trials, meta.get("top_level", ""), metric.attr, direction)
+            storage.set_study_user_attr(study._study_id, RESULT_ATTR, record)
             n += 1
     return n
 
@@ -298,13 +305,27 @@ def _bulk_copy(study: optuna.Study, target: optuna.storages.RDBStorage) -> None:
         session.add_all(children)
 
 
-def make_specs(protocol: Protocol, datasets: Sequence[str], methods: Sequence[str], seeds: Iterable[int]) -> list[RunSpec]:
-    """All runs in the order seed, dataset, method (validated up front)."""
-    datasets = [canonical_dataset(d) for d in datasets]
-    for d in datasets:
-        for m in methods:
-            protocol.check(m, d)
-    return [RunSpec(protocol, d, m, s) for s in seeds for d in datasets for m in methods]
+def make_specs(
+    protocol: Protocol,
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    seeds: Iterable[int],
+    table_path: str | None = None,
+) -> list[RunSpec]:
+    """All runs of an NB201 protocol in the order seed, dataset, method (validated up front)."""
+    problems = [NB201Problem(protocol, d, table_path) for d in datasets]
+    return problem_specs(problems, methods, seeds)
+
+
+def problem_specs(problems: Sequence[Problem], methods: Sequence[str] | None, seeds: Iterable[int]) -> list[RunSpec]:
+    """All runs in the order seed, problem, method, each method checked against each problem.
+
+    ``methods`` ``None``: each problem's own methods.
+    """
+    for p in problems:
+        for m in methods or p.methods:
+            p.method(m)
+    return [RunSpec(p, m, s) for s in seeds for p in problems for m in (methods or p.methods)]
 
 
 def run_benchmark(
@@ -319,7 +340,7 @@ def run_benchmark(
     in_memory: bool = True,
     threads: int | None = 1,
 ) -> list[dict[str, Any]]:
-    """Run every (seed, dataset, method) study not yet finished in ``storage``.
+    """Run every (seed, dataset, method) study of an NB201 protocol not yet finished in ``storage``.
 
     Args:
         storage: RDB URL of the storage holding all studies.
@@ -338,29 +359,49 @@ def run_benchmark(
     Returns:
         One summary dict per run (``skipped`` for studies finished before).
     """
-    from tqdm.auto import tqdm
-
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
-    specs = make_specs(protocol, datasets, methods or protocol.methods, seeds)
+    specs = make_specs(protocol, datasets, methods or protocol.methods, seeds, table_path)
+    return run_specs(storage, specs, n_jobs, progress, in_memory, threads, desc=protocol.name)
+
+
+def run_specs(
+    storage: str,
+    specs: Sequence[RunSpec],
+    n_jobs: int = 1,
+    progress: bool = True,
+    in_memory: bool = True,
+    threads: int | None = 1,
+    desc: str = "bench",
+) -> list[dict[str, Any]]:
+    """Run every study of ``specs`` not yet finished in ``storage`` (see :func:`run_benchmark`).
+
+    Returns one summary dict per run (``skipped`` for studies finished before; ``error``
+    for a run that raised, whose study stays unfinished).
+    """
+    from tqdm.auto import tqdm
+
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("the runs name the same study twice (a problem, method or seed given twice).")
     target = _storage(storage)
     backfill_results(target)
     done = finished_studies(target)
     todo = [s for s in specs if s.name not in done]
     results: list[dict[str, Any]] = [{"study": s.name, "skipped": True} for s in specs if s.name in done]
-    bar = tqdm(total=len(specs), initial=len(results), disable=not progress, unit="study", desc=protocol.name)
+    bar = tqdm(total=len(specs), initial=len(results), disable=not progress, unit="study", desc=desc)
     try:
         if n_jobs <= 1:
             for spec in todo:
                 bar.set_postfix_str(spec.name, refresh=False)
-                results.append(_run_safely(spec, target, table_path, in_memory, threads))
+                results.append(_run_safely(spec, target, in_memory, threads))
                 bar.update()
         else:
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-                futures = [pool.submit(_run_safely, s, storage, table_path, in_memory, threads) for s in todo]
+                futures = [pool.submit(_run_safely, s, storage, in_memory, threads) for s in todo]
                 for fut in as_completed(futures):
                     res = fut.result()
                     results.append(res)

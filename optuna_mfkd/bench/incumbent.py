@@ -1,10 +1,11 @@
 """The incumbent of a run: what a benchmark reports after each trial.
 
-The incumbent is the best COMPLETE trial at the protocol's top level found so far (ties: the
-earlier trial). "At the top level" is :func:`optuna_mfkd.fidelity.is_top_level`: the trial's
-recorded fidelity, the definition every summary uses. The figure reported is the
-incumbent's 200-epoch test accuracy (the user attribute ``test_acc_200ep``, looked up when
-the trial was evaluated and never used by the search), against the cumulative cost (user
+The incumbent is the best COMPLETE trial at the problem's top level found so far, in the
+study's direction (ties: the earlier trial). "At the top level" is
+:func:`optuna_mfkd.fidelity.is_top_level`: the trial's recorded fidelity, the definition every
+summary uses. The figure reported is its metric attribute (NB201: the 200-epoch test accuracy
+``test_acc_200ep``; synthetic problems: the log10 simple regret ``log10_regret``), recorded
+when the trial was evaluated and never used by the search, against the cumulative cost (user
 attribute ``cost``) of all finished trials.
 """
 
@@ -24,15 +25,22 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def incumbent_curve(
-    trials: Sequence[optuna.trial.FrozenTrial], top_level: str
+    trials: Sequence[optuna.trial.FrozenTrial],
+    top_level: str,
+    metric_attr: str = "test_acc_200ep",
+    direction: str = "maximize",
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Cumulative cost and incumbent test accuracy after each finished trial (by number).
+    """Cumulative cost and the incumbent's metric after each finished trial (by number).
 
-    Returns ``(costs, tests, final_test, final_val)``; tests are NaN until a top-level trial
-    completes. Trials that record no fidelity count as top-level trials (:func:`is_top_level`).
+    Returns ``(costs, metrics, final_metric, final_value)``; metrics are NaN until a
+    top-level trial completes. Trials that record no fidelity count as top-level trials
+    (:func:`is_top_level`). ``direction``: the study's (``"maximize"`` or ``"minimize"``).
     """
-    costs, tests = [], []
-    total, best_val, best_test = 0.0, -math.inf, math.nan
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}.")
+    sign = 1.0 if direction == "maximize" else -1.0
+    costs, metrics = [], []
+    total, best_val, best_metric = 0.0, -math.inf, math.nan
     for t in sorted(trials, key=lambda t: t.number):
         if t.state not in _FINISHED:
             continue
@@ -41,26 +49,37 @@ def incumbent_curve(
             t.state == TrialState.COMPLETE
             and is_top_level(t, top_level)
             and t.value is not None
-            and t.value > best_val
+            and sign * t.value > best_val
         ):
-            best_val, best_test = float(t.value), float(t.user_attrs["test_acc_200ep"])
+            best_val, best_metric = sign * float(t.value), float(t.user_attrs[metric_attr])
         costs.append(total)
-        tests.append(best_test)
-    return np.array(costs), np.array(tests), best_test, (best_val if best_val > -math.inf else math.nan)
+        metrics.append(best_metric)
+    final_val = sign * best_val if best_val > -math.inf else math.nan
+    return np.array(costs), np.array(metrics), best_metric, final_val
 
 
 def _none_if_nan(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def result_record(trials: Sequence[optuna.trial.FrozenTrial], top_level: str) -> dict[str, Any]:
-    """JSON-able summary of a finished run (stored with the study so reports need no trials)."""
-    costs, tests, final_test, final_val = incumbent_curve(trials, top_level)
+def result_record(
+    trials: Sequence[optuna.trial.FrozenTrial],
+    top_level: str,
+    metric_attr: str = "test_acc_200ep",
+    direction: str = "maximize",
+) -> dict[str, Any]:
+    """JSON-able summary of a finished run (stored with the study so reports need no trials).
+
+    Keys: ``n_trials``, ``final_test`` (the final incumbent's metric; the name is kept from
+    when every metric was a test accuracy), ``final_val`` (its objective value), ``cost``
+    and ``test`` (cumulative cost and the incumbent's metric after each finished trial).
+    """
+    costs, tests, final_test, final_val = incumbent_curve(trials, top_level, metric_attr, direction)
     return {
         "n_trials": len(trials),
         "final_test": _none_if_nan(final_test),
         "final_val": _none_if_nan(final_val),
-        "cost": [round(float(c), 4) for c in costs],
+        "cost": [round(float(c), 6) for c in costs],
         "test": [_none_if_nan(float(x)) for x in tests],
     }
 

@@ -16,6 +16,10 @@ Each method is a name and a factory ``(seed, context) -> (sampler, pruner, mode)
 ``mfkd-nst`` / ``mfkd-kd`` / ``mfkd-ce`` (the paper protocol) are ``mfkd`` with a cached
 low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the low level.
 
+The sampler suite (:data:`SUITE_METHODS`, registry ``"suite"``) runs the same names on every
+problem: ``mfkd`` (MFKDSampler over the problem's levels with the sampler's defaults),
+``mfkd-paper`` (the paper's settings), ``gp``, ``tpe``, ``random``.
+
 Hyperband on two rungs uses ``HyperbandPruner(min_resource=12, max_resource=200,
 reduction_factor=3)``; the objective reports at step 12 only (see
 :mod:`optuna_mfkd.nasbench201.tabular`).
@@ -30,7 +34,7 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
-from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW
+from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, PAPER_SAMPLER_SETTINGS
 from optuna_mfkd.levels import mfkd_sampler
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
@@ -48,6 +52,11 @@ class MethodContext:
     n_warmup_high: int = N_WARMUP_HIGH
     n_warmup_single: int = N_WARMUP_HIGH
     sampler_options: dict[str, Any] = field(default_factory=dict)
+    #: The problem's notion of equal points for MFKDSampler's ``point_key`` (NB201: isomorphic
+    #: cells), used by the suite's ``mfkd`` (sampler defaults).
+    point_key: Callable[[dict[str, Any]], Any] | None = None
+    #: Every level of the problem, cheapest first (empty: ``low_level``/``high_level``).
+    levels: tuple[str, ...] = ()
 
 
 Built = tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner | None, str]
@@ -68,7 +77,10 @@ def _hyperband() -> optuna.pruners.BasePruner:
 
 def _mfkd_single(seed: int, ctx: MethodContext) -> Built:
     level = ctx.single_level
-    sampler = mfkd_sampler([level], n_warmup_high=ctx.n_warmup_single, seed=seed, **ctx.sampler_options)
+    sampler = mfkd_sampler(
+        [level], n_warmup_high=ctx.n_warmup_single, seed=seed,
+        **{**PAPER_SAMPLER_SETTINGS, **ctx.sampler_options},
+    )
     return sampler, None, SINGLE
 
 
@@ -80,7 +92,7 @@ def _mfkd_multi(seed: int, ctx: MethodContext) -> Built:
         n_warmup_high=ctx.n_warmup_high,
         n_warmup_low=ctx.n_warmup_low,
         seed=seed,
-        **ctx.sampler_options,
+        **{**PAPER_SAMPLER_SETTINGS, **ctx.sampler_options},
     )
     return sampler, None, MULTI
 
@@ -121,7 +133,54 @@ METHODS: dict[str, Method] = {
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
 
 
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known methods: {list(METHODS)}.")
-    return METHODS[name]
+def get_method(name: str, registry: str = "default") -> Method:
+    """The method ``name`` of ``registry`` (:data:`REGISTRIES`: ``"default"`` or ``"suite"``)."""
+    if registry not in REGISTRIES:
+        raise ValueError(f"unknown method registry {registry!r}; known: {list(REGISTRIES)}.")
+    methods = REGISTRIES[registry]
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; known methods: {list(methods)}.")
+    return methods[name]
+
+
+# The sampler suite (benchmarks/sampler_suite.py): the same method names on every problem.
+
+
+def _levels(ctx: MethodContext) -> list[str]:
+    if ctx.levels:
+        return list(ctx.levels)
+    return [lv for lv in (ctx.low_level, ctx.high_level) if lv] or [ctx.single_level]
+
+
+def _mfkd_defaults(seed: int, ctx: MethodContext) -> Built:
+    # Only the levels, the seed and the problem's notion of equal points (NB201: isomorphic
+    # cells, as the NB201 helpers and the CLI pass it): the sampler's defaults are measured.
+    options = {"point_key": ctx.point_key} if ctx.point_key is not None else {}
+    return mfkd_sampler(_levels(ctx), seed=seed, **options), None, MULTI
+
+
+def _mfkd_paper(seed: int, ctx: MethodContext) -> Built:
+    levels = _levels(ctx)
+    n_high = ctx.n_warmup_single if len(levels) == 1 else ctx.n_warmup_high
+    sampler = mfkd_sampler(levels, n_warmup_high=n_high, n_warmup_low=ctx.n_warmup_low, seed=seed,
+                           **PAPER_SAMPLER_SETTINGS)
+    return sampler, None, MULTI
+
+
+#: Methods of the sampler suite; there, names found here take precedence over :data:`METHODS`.
+#:
+#: - ``mfkd``: ``MFKDSampler(fidelities=<the problem's levels>, seed=s)`` and nothing else;
+#: - ``mfkd-paper``: the paper's settings: warm-up of ``n_warmup_single`` (20) random trials
+#:   on one level, or ``n_warmup_low`` (100) on each cheaper level and ``n_warmup_high`` (20)
+#:   on the top one, then UCB (beta = 1, on the variance) over 5,000 random candidates at the
+#:   top level (``strategy="paper"`` and ``acquisition="ucb"`` where the sampler has them);
+#: - ``gp``, ``tpe``, ``random``: Optuna's samplers with their defaults.
+SUITE_METHODS: dict[str, Method] = {
+    "mfkd": Method("mfkd", "MFKDSampler, the problem's levels, sampler defaults", MULTI, _mfkd_defaults),
+    "mfkd-paper": Method("mfkd-paper", "MFKDSampler, the paper's settings (UCB, beta 1, 5,000 candidates)",
+                         MULTI, _mfkd_paper),
+    **{name: METHODS[name] for name in ("gp", "tpe", "random")},
+}
+
+#: Method registries by name (problems name theirs, so they pickle without the factories).
+REGISTRIES: dict[str, dict[str, Method]] = {"default": METHODS, "suite": {**METHODS, **SUITE_METHODS}}

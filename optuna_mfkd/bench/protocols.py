@@ -24,16 +24,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, get_method
+from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext
+from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric, resolve_method
 from optuna_mfkd.datasets import DATASETS, canonical_dataset
 from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, NB201_BUDGET
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
-from optuna_mfkd.nasbench201.space import Architecture
-from optuna_mfkd.nasbench201.table import NB201Table
+from optuna_mfkd.nasbench201.space import Architecture, cell_key
+from optuna_mfkd.nasbench201.table import NB201Table, load_table
 from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
@@ -199,6 +200,8 @@ class Protocol:
     n_warmup_single: int = N_WARMUP_HIGH
     pool: LowFidelityPool | None = None
     live: LiveLowFidelity | None = None
+    #: The method registry (:data:`~optuna_mfkd.bench.methods.REGISTRIES`; the suite's: ``"suite"``).
+    method_registry: str = "default"
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
@@ -212,9 +215,7 @@ class Protocol:
         return float(self.budgets[ds])
 
     def check(self, method: str, dataset: str) -> Method:
-        m = get_method(method)
-        if method not in self.methods:
-            raise ValueError(f"method {method!r} is not part of protocol {self.name!r} (methods: {list(self.methods)}).")
+        m = resolve_method(method, f"protocol {self.name!r}", self.methods, self.method_registry)
         if method in KD_METHODS:
             if self.pool is None and self.live is None:
                 raise ValueError(
@@ -243,6 +244,8 @@ class Protocol:
             n_warmup_low=self.n_warmup_low,
             n_warmup_high=self.n_warmup_high,
             n_warmup_single=self.n_warmup_single,
+            levels=(low, self.top_level) if low is not None else (self.top_level,),
+            point_key=cell_key,
         )
 
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
@@ -286,6 +289,82 @@ class Protocol:
             (Architecture.from_index(cells[i]).params, {FIDELITY_ATTR: loss, FIDELITY_LEVEL_ATTR: 0})
             for i in picks
         ]
+
+
+@dataclass(frozen=True)
+class NB201Problem:
+    """A protocol on one NB201 dataset: a :class:`~optuna_mfkd.bench.problems.Problem`.
+
+    Studies are named ``<protocol>/<dataset>/<method>/seed-<k>``; the metric is the
+    incumbent's 200-epoch test accuracy; costs are simulated seconds. The table is opened
+    (and cached) in the process that runs the study.
+
+    Attributes:
+        protocol: the protocol.
+        dataset: ``cifar10``, ``cifar100`` or ``imagenet16``.
+        table_path: the NB201 table (default ``$NB201_TABLE``).
+    """
+
+    protocol: Protocol
+    dataset: str
+    table_path: str | None = None
+
+    direction = "maximize"
+    metric: ClassVar[Metric] = NB201_TEST_ACCURACY
+    cost_unit = "simulated seconds"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", canonical_dataset(self.dataset))
+
+    @property
+    def name(self) -> str:
+        return self.protocol.name
+
+    @property
+    def variant(self) -> str:
+        return self.dataset
+
+    @property
+    def top_level(self) -> str:
+        return self.protocol.top_level
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.protocol.methods)
+
+    def table(self) -> NB201Table:
+        return load_table(self.table_path)
+
+    def method(self, name: str) -> Method:
+        return self.protocol.check(name, self.dataset)
+
+    def budget(self) -> float:
+        return self.protocol.budget(self.table(), self.dataset)
+
+    def context(self, method: str) -> MethodContext:
+        return self.protocol.context(method)
+
+    def objective(self, method: str) -> Any:
+        return self.protocol.objective(self.table(), self.dataset, method)
+
+    def warmup_queue(self, method: str, seed: int) -> list[tuple[dict[str, str], dict[str, object]]]:
+        return self.protocol.warmup_queue(method, seed)
+
+    def meta(self, method: str) -> dict[str, Any]:
+        table = self.table()
+        protocol = self.protocol
+        meta: dict[str, Any] = {"table": table.source, "best_test_acc_in_space": table.best_test_acc(self.dataset)}
+        loss = KD_METHODS.get(method)
+        if loss is not None and protocol.pool is not None:
+            meta["pool"] = protocol.pool.source
+            meta["pool_cells"] = len(protocol.pool.scores[loss])
+            meta["low_cost_epochs"] = protocol.pool.cost_epochs[loss]
+        if loss is not None and protocol.live is not None:
+            meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
+                                    "time_ratio_to_ce": protocol.live.time_ratios[loss], "seed": protocol.live.seed}
+        if loss is not None:
+            meta["n_warmup_low"] = protocol.n_warmup_low
+        return meta
 
 
 def nb201_protocol(
