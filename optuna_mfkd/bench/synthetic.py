@@ -19,7 +19,7 @@ minimiser (possible only by the rounding of its coordinates) count as regret 1e-
 Costs are in top-level evaluations (a top-level trial costs 1) and the budget is a number
 of top-level evaluations' worth; the harness stops a run once the total cost reaches it.
 The budgets keep the suite affordable (GPSampler's step grows with the trials; 30 seeds of
-the seven problems x five methods are about two CPU core-hours here) while leaving the
+the seven problems x five methods took about 1.5 CPU core-hours in a pilot) while leaving the
 multi-fidelity problems room after the paper's warm-up (100 trials per cheaper level and 20
 at the top: 30 to 31 top-level evaluations' worth).
 
