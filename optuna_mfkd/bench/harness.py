@@ -133,6 +133,7 @@ def run_one(
         "table": table.source,
         "best_test_acc_in_space": table.best_test_acc(dataset),
         "optuna": optuna.__version__,
+        **getattr(sampler, "bench_meta", {}),  # a peer's package versions and settings
     }
     loss = KD_METHODS.get(spec.method)
     if loss is not None and protocol.pool is not None:

@@ -13,6 +13,10 @@ Each method is a name and a factory ``(seed, context) -> (sampler, pruner, mode)
 | ``hyperband`` | RandomSampler | HyperbandPruner | two rungs |
 | ``mfkd`` | MFKDSampler, two levels (AR1 co-kriging) | - | both levels |
 
+Peers (other libraries' multi-fidelity optimisers, optional extra ``peers``; see
+:mod:`optuna_mfkd.bench.peers`): ``dehb``, ``syne-bohb``, ``syne-asha``, ``smac-mf``,
+``smac-hb``. They need a problem whose context gives its search space and level resources.
+
 ``mfkd-nst`` / ``mfkd-kd`` / ``mfkd-ce`` (the paper protocol) are ``mfkd`` with a cached
 low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the low level.
 
@@ -28,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
+from optuna_mfkd.bench.peers import PEERS
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
 SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
@@ -37,7 +43,12 @@ SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
 
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method needs to know about the protocol it runs in."""
+    """What a method needs to know about the protocol it runs in.
+
+    ``search_space`` (the problem's Optuna distributions) and ``level_resources`` (level
+    name -> resource, e.g. epochs) are what the peers need to build their own spaces and
+    budgets; our samplers learn the space from the objective.
+    """
 
     single_level: str
     low_level: str | None = None
@@ -46,6 +57,8 @@ class MethodContext:
     n_warmup_high: int = 20
     n_warmup_single: int = 20
     sampler_options: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, BaseDistribution] | None = None
+    level_resources: dict[str, float] | None = None
 
 
 Built = tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner | None, str]
@@ -121,6 +134,7 @@ METHODS: dict[str, Method] = {
         Method("mfkd-kd", "MFKDSampler, Hinton-KD low fidelity", MULTI, _mfkd_multi, needs_low_level=True),
     ]
 }
+METHODS.update({p.name: Method(p.name, p.description, MULTI, p.build, needs_low_level=True) for p in PEERS.values()})
 
 #: Methods whose results the others are compared against, in order of preference.
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")

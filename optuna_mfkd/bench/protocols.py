@@ -13,7 +13,8 @@
   use; only about 18 queries fit on ImageNet16-120).
 - ``mf``: levels 12-epoch and 200-epoch validation accuracy; budget 50 x the median
   200-epoch cost of the space; single-fidelity methods evaluate 200-epoch values only,
-  Hyperband methods use the two rungs, ``mfkd`` both levels.
+  Hyperband methods use the two rungs, ``mfkd`` both levels; the peers
+  (:mod:`optuna_mfkd.bench.peers`, named explicitly) run their own brackets on the two levels.
 
 Every protocol reports the 200-epoch test accuracy of the incumbent: the best trial at the
 protocol's top level (ties: the earlier trial).
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext, get_method
+from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
 from optuna_mfkd.nasbench201.objectives import ScoreLevel, TabularObjective
-from optuna_mfkd.nasbench201.space import Architecture
+from optuna_mfkd.nasbench201.space import EDGE_PARAM_NAMES, OPS, Architecture
 from optuna_mfkd.nasbench201.table import NB201Table, normalise_dataset
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
@@ -39,6 +42,11 @@ SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce", "mfkd-kd": "kd"}
 #: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
 POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
+
+
+def nb201_search_space() -> dict[str, BaseDistribution]:
+    """The distributions :func:`~optuna_mfkd.nasbench201.space.suggest_architecture` suggests."""
+    return {name: CategoricalDistribution(OPS) for name in EDGE_PARAM_NAMES}
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,8 @@ class Protocol:
     n_warmup_single: int = 20
     pool: LowFidelityPool | None = None
     live: LiveLowFidelity | None = None
+    #: Methods a run may name that are not run by default (the peers: an optional extra).
+    extra_methods: tuple[str, ...] = ()
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
@@ -211,8 +221,10 @@ class Protocol:
 
     def check(self, method: str, dataset: str) -> Method:
         m = get_method(method)
-        if method not in self.methods:
-            raise ValueError(f"method {method!r} is not part of protocol {self.name!r} (methods: {list(self.methods)}).")
+        if method not in self.methods + self.extra_methods:
+            raise ValueError(
+                f"method {method!r} is not part of protocol {self.name!r} (methods: {list(self.methods + self.extra_methods)})."
+            )
         if method in KD_METHODS:
             if self.pool is None and self.live is None:
                 raise ValueError(
@@ -241,6 +253,8 @@ class Protocol:
             n_warmup_low=self.n_warmup_low,
             n_warmup_high=self.n_warmup_high,
             n_warmup_single=self.n_warmup_single,
+            search_space=nb201_search_space(),
+            level_resources={name: float(epochs) for name, epochs in self.levels.items()},
         )
 
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
@@ -324,6 +338,7 @@ def mf_protocol() -> Protocol:
         low_level="12ep",
         budget_median_top_evals=50.0,
         methods=SINGLE_FIDELITY_METHODS + ("bohb", "hyperband", "mfkd"),
+        extra_methods=tuple(PEERS),
     )
 
 
