@@ -13,7 +13,10 @@ Budgets: a problem's levels are resources ``r_0 < ... < r_{L-1}`` (epochs on NB2
 peers get ``min = r_0``, ``max = r_{L-1}`` and the reduction factor
 ``eta = (r_{L-1} / r_0) ** (1 / (L - 1))``, so that their rungs ``r_0 * eta**k`` are exactly
 the levels; levels that are not geometric are rejected. With the NB201 levels 12 and 200
-epochs, ``eta = 200 / 12`` and every bracket has rungs 12 and 200 only.
+epochs, ``eta = 200 / 12`` and every bracket has rungs 12 and 200 only. Each adapter reads
+the rungs its peer computed and checks them against the levels; where the peer's own
+floating-point rounding of ``log(max / min) / log(eta)`` loses a rung (levels 1, 10, 100),
+``eta`` is lowered by a relative :data:`ETA_NUDGE` and the rungs are checked again.
 
 Loss: peers minimise, so a maximised study value ``v`` is told as ``-v`` (a minimised one as
 ``v``); a failed evaluation is told as a failure in each peer's own way.
@@ -26,10 +29,10 @@ import math
 import shutil
 import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import optuna
 from optuna.distributions import (
@@ -49,6 +52,11 @@ BUDGET_ATTR = "peer:budget"
 PEER_TRIAL_ATTR = "peer:trial"
 #: Relative tolerance (in log space) between a peer's budget and a level's resource.
 BUDGET_RTOL = 1e-6
+#: Relative decrease of ``eta`` that makes a peer's rounding of ``log(max/min) / log(eta)``
+#: land on the intended number of rungs where the exact ratio rounds down (e.g. 1, 10, 100).
+ETA_NUDGE = 1e-9
+
+T = TypeVar("T")
 
 
 def require(module: str, method: str, package: str) -> Any:
@@ -238,6 +246,7 @@ class PeerSampler(optuna.samplers.BaseSampler):
         self.seed = seed
         self._pending: dict[int, Proposal] = {}
         self._scratch: str | None = None
+        self.eta = levels.eta
 
     # -- what a peer implements -------------------------------------------------------
     def _ask(self) -> Proposal:
@@ -249,9 +258,22 @@ class PeerSampler(optuna.samplers.BaseSampler):
 
     def settings(self) -> dict[str, Any]:
         """The peer's settings that differ from its defaults or that the levels fix."""
-        return {"min_budget": self.levels.min, "max_budget": self.levels.max, "eta": self.levels.eta}
+        return {"min_budget": self.levels.min, "max_budget": self.levels.max, "eta": self.eta}
 
     # -- helpers -----------------------------------------------------------------------
+    def build_peer(self, build: Callable[[float], T], rungs: Callable[[T], Sequence[float]]) -> T:
+        """``build(eta)`` with the ``eta`` whose rungs (as the peer computed them) are the levels."""
+        got: list[float] = []
+        for eta in (self.levels.eta, self.levels.eta * (1.0 - ETA_NUDGE)):
+            peer = build(eta)
+            got = sorted(float(r) for r in rungs(peer))
+            if len(got) == len(self.levels.resources) and all(
+                abs(math.log(g / r)) <= BUDGET_RTOL for g, r in zip(got, self.levels.resources)
+            ):
+                self.eta = eta
+                return peer
+        raise ValueError(f"method {self.method!r}: the peer's rungs {got} are not the levels {list(self.levels.resources)}.")
+
     def scratch_dir(self) -> str:
         """A private folder for files a peer insists on writing (removed with the sampler)."""
         if self._scratch is None:

@@ -36,16 +36,19 @@ class DEHBSampler(PeerSampler):
     def __init__(self, method: str, search_space: Any, levels: Any, seed: int) -> None:
         dehb = require("dehb", method, "dehb")
         super().__init__(method, search_space, levels, seed)
-        self._dehb = dehb.DEHB(
-            cs=self.space.configspace(seed),
-            min_fidelity=levels.min,
-            max_fidelity=levels.max,
-            eta=levels.eta,
-            n_workers=1,
-            seed=seed,
-            output_path=self.scratch_dir(),
-            save_freq="end",
-            log_level="ERROR",
+        self._dehb = self.build_peer(
+            lambda eta: dehb.DEHB(
+                cs=self.space.configspace(seed),
+                min_fidelity=levels.min,
+                max_fidelity=levels.max,
+                eta=eta,
+                n_workers=1,
+                seed=seed,
+                output_path=self.scratch_dir(),
+                save_freq="end",
+                log_level="ERROR",
+            ),
+            lambda peer: peer.fidelities,
         )
 
     def _ask(self) -> Proposal:

@@ -66,17 +66,21 @@ class SMACSampler(PeerSampler):
             seed=seed,
             output_directory=Path(self.scratch_dir()),
         )
-        model = cls.get_model(scenario)
-        if isinstance(getattr(model, "_rf_opts", None), dict):
-            model._rf_opts["n_jobs"] = 1  # threads only: the forest is the same
-        self._smac = cls(
-            scenario,
-            target_function=_not_called,
-            model=model,
-            intensifier=cls.get_intensifier(scenario, eta=levels.eta),
-            logging_level=40,
-            overwrite=True,
-        )
+
+        def build(eta: float) -> Any:
+            model = cls.get_model(scenario)
+            if isinstance(getattr(model, "_rf_opts", None), dict):
+                model._rf_opts["n_jobs"] = 1  # threads only: the forest is the same
+            return cls(
+                scenario,
+                target_function=_not_called,
+                model=model,
+                intensifier=cls.get_intensifier(scenario, eta=eta),
+                logging_level=40,
+                overwrite=True,
+            )
+
+        self._smac = self.build_peer(build, _first_bracket_budgets)
         self._config_ids: dict[Any, int] = {}
 
     def settings(self) -> dict[str, Any]:
@@ -108,6 +112,17 @@ class SMACSampler(PeerSampler):
         else:
             value = self._runhistory.TrialValue(cost=loss, time=cost)
         self._smac.tell(proposal.token, value, save=False)
+
+
+def _first_bracket_budgets(facade: Any) -> list[float]:
+    """The budgets of Hyperband's first (largest) bracket, by SMAC's own formulas.
+
+    The intensifier computes them only at its first ``ask``; its two static helpers give them
+    now.
+    """
+    hb = facade.intensifier
+    max_iter = hb._get_max_iterations(hb._eta, hb._max_budget, hb._min_budget)
+    return list(hb._compute_configs_and_budgets_for_stages(hb._eta, hb._max_budget, max_iter)[0])
 
 
 def _not_called(config: Any, seed: int = 0, budget: float | None = None) -> float:

@@ -65,14 +65,17 @@ class SyneTuneSampler(PeerSampler):
         log.setLevel(logging.ERROR)  # its searcher warns about a default it does not use
         try:
             with self._own_rng():
-                self._scheduler = getattr(baselines, scheduler)(
-                    config_space=self.space.synetune(),
-                    metric=METRIC,
-                    time_attr=RESOURCE,
-                    max_t=levels.max,
-                    grace_period=levels.min,
-                    reduction_factor=levels.eta,
-                    random_seed=seed,
+                self._scheduler = self.build_peer(
+                    lambda eta: getattr(baselines, scheduler)(
+                        config_space=self.space.synetune(),
+                        metric=METRIC,
+                        time_attr=RESOURCE,
+                        max_t=levels.max,
+                        grace_period=levels.min,
+                        reduction_factor=eta,
+                        random_seed=seed,
+                    ),
+                    lambda peer: [milestone for milestone, _ in peer.brackets[0].rungs],
                 )
         finally:
             log.setLevel(level)
