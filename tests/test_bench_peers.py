@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -128,13 +129,22 @@ def test_same_seed_same_run(method):
     assert runs[0] != runs[2]
 
 
-def test_missing_package_names_the_extra(monkeypatch):
+def test_missing_package_names_the_extra(monkeypatch, capsys, sqlite_url):
     monkeypatch.setitem(sys.modules, "dehb", None)  # import dehb -> ImportError
     context = MethodContext(single_level="r9", search_space=SPACE, level_resources=RESOURCES)
     with pytest.raises(ImportError) as info:
         METHODS["dehb"].build(0, context)
     message = str(info.value)
     assert "\n" not in message and "'dehb'" in message and "pip install 'optuna-mfkd[peers]'" in message
+    # The command line checks before running anything: one line, exit code 2, nothing stored.
+    from optuna_mfkd.cli import main
+
+    code = main(["benchmark", "--storage", sqlite_url, "--protocol", "mf", "--methods", "random", "dehb",
+                 "--seeds", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "'dehb'" in err and "pip install 'optuna-mfkd[peers]'" in err
+    assert optuna.storages.RDBStorage(sqlite_url).get_all_studies() == []
 
 
 def test_levels_eta_and_budgets():
@@ -229,8 +239,24 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
         best = max(top, key=lambda t: (t.value, -t.number)) if top else None
         record = study.user_attrs[harness.RESULT_ATTR]
         assert record["final_test"] == (None if best is None else pytest.approx(best.user_attrs["test_acc_200ep"]))
-    readme = report.write_report(sqlite_url, tmp_path / "report")
+    # The report: anytime columns up to the whole budget, and the versions each study recorded.
+    readme = report.write_report(sqlite_url, tmp_path / "report", anytime=(0.25, 0.5, 1.0))
     text = readme.read_text()
+    assert "at 1 budget" in text and "## Methods" in text
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("method")
     for method in methods:
-        assert f"`{method}`" in text
-    assert not math.isnan(report.load_runs(sqlite_url)[0].final_test)
+        assert f"`{method}`" in text and f"{PACKAGES[method].replace('_', '-')} " in text
+        study = optuna.load_study(study_name=f"mf-tiny/cifar10/{method}/seed-0", storage=storage)
+        cum = np.cumsum([t.user_attrs["cost"] for t in study.trials])
+        fit = [t for t, c in zip(study.trials, cum) if c <= budget and t.user_attrs[FIDELITY_ATTR] == "200ep"]
+        at_end = max(fit, key=lambda t: (t.value, -t.number)).user_attrs["test_acc_200ep"] if fit else math.nan
+        assert summary.loc[method, "mean_at_1_budget"] == pytest.approx(at_end, nan_ok=True)
+
+    # The command line runs a peer on the real mf protocol.
+    from optuna_mfkd.cli import main
+
+    assert main(["benchmark", "--storage", sqlite_url, "--protocol", "mf", "--methods", "dehb", "--seeds", "0",
+                 "--table", str(nb201_table_path), "--no-progress"]) == 0
+    study = optuna.load_study(study_name="mf/cifar10/dehb/seed-0", storage=storage)
+    assert {t.user_attrs[FIDELITY_ATTR] for t in study.trials} == {"12ep", "200ep"}
+    assert sum(t.user_attrs["cost"] for t in study.trials) >= get_protocol("mf").budget(table, "cifar10")

@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.incumbent import result_record
+from optuna_mfkd.bench.methods import check_installed
 from optuna_mfkd.bench.protocols import (
     KD_METHODS,
     LiveLowFidelity,
@@ -268,7 +269,7 @@ def make_specs(protocol: Protocol, datasets: Sequence[str], methods: Sequence[st
     datasets = [normalise_dataset(d) for d in datasets]
     for d in datasets:
         for m in methods:
-            protocol.check(m, d)
+            check_installed(protocol.check(m, d))
     return [RunSpec(protocol, d, m, s) for s in seeds for d in datasets for m in methods]
 
 

@@ -35,7 +35,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
-from optuna_mfkd.bench.peers import PEERS
+from optuna_mfkd.bench.peers import EXTRA_HINT, PEERS
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
 SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
@@ -71,6 +71,8 @@ class Method:
     mode: str
     build: Callable[[int, MethodContext], Built]
     needs_low_level: bool = False
+    #: Top-level modules of optional packages the method needs (see :func:`check_installed`).
+    requires: tuple[str, ...] = ()
 
 
 def _mfkd_sampler(**kwargs: Any) -> optuna.samplers.BaseSampler:
@@ -134,10 +136,21 @@ METHODS: dict[str, Method] = {
         Method("mfkd-kd", "MFKDSampler, Hinton-KD low fidelity", MULTI, _mfkd_multi, needs_low_level=True),
     ]
 }
-METHODS.update({p.name: Method(p.name, p.description, MULTI, p.build, needs_low_level=True) for p in PEERS.values()})
+METHODS.update(
+    {p.name: Method(p.name, p.description, MULTI, p.build, needs_low_level=True, requires=p.requires) for p in PEERS.values()}
+)
 
 #: Methods whose results the others are compared against, in order of preference.
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
+
+
+def check_installed(method: Method) -> None:
+    """Raise :class:`ValueError` naming the extra to install if ``method`` lacks a package."""
+    import importlib.util
+
+    for module in method.requires:
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"method {method.name!r} needs the package {module!r}: {EXTRA_HINT}")
 
 
 def get_method(name: str) -> Method:

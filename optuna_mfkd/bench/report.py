@@ -5,10 +5,12 @@ more storages (e.g. single-level baselines in one database, multi-fidelity runs 
 warm-up sizes in others; a study name found twice is an error) and writes into ``out_dir``:
 
 - ``README.md``: per protocol and dataset, each method's final 200-epoch test accuracy of the
-  incumbent (mean +- std, median), its mean at a quarter and half of the budget, regret to
+  incumbent (mean +- std, median), its mean at fractions of the budget (a quarter and half
+  by default; ``--anytime`` chooses), regret to
   the best cell in the space, the number of queries, wall seconds per trial, and two-sided
   Mann-Whitney U tests of each method against each MFKDSampler variant present,
-  Holm-corrected within each comparison family;
+  Holm-corrected within each comparison family; and the methods with their descriptions
+  and the package versions their studies recorded (Optuna, a peer's own packages);
 - ``runs.csv`` (one row per study) and ``summary.csv`` (one row per method);
 - ``curves-<protocol>-<dataset>.png``: anytime curves, the incumbent's test accuracy
   against simulated seconds (mean over seeds, band = +- 1 standard error of the mean).
@@ -73,6 +75,8 @@ class Run:
     best_in_space: float | None
     curve_cost: np.ndarray = field(repr=False)  # cumulative cost after each trial
     curve_test: np.ndarray = field(repr=False)  # incumbent test accuracy after each trial (nan before one)
+    description: str = ""  # the method's description, as its study recorded it
+    versions: dict[str, str | None] = field(default_factory=dict)  # packages the study recorded
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -146,9 +150,11 @@ def _load_run(
     key = (dataset, str(meta.get("table", "")))
     if key not in best_cache:
         best_cache[key] = meta.get("best_test_acc_in_space", _best_from_table(meta.get("table"), dataset))
+    versions = {"optuna": meta.get("optuna"), **meta.get("peer", {}).get("versions", {})}
     return Run(protocol, dataset, method, seed, float(meta.get("budget", math.nan)), final_test, final_val,
                n_trials, float(costs[-1]) if costs.size else 0.0, float(meta.get("wall_seconds", math.nan)),
-               best_cache[key], costs, tests)
+               best_cache[key], costs, tests, str(meta.get("method_description", "")),
+               {k: v for k, v in versions.items() if v is not None})
 
 
 def _best_from_table(path: str | None, dataset: str) -> float | None:
@@ -181,8 +187,11 @@ def incumbent_at(run: Run, costs: np.ndarray | Sequence[float]) -> np.ndarray:
     return out
 
 
-def summarise(runs: Sequence[Run]) -> list[dict[str, object]]:
-    """One row per (protocol, dataset, method) with statistics and tests against references."""
+def summarise(runs: Sequence[Run], fractions: Sequence[float] = ANYTIME_FRACTIONS) -> list[dict[str, object]]:
+    """One row per (protocol, dataset, method) with statistics and tests against references.
+
+    ``fractions``: the budget fractions of the anytime columns ``mean_at_<f>_budget``.
+    """
     from scipy.stats import mannwhitneyu
 
     rows: list[dict[str, object]] = []
@@ -205,7 +214,7 @@ def summarise(runs: Sequence[Run]) -> list[dict[str, object]]:
                 "wall_s_per_trial": float(np.nanmean([r.wall_seconds / max(r.n_trials, 1) for r in by_method[m]])),
                 "budget": by_method[m][0].budget,
             }
-            for frac in ANYTIME_FRACTIONS:
+            for frac in fractions:
                 at = np.array([incumbent_at(r, [frac * r.budget])[0] for r in by_method[m]])
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # no incumbent yet in any seed
@@ -250,7 +259,8 @@ def verdict(row: dict[str, object], ref: str, alpha: float = 0.05) -> str:
 _COLORS = {
     "random": "tab:blue", "tpe": "tab:orange", "gp": "tab:green", "re": "tab:red", "mfkd-gpr": "tab:purple",
     "bohb": "tab:brown", "hyperband": "tab:pink", "mfkd": "black", "mfkd-nst": "black", "mfkd-ce": "tab:olive",
-    "mfkd-kd": "tab:cyan",
+    "mfkd-kd": "tab:cyan", "dehb": "tab:gray", "syne-bohb": "gold", "syne-asha": "navy", "smac-mf": "lime",
+    "smac-hb": "teal",
 }
 
 
@@ -311,14 +321,17 @@ def write_report(
     protocols: Sequence[str] | None = None,
     command: str | None = None,
     table_path: str | None = None,
+    anytime: Sequence[float] = ANYTIME_FRACTIONS,
 ) -> Path:
     """Write README.md, runs.csv, summary.csv and the curve PNGs for ``storage`` into ``out_dir``.
 
     ``storage``: one storage (URL or object) or several, read by :func:`load_runs`.
 
     ``table_path`` is unused when the studies record their table (kept for callers that
-    pass it); returns the README path.
+    pass it); ``anytime``: budget fractions of the anytime columns. Returns the README path.
     """
+    if not anytime or any(not 0 < f <= 1 for f in anytime):
+        raise ValueError(f"anytime fractions must lie in (0, 1], got {list(anytime)}.")
     import pandas as pd
 
     out = Path(out_dir)
@@ -331,7 +344,7 @@ def write_report(
           "final_test_acc": r.final_test, "final_val": r.final_val, "n_trials": r.n_trials,
           "total_cost_s": r.total_cost, "budget_s": r.budget, "wall_seconds": r.wall_seconds} for r in runs]
     ).sort_values(["protocol", "dataset", "method", "seed"]).to_csv(out / "runs.csv", index=False)
-    rows = summarise(runs)
+    rows = summarise(runs, anytime)
     pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)
 
     lines = ["# NAS-Bench-201 benchmark results", ""]
@@ -340,8 +353,8 @@ def write_report(
     lines += [
         "Final figure of a run: the 200-epoch test accuracy (%) of the incumbent, the best",
         "trial at the protocol's top level. Regret: best cell in the space minus the mean.",
-        "At 0.25 / 0.5 budget: the incumbent's mean once a quarter / half of the budget is spent",
-        "(seeds without an incumbent by then are left out).",
+        f"At {' / '.join(f'{f:g}' for f in anytime)} budget: the incumbent's mean once that fraction of the budget is",
+        "spent, after the last trial that fits in it (seeds without an incumbent by then are left out).",
         "Tests: two-sided Mann-Whitney U of each method against each MFKDSampler variant, Holm",
         "correction within each family; P = P(MFKDSampler variant > method) + 0.5 P(tie).",
         "Wall s/trial: the whole ask -> objective -> tell step on this machine (1 thread).",
@@ -359,13 +372,13 @@ def write_report(
         lines += [f"## {protocol} / {dataset}", "",
                   f"Budget {float(grp[0]['budget']):,.0f} simulated seconds; seeds per method: "  # type: ignore[arg-type]
                   f"{', '.join(map(str, seeds))}.", ""]
-        anytime = [f"at {frac:g} budget" for frac in ANYTIME_FRACTIONS]
-        header = (["method", "n", "mean +- std", "median", *anytime, "regret", "queries", "wall s/trial"]
+        at_cols = [f"at {frac:g} budget" for frac in anytime]
+        header = (["method", "n", "mean +- std", "median", *at_cols, "regret", "queries", "wall s/trial"]
                   + [f"vs {r}" for r in refs])
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in grp:
             cells = [f"`{r['method']}`", str(r["n_seeds"]), f"{_fmt(r['mean'])} +- {_fmt(r['std'])}", _fmt(r["median"]),
-                     *(_fmt(r[f"mean_at_{frac:g}_budget"]) for frac in ANYTIME_FRACTIONS), _fmt(r["mean_regret"]), _fmt(r["mean_trials"], 1), _fmt(r["wall_s_per_trial"], 3)]
+                     *(_fmt(r[f"mean_at_{frac:g}_budget"]) for frac in anytime), _fmt(r["mean_regret"]), _fmt(r["mean_trials"], 1), _fmt(r["wall_s_per_trial"], 3)]
             cells += [verdict(r, ref) or "—" for ref in refs]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -384,6 +397,7 @@ def write_report(
         plot_curves([r for r in runs if r.protocol == protocol and r.dataset == dataset], out / png,
                     f"{protocol} / {dataset}")
         lines += ["", f"![anytime curves {protocol} {dataset}]({png})", ""]
+    lines += _methods_section(runs)
     lines += ["## Published figures (context)", "", "| | " + " | ".join(["cifar10", "cifar100", "imagenet16"]) + " |", "|---|---|---|---|"]
     for name, vals in PAPER_FIGURES.items():
         lines.append(f"| {name} | " + " | ".join(vals[d] for d in ["cifar10", "cifar100", "imagenet16"]) + " |")
@@ -393,12 +407,30 @@ def write_report(
     return readme
 
 
+def _methods_section(runs: Sequence[Run]) -> list[str]:
+    """Markdown table of the methods: description and the package versions their studies recorded."""
+    by_method: dict[str, tuple[set[str], set[str]]] = {}
+    for r in runs:
+        desc, vers = by_method.setdefault(r.method, (set(), set()))
+        if r.description:
+            desc.add(r.description)
+        vers.update(f"{k} {v}" for k, v in r.versions.items())
+    order = [m for m in METHODS if m in by_method] + sorted(set(by_method) - set(METHODS))
+    lines = ["## Methods", "", "| method | description | versions recorded |", "|---|---|---|"]
+    for m in order:
+        desc, vers = by_method[m]
+        lines.append(f"| `{m}` | {'; '.join(sorted(desc)) or '—'} | {', '.join(sorted(vers)) or '—'} |")
+    return [*lines, ""]
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="optuna-mfkd report", description="Summarise benchmark studies.")
     p.add_argument("--storage", required=True, nargs="+",
                    help="RDB URL(s) holding the benchmark studies (several: their studies are pooled)")
     p.add_argument("--out", required=True, help="folder for README.md, CSVs and PNGs")
     p.add_argument("--protocols", nargs="+", default=None, help="only these protocols")
+    p.add_argument("--anytime", nargs="+", type=float, default=list(ANYTIME_FRACTIONS),
+                   help="budget fractions of the anytime columns (default: 0.25 0.5)")
     return p
 
 
@@ -406,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = "optuna-mfkd report " + " ".join(shlex.quote(a) for a in argv)
-    path = write_report(args.storage, args.out, args.protocols, command=command)
+    path = write_report(args.storage, args.out, args.protocols, command=command, anytime=args.anytime)
     print(f"wrote {path}")
     return 0
 

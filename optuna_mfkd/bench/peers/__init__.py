@@ -40,12 +40,14 @@ class Peer:
         name: harness method name.
         description: shown in reports.
         module: adapter module under :mod:`optuna_mfkd.bench.peers`.
+        requires: top-level modules the adapter imports (from the extra ``peers``).
         factory: name of the adapter's ``factory(name, seed, context) -> PeerSampler``.
     """
 
     name: str
     description: str
     module: str
+    requires: tuple[str, ...]
     factory: str = "make_sampler"
 
     def build(self, seed: int, context: MethodContext) -> Built:
@@ -60,10 +62,10 @@ class Peer:
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in [
-        Peer("dehb", "DEHB (differential evolution + Hyperband), published defaults", "dehb"),
-        Peer("syne-bohb", "Syne Tune BOHB (asynchronous SH + KDE searcher), published defaults", "synetune"),
-        Peer("syne-asha", "Syne Tune ASHA (asynchronous SH, random search), published defaults", "synetune"),
-        Peer("smac-mf", "SMAC3 MultiFidelityFacade (random forest + Hyperband), published defaults", "smac"),
-        Peer("smac-hb", "SMAC3 HyperbandFacade (random search + Hyperband), published defaults", "smac"),
+        Peer("dehb", "DEHB (differential evolution + Hyperband), published defaults", "dehb", ("dehb",)),
+        Peer("syne-bohb", "Syne Tune BOHB (asynchronous SH + KDE searcher), published defaults", "synetune", ("syne_tune",)),
+        Peer("syne-asha", "Syne Tune ASHA (asynchronous SH, random search), published defaults", "synetune", ("syne_tune",)),
+        Peer("smac-mf", "SMAC3 MultiFidelityFacade (random forest + Hyperband), published defaults", "smac", ("smac",)),
+        Peer("smac-hb", "SMAC3 HyperbandFacade (random search + Hyperband), published defaults", "smac", ("smac",)),
     ]
 }
