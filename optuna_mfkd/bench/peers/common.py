@@ -214,13 +214,22 @@ class Proposal:
         params: Optuna params of the configuration.
         level: index into :attr:`Levels.names`.
         token: what the peer needs back when told the result.
-        attrs: the peer's own bookkeeping (bracket, budget, its trial id), JSON-able.
+        budget: the budget the peer asked for (stored as ``peer:budget``).
+        bracket: the peer's bracket (``peer:bracket``), where it has brackets.
+        peer_trial: the peer's own id of the configuration or trial (``peer:trial``).
+        extra: further bookkeeping of the peer, JSON-able user attributes.
     """
 
     params: dict[str, Any]
     level: int
     token: Any
-    attrs: dict[str, Any] = field(default_factory=dict)
+    budget: float
+    bracket: int | None = None
+    peer_trial: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def user_attrs(self) -> dict[str, Any]:
+        return {BRACKET_ATTR: self.bracket, BUDGET_ATTR: float(self.budget), PEER_TRIAL_ATTR: self.peer_trial, **self.extra}
 
 
 class PeerSampler(optuna.samplers.BaseSampler):
@@ -294,7 +303,8 @@ class PeerSampler(optuna.samplers.BaseSampler):
             return
         proposal = self._ask()
         self._pending[trial._trial_id] = proposal
-        attrs = {FIDELITY_ATTR: self.levels.names[proposal.level], FIDELITY_LEVEL_ATTR: proposal.level, **proposal.attrs}
+        attrs = {FIDELITY_ATTR: self.levels.names[proposal.level], FIDELITY_LEVEL_ATTR: proposal.level,
+                 **proposal.user_attrs()}
         record_user_attrs(trial, study, attrs)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

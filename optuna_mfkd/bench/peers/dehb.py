@@ -17,15 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optuna_mfkd.bench.peers.common import (
-    BRACKET_ATTR,
-    BUDGET_ATTR,
-    PEER_TRIAL_ATTR,
-    PeerSampler,
-    Proposal,
-    context_levels,
-    require,
-)
+from optuna_mfkd.bench.peers.common import PeerSampler, Proposal, context_levels, require
 
 
 class DEHBSampler(PeerSampler):
@@ -53,10 +45,8 @@ class DEHBSampler(PeerSampler):
 
     def _ask(self) -> Proposal:
         job = self._dehb.ask()
-        level = self.levels.index_of(job["fidelity"])
-        attrs = {BRACKET_ATTR: int(job["bracket_id"]), BUDGET_ATTR: float(job["fidelity"]),
-                 PEER_TRIAL_ATTR: int(job["config_id"])}
-        return Proposal(self.space.decode(dict(job["config"])), level, job, attrs)
+        return Proposal(self.space.decode(dict(job["config"])), self.levels.index_of(job["fidelity"]), job,
+                        budget=job["fidelity"], bracket=int(job["bracket_id"]), peer_trial=int(job["config_id"]))
 
     def _tell(self, proposal: Proposal, loss: float | None, cost: float) -> None:
         # DEHB has no failure status; a failed evaluation is the worst fitness.

@@ -25,15 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from optuna_mfkd.bench.peers.common import (
-    BRACKET_ATTR,
-    BUDGET_ATTR,
-    PEER_TRIAL_ATTR,
-    PeerSampler,
-    Proposal,
-    context_levels,
-    require,
-)
+from optuna_mfkd.bench.peers.common import PeerSampler, Proposal, context_levels, require
 
 FACADES = {"smac-mf": "MultiFidelityFacade", "smac-hb": "HyperbandFacade"}
 #: SMAC's ``n_trials``: the harness's cap on the trials of one run.
@@ -100,11 +92,10 @@ class SMACSampler(PeerSampler):
 
     def _ask(self) -> Proposal:
         info = self._smac.ask()
-        level = self.levels.index_of(info.budget)
         bracket, stage = self._bracket_of(info)
         config_id = self._config_ids.setdefault(info.config, len(self._config_ids))
-        attrs = {BRACKET_ATTR: bracket, STAGE_ATTR: stage, BUDGET_ATTR: float(info.budget), PEER_TRIAL_ATTR: config_id}
-        return Proposal(self.space.decode(dict(info.config)), level, info, attrs)
+        return Proposal(self.space.decode(dict(info.config)), self.levels.index_of(info.budget), info,
+                        budget=info.budget, bracket=bracket, peer_trial=config_id, extra={STAGE_ATTR: stage})
 
     def _tell(self, proposal: Proposal, loss: float | None, cost: float) -> None:
         if loss is None:

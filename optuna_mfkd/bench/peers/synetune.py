@@ -30,15 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from optuna_mfkd.bench.peers.common import (
-    BRACKET_ATTR,
-    BUDGET_ATTR,
-    PEER_TRIAL_ATTR,
-    PeerSampler,
-    Proposal,
-    context_levels,
-    require,
-)
+from optuna_mfkd.bench.peers.common import PeerSampler, Proposal, context_levels, require
 
 METRIC, RESOURCE = "loss", "resource"
 SCHEDULERS = {"syne-asha": "ASHA", "syne-bohb": "BOHB"}
@@ -109,8 +101,8 @@ class SyneTuneSampler(PeerSampler):
             self._next_id += 1
             self._running = (trial, 0)
         trial, level = self._running
-        attrs = {BRACKET_ATTR: 0, BUDGET_ATTR: self.levels.resources[level], PEER_TRIAL_ATTR: trial.trial_id}
-        return Proposal(self.space.decode(trial.config), level, trial, attrs)
+        return Proposal(self.space.decode(trial.config), level, trial, budget=self.levels.resources[level],
+                        bracket=0, peer_trial=trial.trial_id)
 
     def _tell(self, proposal: Proposal, loss: float | None, cost: float) -> None:
         trial, level = proposal.token, proposal.level
