@@ -13,7 +13,8 @@ warm-up sizes in others; a study name found twice is an error) and writes into `
   and the package versions their studies recorded (Optuna, a peer's own packages);
 - ``runs.csv`` (one row per study) and ``summary.csv`` (one row per method);
 - ``curves-<protocol>-<dataset>.png``: anytime curves, the incumbent's test accuracy
-  against simulated seconds (mean over seeds, band = +- 1 standard error of the mean).
+  against simulated seconds (mean over seeds, band = +- 1 standard error of the mean;
+  the peers of :mod:`optuna_mfkd.bench.peers` dashed).
 
 The incumbent is the best COMPLETE trial at the protocol's top level found so far (ties:
 the earlier trial); its 200-epoch test accuracy is looked up when the trial is evaluated
@@ -46,6 +47,7 @@ from optuna_mfkd.bench.harness import (
 )
 from optuna_mfkd.bench.incumbent import from_record, incumbent_curve
 from optuna_mfkd.bench.methods import METHODS, REFERENCE_METHODS
+from optuna_mfkd.bench.peers import PEERS
 
 #: Published figures (200-epoch test accuracy, %) quoted as context; see docs of the method.
 PAPER_FIGURES: dict[str, dict[str, str]] = {
@@ -290,7 +292,8 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200) 
         se = np.where(counts > 1, sd / np.sqrt(np.maximum(counts, 1)), 0.0)
         lw = 2.2 if m in REFERENCE_METHODS else 1.4
         color = _COLORS.get(m)
-        ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw, color=color)
+        ls = "--" if m in PEERS else "-"  # other libraries' optimisers dashed
+        ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw, color=color, ls=ls)
         ax.fill_between(grid, mean - se, mean + se, alpha=0.2, color=color)
         if np.any(~np.isnan(mean)):
             highs.append(np.nanmax(mean + se))
