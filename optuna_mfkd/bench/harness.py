@@ -34,6 +34,7 @@ from typing import Any
 import optuna
 
 from optuna_mfkd.bench.incumbent import result_record
+from optuna_mfkd.bench.methods import check_installed
 from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric, Problem
 from optuna_mfkd.bench.protocols import (
     LiveLowFidelity,
@@ -146,6 +147,7 @@ def run_one(
         "metric": problem.metric.to_json(),
         **problem.meta(spec.method),
         "optuna": optuna.__version__,
+        **getattr(sampler, "bench_meta", {}),  # a peer's package versions and settings
     }
     for params, attrs in problem.warmup_queue(spec.method, spec.seed):
         study.enqueue_trial(params, user_attrs=attrs)
@@ -324,7 +326,7 @@ def problem_specs(problems: Sequence[Problem], methods: Sequence[str] | None, se
     """
     for p in problems:
         for m in methods or p.methods:
-            p.method(m)
+            check_installed(p.method(m))
     return [RunSpec(p, m, s) for s in seeds for p in problems for m in (methods or p.methods)]
 
 

@@ -13,6 +13,10 @@ Each method is a name and a factory ``(seed, context) -> (sampler, pruner, mode)
 | ``hyperband`` | RandomSampler | HyperbandPruner | two rungs |
 | ``mfkd`` | MFKDSampler, two levels (AR1 co-kriging) | - | both levels |
 
+Peers (other libraries' multi-fidelity optimisers, optional extra ``peers``; see
+:mod:`optuna_mfkd.bench.peers`): ``dehb``, ``syne-bohb``, ``syne-asha``, ``smac-mf``,
+``smac-hb``. They need a problem whose context gives its search space and level resources.
+
 ``mfkd-nst`` / ``mfkd-kd`` / ``mfkd-ce`` (the paper protocol) are ``mfkd`` with a cached
 low-fidelity score (NST distillation / Hinton KD / plain cross-entropy) as the low level.
 
@@ -32,8 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
+from optuna_mfkd.bench.peers import EXTRA_HINT, PEERS
 from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, PAPER_SAMPLER_SETTINGS
 from optuna_mfkd.levels import mfkd_sampler
 
@@ -43,7 +49,12 @@ SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"
 
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method needs to know about the protocol it runs in."""
+    """What a method needs to know about the protocol it runs in.
+
+    ``search_space`` (the problem's Optuna distributions) and ``level_resources`` (level
+    name -> resource, e.g. epochs) are what the peers need to build their own spaces and
+    budgets; our samplers learn the space from the objective.
+    """
 
     single_level: str
     low_level: str | None = None
@@ -57,6 +68,8 @@ class MethodContext:
     point_key: Callable[[dict[str, Any]], Any] | None = None
     #: Every level of the problem, cheapest first (empty: ``low_level``/``high_level``).
     levels: tuple[str, ...] = ()
+    search_space: dict[str, BaseDistribution] | None = None
+    level_resources: dict[str, float] | None = None
 
 
 Built = tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner | None, str]
@@ -69,6 +82,8 @@ class Method:
     mode: str
     build: Callable[[int, MethodContext], Built]
     needs_low_level: bool = False
+    #: Top-level modules of optional packages the method needs (see :func:`check_installed`).
+    requires: tuple[str, ...] = ()
 
 
 def _hyperband() -> optuna.pruners.BasePruner:
@@ -128,9 +143,21 @@ METHODS: dict[str, Method] = {
         Method("mfkd-kd", "MFKDSampler, Hinton-KD low fidelity", MULTI, _mfkd_multi, needs_low_level=True),
     ]
 }
+METHODS.update(
+    {p.name: Method(p.name, p.description, MULTI, p.build, needs_low_level=True, requires=p.requires) for p in PEERS.values()}
+)
 
 #: Methods whose results the others are compared against, in order of preference.
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
+
+
+def check_installed(method: Method) -> None:
+    """Raise :class:`ValueError` naming the extra to install if ``method`` lacks a package."""
+    import importlib.util
+
+    for module in method.requires:
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"method {method.name!r} needs the package {module!r}: {EXTRA_HINT}")
 
 
 def get_method(name: str, registry: str = "default") -> Method:

@@ -13,7 +13,8 @@
   use; only about 18 queries fit on ImageNet16-120).
 - ``mf``: levels 12-epoch and 200-epoch validation accuracy; budget 50 x the median
   200-epoch cost of the space; single-fidelity methods evaluate 200-epoch values only,
-  Hyperband methods use the two rungs, ``mfkd`` both levels.
+  Hyperband methods use the two rungs, ``mfkd`` both levels; the peers
+  (:mod:`optuna_mfkd.bench.peers`, named explicitly) run their own brackets on the two levels.
 
 Every protocol reports the 200-epoch test accuracy of the incumbent: the best trial at the
 protocol's top level (ties: the earlier trial).
@@ -27,13 +28,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext
+from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric, resolve_method
 from optuna_mfkd.datasets import DATASETS, canonical_dataset
 from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, NB201_BUDGET
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR
-from optuna_mfkd.nasbench201.space import Architecture, cell_key
+from optuna_mfkd.nasbench201.space import EDGE_PARAM_NAMES, OPS, Architecture, cell_key
 from optuna_mfkd.nasbench201.table import NB201Table, load_table
 from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
@@ -42,6 +45,11 @@ SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce", "mfkd-kd": "kd"}
 #: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
 POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
+
+
+def nb201_search_space() -> dict[str, BaseDistribution]:
+    """The distributions :func:`~optuna_mfkd.nasbench201.space.suggest_architecture` suggests."""
+    return {name: CategoricalDistribution(OPS) for name in EDGE_PARAM_NAMES}
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,8 @@ class Protocol:
     live: LiveLowFidelity | None = None
     #: The method registry (:data:`~optuna_mfkd.bench.methods.REGISTRIES`; the suite's: ``"suite"``).
     method_registry: str = "default"
+    #: Methods a run may name that are not run by default (the peers: an optional extra).
+    extra_methods: tuple[str, ...] = ()
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
@@ -215,7 +225,8 @@ class Protocol:
         return float(self.budgets[ds])
 
     def check(self, method: str, dataset: str) -> Method:
-        m = resolve_method(method, f"protocol {self.name!r}", self.methods, self.method_registry)
+        m = resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods,
+                           self.method_registry)
         if method in KD_METHODS:
             if self.pool is None and self.live is None:
                 raise ValueError(
@@ -246,6 +257,8 @@ class Protocol:
             n_warmup_single=self.n_warmup_single,
             levels=(low, self.top_level) if low is not None else (self.top_level,),
             point_key=cell_key,
+            search_space=nb201_search_space(),
+            level_resources={name: float(epochs) for name, epochs in self.levels.items()},
         )
 
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
@@ -405,6 +418,7 @@ def mf_protocol() -> Protocol:
         low_level="12ep",
         budget_median_top_evals=50.0,
         methods=SINGLE_FIDELITY_METHODS + ("bohb", "hyperband", "mfkd"),
+        extra_methods=tuple(PEERS),
     )
 
 

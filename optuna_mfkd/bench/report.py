@@ -13,6 +13,8 @@ name found twice is an error) and writes into ``out_dir``:
   Holm-corrected within each comparison family (one problem, one reference, one point of the
   budget); with ``anytime_tests`` the same tests at a quarter and half of the budget and an
   overview of the verdicts of every problem;
+  the methods with their descriptions and the package versions their studies recorded
+  (Optuna, a peer's own packages);
 - ``runs.csv`` (one row per study) and ``summary.csv`` (one row per method and problem);
 - ``curves-<problem>-<variant>.png``: anytime curves, the incumbent's metric against the
   cost spent (mean over seeds, band = +- 1 standard error of the mean).
@@ -51,6 +53,7 @@ from optuna_mfkd.bench.harness import (
 )
 from optuna_mfkd.bench.incumbent import from_record, incumbent_curve
 from optuna_mfkd.bench.methods import METHODS, REFERENCE_METHODS, SUITE_METHODS
+from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric
 from optuna_mfkd.datasets import DATASETS
 
@@ -85,6 +88,8 @@ class Run:
     metric: Metric = NB201_TEST_ACCURACY  # what final_test and curve_test hold
     cost_unit: str = "simulated seconds"
     cpu_seconds: float = math.nan
+    description: str = ""  # the method's description, as its study recorded it
+    versions: dict[str, str | None] = field(default_factory=dict)  # packages the study recorded
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -163,10 +168,12 @@ def _load_run(
     key = (dataset, str(meta.get("table", "")))
     if key not in best_cache:
         best_cache[key] = meta.get("best_test_acc_in_space", _best_from_table(meta.get("table"), dataset))
+    versions = {"optuna": meta.get("optuna"), **meta.get("peer", {}).get("versions", {})}
     return Run(protocol, dataset, method, seed, float(meta.get("budget", math.nan)), final_test, final_val,
                n_trials, float(costs[-1]) if costs.size else 0.0, float(meta.get("wall_seconds", math.nan)),
                best_cache[key], costs, tests, metric, str(meta.get("cost_unit", "simulated seconds")),
-               float(meta.get("cpu_seconds", math.nan)))
+               float(meta.get("cpu_seconds", math.nan)), str(meta.get("method_description", "")),
+               {k: v for k, v in versions.items() if v is not None})
 
 
 def _best_from_table(path: str | None, dataset: str) -> float | None:
@@ -356,7 +363,8 @@ def _short_verdict(row: dict[str, object], ref: str, frac: float | None) -> str:
 _COLORS = {
     "random": "tab:blue", "tpe": "tab:orange", "gp": "tab:green", "re": "tab:red", "mfkd-gpr": "tab:purple",
     "bohb": "tab:brown", "hyperband": "tab:pink", "mfkd": "black", "mfkd-nst": "black", "mfkd-ce": "tab:olive",
-    "mfkd-kd": "tab:cyan", "mfkd-paper": "tab:gray",
+    "mfkd-kd": "tab:cyan", "mfkd-paper": "tab:gray", "dehb": "black", "syne-bohb": "gold",
+    "syne-asha": "navy", "smac-mf": "lime", "smac-hb": "teal",
 }
 
 
@@ -388,7 +396,8 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200,
         se = np.where(counts > 1, sd / np.sqrt(np.maximum(counts, 1)), 0.0)
         lw = 2.2 if m in REFERENCE_METHODS else 1.4
         color = _COLORS.get(m)
-        ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw, color=color)
+        ls = "--" if m in PEERS else "-"  # other libraries' optimisers dashed
+        ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw, color=color, ls=ls)
         ax.fill_between(grid, mean - se, mean + se, alpha=0.2, color=color)
         if np.any(~np.isnan(mean)):
             highs.append(np.nanmax(mean + se))
@@ -595,6 +604,7 @@ def write_report(
         png = f"curves-{protocol}-{dataset}.png"
         plot_curves(group_runs, out / png, f"{protocol} / {dataset}", method_order=method_order)
         lines += ["", f"![anytime curves {protocol} {dataset}]({png})", ""]
+    lines += _methods_section(runs)
     if NB201_TEST_ACCURACY in metrics:
         lines += ["## Published figures (context)", "", "| | " + " | ".join(DATASETS) + " |", "|---|---|---|---|"]
         for name, vals in PAPER_FIGURES.items():
@@ -603,6 +613,22 @@ def write_report(
     readme = out / "README.md"
     readme.write_text("\n".join(lines))
     return readme
+
+
+def _methods_section(runs: Sequence[Run]) -> list[str]:
+    """Markdown table of the methods: description and the package versions their studies recorded."""
+    by_method: dict[str, tuple[set[str], set[str]]] = {}
+    for r in runs:
+        desc, vers = by_method.setdefault(r.method, (set(), set()))
+        if r.description:
+            desc.add(r.description)
+        vers.update(f"{k} {v}" for k, v in r.versions.items())
+    order = [m for m in METHODS if m in by_method] + sorted(set(by_method) - set(METHODS))
+    lines = ["## Methods", "", "| method | description | versions recorded |", "|---|---|---|"]
+    for m in order:
+        desc, vers = by_method[m]
+        lines.append(f"| `{m}` | {'; '.join(sorted(desc)) or '—'} | {', '.join(sorted(vers)) or '—'} |")
+    return [*lines, ""]
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
