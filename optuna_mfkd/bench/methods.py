@@ -143,9 +143,14 @@ METHODS: dict[str, Method] = {
         Method("mfkd-kd", "MFKDSampler, Hinton-KD low fidelity", MULTI, _mfkd_multi, needs_low_level=True),
     ]
 }
-METHODS.update(
-    {p.name: Method(p.name, p.description, MULTI, p.build, needs_low_level=True, requires=p.requires) for p in PEERS.values()}
-)
+def _peer_method(peer: Any) -> Method:
+    def build(seed: int, ctx: MethodContext) -> Built:
+        return peer.build_sampler(seed, ctx), None, MULTI
+
+    return Method(peer.name, peer.description, MULTI, build, needs_low_level=True, requires=peer.requires)
+
+
+METHODS.update({p.name: _peer_method(p) for p in PEERS.values()})
 
 #: Methods whose results the others are compared against, in order of preference.
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")

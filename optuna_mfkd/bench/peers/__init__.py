@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from optuna_mfkd.bench.methods import Built, MethodContext
+from typing import Any
 
 #: Install hint shown when a peer's package is missing.
 EXTRA_HINT = "pip install 'optuna-mfkd[peers]'"
@@ -50,13 +47,13 @@ class Peer:
     requires: tuple[str, ...]
     factory: str = "make_sampler"
 
-    def build(self, seed: int, context: MethodContext) -> Built:
-        """``(sampler, pruner, mode)`` as the harness's method registry expects."""
-        from optuna_mfkd.bench.methods import MULTI
-
+    def build_sampler(self, seed: int, context: Any) -> Any:
+        """The peer's Optuna sampler for ``seed`` and a harness
+        :class:`~optuna_mfkd.bench.methods.MethodContext` (the registry in
+        :mod:`optuna_mfkd.bench.methods` wraps it as a method; this package does not import
+        that module, so the two stay free of an import cycle)."""
         module: Any = importlib.import_module(f"{__name__}.{self.module}")
-        sampler = getattr(module, self.factory)(self.name, seed, context)
-        return sampler, None, MULTI
+        return getattr(module, self.factory)(self.name, seed, context)
 
 
 PEERS: dict[str, Peer] = {
