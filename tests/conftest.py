@@ -20,6 +20,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,60 @@ def write_image_zip(path: Path, root: str, size: int, counts=(("train", 16), ("t
                     zf.writestr(f"{root}/{split}/{cls}/{i}.png", buf.getvalue())
     return path
 
+
+
+def count_trials(url: str, name: str, state: str) -> int:
+    """Trials of study ``name`` in ``state`` (e.g. ``"RUNNING"``) in an SQLite file, read
+    directly and read-only: 0 while the file, its tables or the study do not exist yet.
+
+    Waiting on a search in another process this way never races it to create Optuna's tables
+    (opening an ``RDBStorage`` on a file being created can insert the schema version twice).
+    """
+    import sqlite3
+
+    import sqlalchemy
+
+    path = sqlalchemy.make_url(url).database
+    if not path or not Path(path).exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as con:
+            return int(con.execute(
+                "SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                "WHERE s.study_name = ? AND t.state = ?", (name, state)
+            ).fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for_trials(url: str, name: str, proc: Any, state: str, count: int) -> None:
+    """Wait (at most 240 s) until study ``name`` has ``count`` trials in ``state``, while
+    ``proc`` (a ``subprocess.Popen`` running the search) is alive."""
+    import time
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if count_trials(url, name, state) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"study {name!r} never had {count} {state} trials")
+
+
+def wait_for_running_trial(url: str, name: str, proc: Any) -> Any:
+    """The first RUNNING trial of study ``name`` whose objective has run, while ``proc`` (a
+    ``subprocess.Popen`` running a search) is alive; a bound on waiting, not a check."""
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        wait_for_trials(url, name, proc, "RUNNING", 1)
+        study = optuna.load_study(study_name=name, storage=url)
+        for t in study.get_trials(states=(TrialState.RUNNING,)):
+            if len(t.params) == 6 and "cost" in t.user_attrs:
+                return t
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")

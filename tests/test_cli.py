@@ -12,11 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import wait_for_running_trial
 from optuna.trial import TrialState
 
 from optuna_mfkd.cli import CONFIG_ATTR, WORKER_ATTR, build_parser, main
@@ -390,7 +390,7 @@ def test_ctrl_c_leaves_study_resumable(sig: int, nb201_table_path: Path, sqlite_
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        running = _wait_for_running_trial(sqlite_url, "c", proc)
+        running = wait_for_running_trial(sqlite_url, "c", proc)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -415,21 +415,6 @@ def test_ctrl_c_leaves_study_resumable(sig: int, nb201_table_path: Path, sqlite_
     assert retried[0].user_attrs["fidelity"] == running.user_attrs["fidelity"]
 
 
-def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen) -> optuna.trial.FrozenTrial:
-    """The first RUNNING trial that has its parameters (the objective is running)."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            study = optuna.load_study(study_name=name, storage=url)
-        except KeyError:
-            study = None
-        if study is not None:
-            for t in study.get_trials(states=(TrialState.RUNNING,)):
-                if len(t.params) == 6 and "cost" in t.user_attrs:
-                    return t
-        time.sleep(0.2)
-    raise AssertionError("no trial started running")
 
 
 # ---------------------------------------------------------------------- documentation

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import wait_for_running_trial, wait_for_trials
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -362,18 +363,6 @@ def test_download_without_network_is_one_line(stored, tmp_path: Path, monkeypatc
 
 
 # ----------------------------------------------------------------- SIGKILL and resume
-def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen) -> optuna.trial.FrozenTrial:
-    """The first RUNNING trial whose objective has run (a bound on waiting, not a check)."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        with contextlib.suppress(KeyError):
-            study = optuna.load_study(study_name=name, storage=url)
-            for t in study.get_trials(states=(TrialState.RUNNING,)):
-                if len(t.params) == 6 and "cost" in t.user_attrs:
-                    return t
-        time.sleep(0.2)
-    raise AssertionError("no trial started running")
 
 
 @pytest.mark.slow
@@ -389,15 +378,8 @@ def test_sigkill_mid_trial_then_resume(sqlite_url: str, tmp_path: Path) -> None:
                             text=True, env=env)
     try:
         # Let a few trials finish first, so the kill hits a study with history.
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[1]
-            with contextlib.suppress(KeyError):
-                if len(optuna.load_study(study_name="k", storage=sqlite_url)
-                       .get_trials(states=(TrialState.COMPLETE,))) >= 3:
-                    break
-            time.sleep(0.2)
-        killed = _wait_for_running_trial(sqlite_url, "k", proc)
+        wait_for_trials(sqlite_url, "k", proc, "COMPLETE", 3)
+        killed = wait_for_running_trial(sqlite_url, "k", proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
