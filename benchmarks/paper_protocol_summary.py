@@ -51,7 +51,9 @@ def paired(a: pd.Series, b: pd.Series, n_boot: int = 2000, seed: int = 0, level:
     both = a.dropna().index.intersection(b.dropna().index)
     if len(both) < 2:
         raise ValueError(f"fewer than two shared seeds ({len(both)}).")
-    d = (a[both] - b[both]).to_numpy(dtype=float)
+    # Rounded to 1e-9 points: accuracies read from CSV carry float noise (0.1 as 0.0999...),
+    # which would split ties and zeros that the signed-rank test must see as such.
+    d = np.round((a[both] - b[both]).to_numpy(dtype=float), 9)
     rng = np.random.default_rng(seed)
     boots = rng.choice(d, size=(n_boot, d.size), replace=True).mean(axis=1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
