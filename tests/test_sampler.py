@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import subprocess
 import sys
@@ -172,6 +173,7 @@ def test_fit_failure_falls_back_to_a_random_candidate(monkeypatch, caplog):
         raise RuntimeError("not positive definite")
 
     monkeypatch.setattr(sampler_module, "fit_ar1_model", broken)
+    caplog.set_level(logging.WARNING, logger="optuna_mfkd.sampler")
     sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 2}, seed=0)
     study = optuna.create_study(sampler=sampler)
     optuna.logging.enable_propagation()

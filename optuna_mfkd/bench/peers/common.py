@@ -24,12 +24,14 @@ Loss: peers minimise, so a maximised study value ``v`` is told as ``-v`` (a mini
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import math
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, TypeVar
@@ -59,10 +61,32 @@ ETA_NUDGE = 1e-9
 T = TypeVar("T")
 
 
+@contextlib.contextmanager
+def keep_other_loggers() -> Iterator[None]:
+    """Undo what a peer's logging set-up does to other packages' loggers.
+
+    SMAC configures logging with ``logging.config.dictConfig`` (on import and when a facade
+    is made), which disables every logger that exists by then and sets the root level, e.g.
+    ``optuna_mfkd.sampler``'s warnings would vanish for the rest of the process; the
+    ``disabled`` flags, the root level and ``logging.disable`` are restored.
+    """
+    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    before = {lg: lg.disabled for lg in loggers}
+    root_level, disable = logging.root.level, logging.root.manager.disable
+    try:
+        yield
+    finally:
+        for lg, disabled in before.items():
+            lg.disabled = disabled
+        logging.root.setLevel(root_level)
+        logging.disable(disable)
+
+
 def require(module: str, method: str, package: str) -> Any:
     """Import ``module`` or fail with one line naming the extra that installs it."""
     try:
-        return importlib.import_module(module)
+        with keep_other_loggers():
+            return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
             f"method {method!r} needs the package {package!r} ({type(exc).__name__}: {exc}); {EXTRA_HINT}"

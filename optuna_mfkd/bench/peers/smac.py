@@ -22,13 +22,16 @@ temporary folder and never saves the run history (``tell(..., save=False)``).
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from optuna_mfkd.bench.peers.common import PeerSampler, Proposal, context_levels, require
+from optuna_mfkd.bench.peers.common import (
+    PeerSampler,
+    Proposal,
+    context_levels,
+    keep_other_loggers,
+    require,
+)
 
 FACADES = {"smac-mf": "MultiFidelityFacade", "smac-hb": "HyperbandFacade"}
 #: SMAC's ``n_trials``: the harness's cap on the trials of one run.
@@ -75,7 +78,7 @@ class SMACSampler(PeerSampler):
                 overwrite=True,
             )
 
-        with _keep_other_loggers():
+        with keep_other_loggers():
             self._smac = self.build_peer(build, _first_bracket_budgets)
         self._config_ids: dict[Any, int] = {}
 
@@ -129,19 +132,3 @@ def make_sampler(name: str, seed: int, context: Any) -> SMACSampler:
     space, levels = context_levels(name, context)
     return SMACSampler(name, space, levels, seed, FACADES[name])
 
-
-@contextlib.contextmanager
-def _keep_other_loggers() -> Iterator[None]:
-    """Undo what SMAC's logging set-up does to other packages' loggers.
-
-    SMAC configures logging with ``logging.config.dictConfig``, which disables every logger
-    that exists by then (e.g. ``optuna_mfkd.sampler``'s warnings would vanish for the rest
-    of the process); the loggers' ``disabled`` flags are restored afterwards.
-    """
-    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    before = {lg: lg.disabled for lg in loggers}
-    try:
-        yield
-    finally:
-        for lg, disabled in before.items():
-            lg.disabled = disabled
