@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -239,18 +240,27 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
         best = max(top, key=lambda t: (t.value, -t.number)) if top else None
         record = study.user_attrs[harness.RESULT_ATTR]
         assert record["final_test"] == (None if best is None else pytest.approx(best.user_attrs["test_acc_200ep"]))
-    # The report: anytime columns, and the versions each study recorded.
-    readme = report.write_report(sqlite_url, tmp_path / "report")
-    text = readme.read_text()
-    assert "at 0.5 budget" in text and "## Methods" in text
-    summary = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("method")
+    # The report (command line): anytime columns up to the whole budget with their tests, a
+    # title and notes, and the versions each study recorded.
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Summary\n\nPeers side by side.\n")
+    out = tmp_path / "report"
+    assert report.main(["--storage", sqlite_url, "--out", str(out), "--anytime", "0.5", "1", "--anytime-tests",
+                        "--title", "Peers", "--notes", str(notes)]) == 0
+    text = (out / "README.md").read_text()
+    assert text.startswith("# Peers\n") and "## Summary\n\nPeers side by side." in text
+    assert "at 0.5 budget" in text and "at 1 budget" in text and "## Methods" in text
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
     for method in methods:
         assert f"`{method}`" in text and f"{PACKAGES[method].replace('_', '-')} " in text
         study = optuna.load_study(study_name=f"mf-tiny/cifar10/{method}/seed-0", storage=storage)
         cum = np.cumsum([t.user_attrs["cost"] for t in study.trials])
-        fit = [t for t, c in zip(study.trials, cum) if c <= 0.5 * budget and t.user_attrs[FIDELITY_ATTR] == "200ep"]
-        at_end = max(fit, key=lambda t: (t.value, -t.number)).user_attrs["test_acc_200ep"] if fit else math.nan
-        assert summary.loc[method, "mean_at_0.5_budget"] == pytest.approx(at_end, nan_ok=True)
+        for frac in (0.5, 1.0):
+            fit = [t for t, c in zip(study.trials, cum) if c <= frac * budget and t.user_attrs[FIDELITY_ATTR] == "200ep"]
+            best = max(fit, key=lambda t: (t.value, -t.number)).user_attrs["test_acc_200ep"] if fit else math.nan
+            assert summary.loc[method, f"mean_at_{frac:g}_budget"] == pytest.approx(best, nan_ok=True)
+    with pytest.raises(ValueError, match="anytime fractions"):
+        report.write_report(sqlite_url, tmp_path / "bad", anytime=(0.5, 1.5))
 
     # The command line runs a peer on the real mf protocol.
     from optuna_mfkd.cli import main
@@ -260,3 +270,21 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
     study = optuna.load_study(study_name="mf/cifar10/dehb/seed-0", storage=storage)
     assert {t.user_attrs[FIDELITY_ATTR] for t in study.trials} == {"12ep", "200ep"}
     assert sum(t.user_attrs["cost"] for t in study.trials) >= get_protocol("mf").budget(table, "cifar10")
+
+
+def test_peer_evaluations_counts_levels_costs_and_repeats():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_evaluations.py"
+    spec = importlib.util.spec_from_file_location("peer_evaluations", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run_stats = module.run_stats
+
+    def trial(index, level, cost):
+        return optuna.trial.create_trial(value=0.0, user_attrs={"nb201_index": index, "evaluated_at": level, "cost": cost})
+
+    trials = [trial(5, "12ep", 10.0), trial(5, "200ep", 150.0), trial(7, "12ep", 20.0),
+              trial(5, "200ep", 150.0), trial(7, "12ep", 20.0)]
+    stats = run_stats(trials)
+    assert stats["evals_12ep"] == 3 and stats["evals_200ep"] == 2
+    assert stats["cost_share_12ep"] == pytest.approx(50 / 350) and stats["cost_share_200ep"] == pytest.approx(300 / 350)
+    assert stats["repeated_share"] == pytest.approx(2 / 5)  # (5, 200ep) and (7, 12ep) again

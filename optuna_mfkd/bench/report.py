@@ -474,6 +474,8 @@ def _overview(rows: list[dict[str, object]], fractions: Sequence[float], tuning:
                 cells.append(" / ".join(words) if words else "—")
             lines.append(f"| {pid}{' *' if pid in tuning else ''} | " + " | ".join(cells) + " |")
         lines.append("")
+    if all(math.isnan(float(r["cpu_s_per_run"])) for r in rows):  # type: ignore[arg-type]
+        return [*lines, ""]  # studies from before the harness recorded CPU time
     methods = list(dict.fromkeys(str(r["method"]) for r in rows))
     lines += ["## Cost of a run", "", "CPU seconds per run (mean over seeds, one thread); last column: all methods.", "",
               "| problem | " + " | ".join(f"`{m}`" for m in methods) + " | all |", "|---|" + "---|" * (len(methods) + 1)]
@@ -498,6 +500,7 @@ def write_report(
     tuning: Sequence[str] = (),
     problem_order: Sequence[str] = (),
     method_order: Sequence[str] | None = None,
+    anytime: Sequence[float] = ANYTIME_FRACTIONS,
 ) -> Path:
     """Write README.md, runs.csv, summary.csv and the curve PNGs for ``storage`` into ``out_dir``.
 
@@ -509,16 +512,20 @@ def write_report(
         table_path: unused when the studies record their table (kept for callers that pass it).
         title: the README's title.
         notes: paragraphs (Markdown lines) after the introduction.
-        anytime_tests: also test and show the verdicts at each point of
-            :data:`ANYTIME_FRACTIONS`, and open with an overview of every problem's verdicts.
+        anytime_tests: also test and show the verdicts at each point of ``anytime``, and
+            open with an overview of every problem's verdicts.
         tuning: ``<name>/<variant>`` ids of the problems used to choose defaults (marked).
         problem_order, method_order: the order of problems and methods (see :func:`summarise`).
+        anytime: the budget fractions of the anytime columns (default :data:`ANYTIME_FRACTIONS`;
+            1 is the incumbent after the last trial that fits in the budget).
 
     Returns:
         The README path.
     """
     import pandas as pd
 
+    if not anytime or any(not 0 < f <= 1 for f in anytime):
+        raise ValueError(f"anytime fractions must lie in (0, 1], got {list(anytime)}.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(storage, protocols)
@@ -532,7 +539,7 @@ def write_report(
           "total_cost_s": r.total_cost, "budget_s": r.budget, "cost_unit": r.cost_unit,
           "wall_seconds": r.wall_seconds, "cpu_seconds": r.cpu_seconds} for r in runs]
     ).sort_values(["protocol", "dataset", "method", "seed"]).to_csv(out / "runs.csv", index=False)
-    rows = summarise(runs, problem_order=problem_order, method_order=method_order)
+    rows = summarise(runs, anytime, problem_order=problem_order, method_order=method_order)
     pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)
 
     metrics = {r.metric for r in runs}
@@ -544,8 +551,9 @@ def write_report(
     if metrics - {NB201_TEST_ACCURACY}:
         lines += _SYNTHETIC_INTRO
     lines += [
-        "At 0.25 / 0.5 budget: the incumbent's mean once a quarter / half of the budget is spent",
-        "(seeds without an incumbent by then are left out of the mean; (k/n): seeds with one).",
+        f"At {' / '.join(f'{f:g}' for f in anytime)} budget: the incumbent's mean once that fraction of the budget",
+        "is spent, after the last trial that fits in it (seeds without an incumbent by then are left out of",
+        "the mean; (k/n): seeds with one).",
         "Tests: two-sided Mann-Whitney U of each method against each MFKDSampler variant, Holm",
         "correction within each family (one problem, one reference, one point of the budget);",
         "P = P(MFKDSampler variant better than the method) + 0.5 P(tie); a seed with no incumbent yet",
@@ -558,7 +566,7 @@ def write_report(
     if notes:
         lines.append("")
     if anytime_tests:
-        lines += _overview(rows, ANYTIME_FRACTIONS, tuning)
+        lines += _overview(rows, anytime, tuning)
     groups: dict[tuple[str, str], list[dict[str, object]]] = {}
     for row in rows:
         groups.setdefault((str(row["protocol"]), str(row["dataset"])), []).append(row)
@@ -574,20 +582,20 @@ def write_report(
                   f"({'higher' if metric.higher_is_better else 'lower'} is better)"
                   + ("; a problem used to choose defaults." if pid in tuning else "."), ""]
         show_regret = any(not math.isnan(float(r["mean_regret"])) for r in grp)  # type: ignore[arg-type]
-        anytime = [f"at {frac:g} budget" for frac in ANYTIME_FRACTIONS]
-        header = (["method", "n", "mean +- std", "median", *anytime, *(["regret"] if show_regret else []),
+        at_cols = [f"at {frac:g} budget" for frac in anytime]
+        header = (["method", "n", "mean +- std", "median", *at_cols, *(["regret"] if show_regret else []),
                    "queries", "wall s/trial", "CPU s/run"] + [f"vs {r}" for r in refs])
         if anytime_tests:
-            header += [f"vs {r} at {frac:g}" for r in refs for frac in ANYTIME_FRACTIONS]
+            header += [f"vs {r} at {frac:g}" for r in refs for frac in anytime]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in grp:
             cells = [f"`{r['method']}`", str(r["n_seeds"]), f"{_fmt(r['mean'])} +- {_fmt(r['std'])}", _fmt(r["median"]),
-                     *(_at_cell(r, frac) for frac in ANYTIME_FRACTIONS),
+                     *(_at_cell(r, frac) for frac in anytime),
                      *([_fmt(r["mean_regret"])] if show_regret else []),
                      _fmt(r["mean_trials"], 1), _fmt(r["wall_s_per_trial"], 3), _fmt(r["cpu_s_per_run"], 1)]
             cells += [verdict(r, ref) or "—" for ref in refs]
             if anytime_tests:
-                cells += [_short_verdict(r, ref, frac) for ref in refs for frac in ANYTIME_FRACTIONS]
+                cells += [_short_verdict(r, ref, frac) for ref in refs for frac in anytime]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for ref in refs:
@@ -637,6 +645,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="RDB URL(s) holding the benchmark studies (several: their studies are pooled)")
     p.add_argument("--out", required=True, help="folder for README.md, CSVs and PNGs")
     p.add_argument("--protocols", nargs="+", default=None, help="only these protocols")
+    p.add_argument("--anytime", nargs="+", type=float, default=list(ANYTIME_FRACTIONS),
+                   help="budget fractions of the anytime columns (default: 0.25 0.5)")
+    p.add_argument("--anytime-tests", action="store_true", help="also test against MFKDSampler at those fractions")
+    p.add_argument("--title", default=None, help="the README's title")
+    p.add_argument("--notes", type=Path, default=None, help="Markdown file placed after the introduction")
     return p
 
 
@@ -644,7 +657,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = "optuna-mfkd report " + " ".join(shlex.quote(a) for a in argv)
-    path = write_report(args.storage, args.out, args.protocols, command=command)
+    notes = args.notes.read_text().rstrip("\n").splitlines() if args.notes else ()
+    extra = {"title": args.title} if args.title else {}
+    path = write_report(args.storage, args.out, args.protocols, command=command, notes=notes,
+                        anytime_tests=args.anytime_tests, anytime=args.anytime, **extra)
     print(f"wrote {path}")
     return 0
 
