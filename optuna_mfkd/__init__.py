@@ -3,8 +3,8 @@
 Public names:
 
 - :class:`MFKDSampler`: the AR1 co-kriging multi-fidelity sampler for Optuna.
-- :func:`fidelity_of`, :func:`best_high_fidelity_trial`, :class:`MaxCostCallback`: helpers
-  for multi-fidelity objectives and studies.
+- :func:`fidelity_of`, :func:`best_high_fidelity_trial`, :class:`MaxCostCallback`,
+  :func:`level_costs`: helpers for multi-fidelity objectives and studies.
 - :class:`NB201TrainingObjective`: trains NAS-Bench-201 cells, optionally with distillation.
 
 ``import optuna_mfkd`` (and any light submodule, such as :mod:`optuna_mfkd.nasbench201.space`)
@@ -24,7 +24,7 @@ warnings.filterwarnings(
     "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
 )
 
-from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of  # noqa: E402
+from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of, level_costs  # noqa: E402
 
 if TYPE_CHECKING:
     from optuna_mfkd.sampler import MFKDSampler
@@ -38,6 +38,7 @@ __all__ = [
     "NB201TrainingObjective",
     "best_high_fidelity_trial",
     "fidelity_of",
+    "level_costs",
 ]
 
 #: Public names that need torch, and the module defining each.

@@ -13,7 +13,8 @@ These helpers work with any sampler, so one objective serves every method of a b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -99,6 +100,57 @@ def trial_cost(trial: FrozenTrial, cost_attr: str = COST_ATTR) -> float:
         return float(value)
     except (TypeError, ValueError):
         return 0.0
+
+
+def level_costs(
+    trials: Sequence[FrozenTrial],
+    names: Sequence[str],
+    given: Mapping[str, float] | None = None,
+    cost_attr: str = COST_ATTR,
+) -> dict[str, float]:
+    """The cost of one evaluation at each level, learned from finished trials.
+
+    A level named in ``given`` costs that. Otherwise its cost is the median ``cost_attr``
+    user attribute of its COMPLETE trials that carry one; a level whose trials carry none
+    costs their median duration in seconds (``datetime_complete - datetime_start``); a level
+    with no such trial costs the dearest cost known (never cheaper than what was measured),
+    or 1 when none is known. Trials without a level count at the highest level.
+
+    Raises:
+        ValueError: when ``given`` names an unknown level or a cost that is not positive.
+    """
+    names = [str(n) for n in names]
+    given = dict(given or {})
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise ValueError(f"costs names unknown fidelities {unknown}; known: {names}.")
+    for k, v in given.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"costs[{k!r}] must be a positive finite number, got {v!r}.")
+    attr: dict[str, list[float]] = {n: [] for n in names}
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        level = fidelity_of(t, default=names[-1])
+        if level not in attr:
+            continue
+        if cost_attr in t.user_attrs:
+            value = trial_cost(t, cost_attr)
+            if math.isfinite(value) and value > 0:
+                attr[level].append(value)
+        elif t.datetime_start is not None and t.datetime_complete is not None:
+            seconds[level].append(max((t.datetime_complete - t.datetime_start).total_seconds(), 1e-6))
+    out: dict[str, float] = {}
+    for n in names:
+        if n in given:
+            out[n] = float(given[n])
+        elif attr[n]:
+            out[n] = statistics.median(attr[n])
+        elif seconds[n]:
+            out[n] = statistics.median(seconds[n])
+    fallback = max(out.values(), default=1.0)
+    return {n: out.get(n, fallback) for n in names}
 
 
 def total_cost(study: optuna.Study, cost_attr: str = COST_ATTR) -> float:

@@ -28,10 +28,12 @@ from optuna_mfkd.fidelity import (
     FIDELITY_LEVEL_ATTR,
     STUDY_FIDELITIES_ATTR,
     fidelity_of,
+    level_costs,
     record_user_attrs,
 )
 from optuna_mfkd.gp.acquisition import ACQUISITIONS, build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+from optuna_mfkd.gp.fidelity_choice import choose_level, discrepancy_scales
 from optuna_mfkd.gp.model import FittedModel, fit_ar1_model
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise, unique_representatives
 
@@ -52,6 +54,20 @@ PAPER_SETTINGS: dict[str, Any] = dict(defaults.PAPER_SAMPLER_SETTINGS)
 PAPER_WARMUP = {"cheap": defaults.N_WARMUP_LOW, "top": defaults.N_WARMUP_HIGH}
 #: Random warm-up of a single-level sampler (as Optuna's GPSampler's n_startup_trials).
 SINGLE_LEVEL_WARMUP = 10
+#: Level-choice strategies: the paper's Algorithm 1, and the cost-aware choice of
+#: :mod:`optuna_mfkd.gp.fidelity_choice`.
+STRATEGIES = ("paper", "cost-aware")
+#: Warm-up of the cost-aware strategy: random trials at the cheapest level, then at each
+#: higher level the best points of the level below are promoted.
+COST_AWARE_WARMUP = {"cheapest": 10, "promoted": 3}
+#: Cost-aware strategy: a cheaper level holds at most its warm-up plus this many trials per
+#: trial of the level above (it screens points for that level, as Hyperband's reduction
+#: factor does), so a very cheap level cannot take thousands of trials.
+SCREEN_RATIO = 3.0
+#: Cost-aware strategy: the hyperparameters are refitted once the observations grew by this
+#: fraction since the last fit (and by at least ``refit_every``); in between only the data
+#: are updated.
+REFIT_GROWTH = 0.05
 
 
 def _normalise_fidelities(
@@ -83,10 +99,12 @@ def _normalise_fidelities(
     return names, settings
 
 
-def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str]) -> dict[str, int]:
+def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str], strategy: str = "paper") -> dict[str, int]:
     if n_warmup is None:
         if len(names) == 1:
             return {names[0]: SINGLE_LEVEL_WARMUP}
+        if strategy == "cost-aware":
+            return {n: COST_AWARE_WARMUP["cheapest" if i == 0 else "promoted"] for i, n in enumerate(names)}
         top = len(names) - 1
         return {n: PAPER_WARMUP["top" if i == top else "cheap"] for i, n in enumerate(names)}
     if not isinstance(n_warmup, Mapping):
@@ -101,6 +119,10 @@ def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str]) -> d
             raise ValueError(f"n_warmup[{n!r}] must be a non-negative integer, got {count!r}.")
         out[n] = int(count)
     return out
+
+
+def _signature(encoder: SearchSpaceEncoder) -> tuple:
+    return tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
 
 
 @contextlib.contextmanager
@@ -142,6 +164,20 @@ class MFKDSampler(BaseSampler):
        proposed again; running ones enter the model at their posterior mean (kriging
        believer), so parallel workers spread out.
 
+    With ``strategy="cost-aware"`` the second phase chooses the level of every trial too
+    (:mod:`optuna_mfkd.gp.fidelity_choice`): the point maximises the highest level's
+    acquisition as above, and is evaluated at the cheapest level where it is still more
+    uncertain than ``sqrt(cost ratio) x`` that level's discrepancy with the level above
+    (MF-GP-UCB's rule), else at the highest level; so a point climbs the levels while it
+    stays the best. Its warm-up is :data:`COST_AWARE_WARMUP`: random points at the cheapest
+    level, then the best points of each level promoted to the next. Costs per level are
+    ``costs`` where given, else learned from the trials (:func:`optuna_mfkd.fidelity.level_costs`:
+    the ``cost`` user attribute, else the trial's duration). A cheaper level holds at most
+    its warm-up plus ``screen`` trials per trial of the level above. The level and the point
+    are chosen together in ``before_trial``; everything is derived from storage, so a
+    resumed study or another worker continues the strategy, and running trials at any level
+    enter the model at their posterior mean.
+
     Acquisitions (:mod:`optuna_mfkd.gp.acquisition`), in standardised units of the highest
     level: ``"logei"`` (default, BoTorch's ``LogExpectedImprovement``) and ``"ucb"``, the
     paper's ``mu + beta * sigma^2`` (``beta`` multiplies the **variance**). The paper's
@@ -156,7 +192,8 @@ class MFKDSampler(BaseSampler):
             ``{name: settings}`` whose settings (e.g. ``{"epochs": 1, "kd_loss": "nst"}``)
             are recorded as user attributes of the trials at that level.
         n_warmup: random warm-up trials per level. Default: the paper's 100 per cheaper
-            level and 20 at the highest; 10 for a single level. Levels not named get 0.
+            level and 20 at the highest (cost-aware: :data:`COST_AWARE_WARMUP`); 10 for a
+            single level. Levels not named get 0.
         n_candidates: ``None`` (default): exhaustive over discrete spaces of at most
             ``exhaustive_limit`` points, else optimised. ``"all"``: exhaustive over any
             discrete space. An integer: the paper's rule, the best of that many uniformly
@@ -184,6 +221,11 @@ class MFKDSampler(BaseSampler):
             point of the model. Use it for equivalent encodings, e.g. isomorphic
             NAS-Bench-201 cells (:func:`optuna_mfkd.nasbench201.space.cell_key`). Default:
             points are the same when all their parameter values are.
+        strategy: ``"paper"`` (Algorithm 1: after the warm-up every trial is at the highest
+            level) or ``"cost-aware"`` (see above).
+        costs: ``{level: cost of one evaluation}`` for the cost-aware strategy; levels not
+            named are learned from the trials.
+        screen: see the cost-aware strategy above (positive).
 
     The study's direction is respected (minimisation negates the values internally).
     """
@@ -205,9 +247,22 @@ class MFKDSampler(BaseSampler):
         robust: bool = True,
         torch_threads: int | None = 1,
         point_key: Callable[[dict[str, Any]], Hashable] | None = None,
+        strategy: str = "paper",
+        costs: Mapping[str, float] | None = None,
+        screen: float = SCREEN_RATIO,
     ) -> None:
         self._names, self._settings = _normalise_fidelities(fidelities)
-        self._n_warmup = _normalise_warmup(n_warmup, self._names)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}.")
+        self._strategy = strategy
+        if costs is not None and not isinstance(costs, Mapping):
+            raise ValueError(f"costs must be a dict mapping fidelity names to costs, got {costs!r}.")
+        self._costs = dict(costs or {})
+        if isinstance(screen, bool) or not isinstance(screen, (int, float)) or not math.isfinite(screen) or screen <= 0:
+            raise ValueError(f"screen must be a positive finite number, got {screen!r}.")
+        self._screen = float(screen)
+        level_costs([], self._names, self._costs)  # checks the given costs
+        self._n_warmup = _normalise_warmup(n_warmup, self._names, strategy)
         if n_candidates is not None and n_candidates != "all" and (
             isinstance(n_candidates, bool)
             or not isinstance(n_candidates, (int, np.integer))
@@ -247,6 +302,8 @@ class MFKDSampler(BaseSampler):
         self._warm: dict[tuple[int, tuple[str, ...]], tuple[int, dict[str, torch.Tensor]]] = {}
         self._grid_cache: dict[tuple, tuple[np.ndarray, torch.Tensor, list[Hashable]]] = {}
         self._registered: set[int] = set()
+        # Trial id -> (search-space signature, point) chosen with the level in before_trial.
+        self._planned: dict[int, tuple[tuple, np.ndarray]] = {}
 
     # ----------------------------------------------------------------- public properties
     @property
@@ -268,6 +325,11 @@ class MFKDSampler(BaseSampler):
     def acquisition(self) -> str:
         """``"logei"`` or ``"ucb"``."""
         return self._acquisition
+
+    @property
+    def strategy(self) -> str:
+        """``"paper"`` or ``"cost-aware"``."""
+        return self._strategy
 
     def reseed_rng(self) -> None:
         self._rng = np.random.default_rng()
@@ -292,6 +354,8 @@ class MFKDSampler(BaseSampler):
         for level, name in enumerate(self._names):
             if counts[level] < self._n_warmup[name]:
                 return level
+        if self._strategy == "cost-aware" and len(self._names) > 1:
+            return self._plan(study, trial)
         return len(self._names) - 1
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -361,7 +425,12 @@ class MFKDSampler(BaseSampler):
         level = self._level_of(trial)
         if level is None:
             level = len(self._names) - 1
+        planned = self._planned.pop(trial._trial_id, None)
         with self._lock, _torch_threads(self._torch_threads):
+            if planned is not None and planned[0] == _signature(encoder):
+                internal = planned[1]
+                if not self._claimed_earlier(study, trial, encoder, level, internal):
+                    return encoder.to_params(internal)
             for _ in range(3):
                 internal, how = self._propose(study, trial, encoder, level)
                 study._storage.set_trial_system_attr(trial._trial_id, POINT_ATTR, internal.tolist())
@@ -475,6 +544,10 @@ class MFKDSampler(BaseSampler):
         n_top = int((levels == top).sum()) + sum(1 for lv, _ in running if lv == top)
         warm = level != top or n_top < self._n_warmup[self._names[top]] or len(y) == 0
         if warm:
+            if self._strategy == "cost-aware" and 0 < level and (levels == level - 1).any():
+                row = self._promote(encoder, X, levels, y, level, used)
+                if row is not None:
+                    return row, "promote"
             row = self._random_free(encoder, used, grid)
             if row is None:
                 return self._all_taken(trial, encoder, level), "random"
@@ -487,28 +560,7 @@ class MFKDSampler(BaseSampler):
             if pending:
                 P = self._representatives(encoder, np.stack(pending), grid)
                 fitted = fitted.condition_on_pending(encoder.encode(P))
-            acqf = build_acquisition(self._acquisition, fitted, self._beta)
-            if grid is not None:
-                rows, feats, keys = grid
-                free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
-                return rows[best_of_candidates(acqf, feats, free, self._rng)], self._acquisition
-            if isinstance(self._n_candidates, int):
-                # The paper's rule: the best of n_candidates uniformly random points.
-                cand = encoder.sample(self._n_candidates, self._rng)
-                free = np.fromiter((k not in used for k in self._keys(encoder, cand)), dtype=bool, count=len(cand))
-                if not free.any():
-                    raise ValueError("every random candidate was already evaluated")
-                return cand[best_of_candidates(acqf, encoder.encode(cand), free, self._rng)], self._acquisition
-            top_rows = X[levels == top] if (levels == top).any() else X
-            top_y = y[levels == top] if (levels == top).any() else y
-            best = top_rows[np.argsort(-top_y, kind="stable")[:5]]
-            return (
-                optimise(
-                    acqf, encoder, encoder.encode(best), self._rng, used,
-                    lambda rows: self._keys(encoder, rows),
-                ),
-                self._acquisition,
-            )
+            return self._maximise(fitted, encoder, grid, used, X, levels, y), self._acquisition
         except Exception as err:  # numerical failures must not stop the study
             _logger.warning(
                 f"Trial {trial.number}: fitting or optimising the co-kriging model failed "
@@ -516,6 +568,104 @@ class MFKDSampler(BaseSampler):
             )
             row = self._random_free(encoder, used, grid)
             return (row if row is not None else encoder.sample(1, self._rng)[0]), "fallback"
+
+    def _promote(
+        self, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray, level: int,
+        used: set[Hashable],
+    ) -> np.ndarray | None:
+        """The best point observed at ``level - 1`` whose key is not in ``used``."""
+        below = np.flatnonzero(levels == level - 1)
+        keys = self._keys(encoder, X[below])
+        for i in np.argsort(-y[below], kind="stable"):
+            if keys[i] not in used:
+                return X[below[i]]
+        return None
+
+    def _plan(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        """Cost-aware strategy after the warm-up: choose the point (top-level acquisition)
+        and its level (:mod:`optuna_mfkd.gp.fidelity_choice`); the point is kept for
+        :meth:`sample_relative`. Returns the level."""
+        top = len(self._names) - 1
+        space = self.infer_relative_search_space(study, trial)
+        if not space:
+            return top
+        encoder = SearchSpaceEncoder(space)
+        with _torch_threads(self._torch_threads):
+            X, levels, y, running = self._collect(study, trial, encoder)
+            if not (levels == top).any():
+                return top
+            used = [set(self._keys(encoder, X[levels == lv])) if (levels == lv).any() else set()
+                    for lv in range(top + 1)]
+            for lv, pt in running:
+                used[lv].add(self._keys(encoder, pt)[0])
+            grid = self._grid(encoder)
+            if grid is not None and not any(k not in used[top] for k in grid[2]):
+                return top
+            try:
+                fitted = self._fit(study, encoder, self._representatives(encoder, X, grid), levels, y)
+                if running:
+                    P = self._representatives(encoder, np.stack([pt for _, pt in running]), grid)
+                    lv_p = torch.tensor([lv for lv, _ in running], dtype=torch.long)
+                    fitted = fitted.condition_on_pending(encoder.encode(P), lv_p)
+                row = self._maximise(fitted, encoder, grid, used[top], X, levels, y)
+                rep = self._representatives(encoder, row[None], grid)
+                std = torch.diagonal(fitted.level_covariance(encoder.encode(rep))[0]).clamp_min(0.0).sqrt()
+                key = self._keys(encoder, row)[0]
+                counts = np.bincount(levels, minlength=top + 1) + np.bincount(
+                    np.array([lv for lv, _ in running], dtype=np.int64), minlength=top + 1
+                )
+                allowed = [
+                    key not in used[lv] and counts[lv] < self._n_warmup[self._names[lv]] + self._screen * counts[lv + 1]
+                    for lv in range(top)
+                ] + [True]
+                costs = level_costs(
+                    study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False),
+                    self._names, self._costs,
+                )
+                covar = fitted.model.covar_module
+                level = choose_level(
+                    std, covar.rho.detach(), discrepancy_scales(covar), [costs[n] for n in self._names], allowed
+                )
+            except Exception as err:  # numerical failures must not stop the study
+                _logger.warning(
+                    f"Trial {trial.number}: choosing the level with the co-kriging model failed "
+                    f"({err!r}); evaluating at the highest level."
+                )
+                return top
+        study._storage.set_trial_system_attr(trial._trial_id, POINT_ATTR, row.tolist())
+        study._storage.set_trial_system_attr(trial._trial_id, HOW_ATTR, f"{self._acquisition}+cost")
+        self._planned[trial._trial_id] = (_signature(encoder), row)
+        return level
+
+    def _maximise(
+        self,
+        fitted: FittedModel,
+        encoder: SearchSpaceEncoder,
+        grid: tuple | None,
+        used: set[Hashable],
+        X: np.ndarray,
+        levels: np.ndarray,
+        y: np.ndarray,
+    ) -> np.ndarray:
+        """The point maximising the highest level's acquisition among points whose key is
+        not in ``used`` (exhaustive, the paper's random candidates, or BoTorch's optimisers)."""
+        top = len(self._names) - 1
+        acqf = build_acquisition(self._acquisition, fitted, self._beta)
+        if grid is not None:
+            rows, feats, keys = grid
+            free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
+            return rows[best_of_candidates(acqf, feats, free, self._rng)]
+        if isinstance(self._n_candidates, int):
+            # The paper's rule: the best of n_candidates uniformly random points.
+            cand = encoder.sample(self._n_candidates, self._rng)
+            free = np.fromiter((k not in used for k in self._keys(encoder, cand)), dtype=bool, count=len(cand))
+            if not free.any():
+                raise ValueError("every random candidate was already evaluated")
+            return cand[best_of_candidates(acqf, encoder.encode(cand), free, self._rng)]
+        top_rows = X[levels == top] if (levels == top).any() else X
+        top_y = y[levels == top] if (levels == top).any() else y
+        best = top_rows[np.argsort(-top_y, kind="stable")[:5]]
+        return optimise(acqf, encoder, encoder.encode(best), self._rng, used, lambda rows: self._keys(encoder, rows))
 
     def _all_taken(self, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int) -> np.ndarray:
         _logger.warning(
@@ -542,7 +692,11 @@ class MFKDSampler(BaseSampler):
     ) -> FittedModel:
         key = (study._study_id, tuple(encoder.names))
         n_fit_last, warm = self._warm.get(key, (-(10**9), None))
-        refit = len(y) - n_fit_last >= self._refit_every or warm is None
+        every = self._refit_every
+        if self._strategy == "cost-aware":
+            # Many cheap trials: refit once the data grew by REFIT_GROWTH (at least refit_every).
+            every = max(every, math.ceil(REFIT_GROWTH * max(n_fit_last, 0)))
+        refit = len(y) - n_fit_last >= every or warm is None
         with torch.random.fork_rng():
             torch.manual_seed(int(self._rng.integers(2**31 - 1)))
             fitted = fit_ar1_model(

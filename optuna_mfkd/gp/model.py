@@ -253,6 +253,43 @@ class FittedModel:
         v = torch.linalg.solve_triangular(L, K_sn.transpose(-1, -2), upper=False)
         return prior_mean + K_sn @ alpha, (k_ss - (v * v).sum(-2)).clamp_min(1e-12)
 
+    def level_covariance(self, X: Tensor) -> Tensor:
+        """Joint posterior covariance of the latent levels ``y_0 .. y_{L-1}`` at each row of
+        ``X`` (``(m, d)``): an ``(m, L, L)`` tensor in model units (each level's own
+        standardisation).
+
+        With ``Z_i = [(x_i, 0), ..., (x_i, L-1)]``, ``K_{Z_i n}`` its cross-covariance with the
+        training rows and ``L L^T`` from :meth:`training_cholesky`:
+
+            Sigma_i = K(Z_i, Z_i) - (L^{-1} K_{n Z_i})^T (L^{-1} K_{n Z_i})
+        """
+        model = self.model
+        chol, _ = self.training_cholesky()
+        train_X = model.train_inputs[0]
+        m, n_levels = len(X), self.num_levels
+        X = X.to(torch.float64)
+        lv = torch.arange(n_levels, dtype=X.dtype).repeat(m)
+        Z = torch.cat([X.repeat_interleave(n_levels, dim=0), lv.unsqueeze(-1)], dim=-1)
+        with torch.no_grad():
+            K_zn = model.covar_module(Z, train_X).to_dense()
+            prior = model.covar_module(Z.reshape(m, n_levels, -1), Z.reshape(m, n_levels, -1)).to_dense()
+            v = torch.linalg.solve_triangular(chol, K_zn.transpose(-1, -2), upper=False)
+        v = v.transpose(-1, -2).reshape(m, n_levels, -1)
+        return prior - v @ v.transpose(-1, -2)
+
+    def noise_variances(self) -> Tensor:
+        """Observation noise variance of each level (``(L,)``, model units)."""
+        return self.model.likelihood.noise.detach().reshape(-1)[: self.num_levels].clone()
+
+    def level_means(self, X: Tensor, levels: Tensor) -> Tensor:
+        """Posterior mean of level ``levels[i]`` at ``X[i]`` (model units):
+        ``m(z) + K_{z n} alpha``."""
+        model = self.model
+        _, alpha = self.training_cholesky()
+        Z = _train_inputs(X, levels)
+        with torch.no_grad():
+            return model.forward(Z).mean + model.covar_module(Z, model.train_inputs[0]).to_dense() @ alpha
+
     def as_botorch_model(self) -> TopLevelModel:
         """The highest level as a one-output BoTorch model (for acquisition functions)."""
         return TopLevelModel(self)
@@ -278,24 +315,26 @@ class FittedModel:
         top = model.train_inputs[0][:, -1].round() == self.num_levels - 1
         return model.train_targets[top]
 
-    def condition_on_pending(self, X_pending: Tensor) -> FittedModel:
-        """Kriging believer: this model with pending highest-level points added at their
-        posterior mean.
+    def condition_on_pending(self, X_pending: Tensor, levels: Tensor | None = None) -> FittedModel:
+        """Kriging believer: this model with pending points added at their posterior mean.
 
-        The returned model keeps the hyperparameters and the standardisation; its posterior
-        variance shrinks around the pending points, so the acquisition does not pick them
-        (or their close neighbours) again while they are being evaluated.
+        ``levels`` gives the level of each pending point (default: all at the highest
+        level). The returned model keeps the hyperparameters and the standardisation; its
+        posterior variance shrinks around the pending points, so the acquisition does not
+        pick them (or their close neighbours) again while they are being evaluated.
         """
         if len(X_pending) == 0:
             return self
         model = self.model
         top = self.num_levels - 1
-        with torch.no_grad():
-            believed = model.posterior(X_pending.to(torch.float64)).mean.reshape(-1)
+        if levels is None:
+            levels = torch.full((len(X_pending),), top)
+            with torch.no_grad():
+                believed = model.posterior(X_pending.to(torch.float64)).mean.reshape(-1)
+        else:
+            believed = self.level_means(X_pending, levels)
         train_X = model.train_inputs[0]
-        X_new = torch.cat(
-            [train_X, _train_inputs(X_pending, torch.full((len(X_pending),), top))], dim=0
-        )
+        X_new = torch.cat([train_X, _train_inputs(X_pending, levels)], dim=0)
         y_new = torch.cat([model.train_targets, believed], dim=0)
         updated = AR1CoKrigingGP(
             X_new, y_new.unsqueeze(-1), self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,

@@ -1,0 +1,164 @@
+"""Choose the multi-fidelity defaults of MFKDSampler on the tuning problems only.
+
+Every variant is a method of the sampler suite's registry (``gp``, ``tpe``, ``mfkd-paper``,
+...) or ``mfkd`` with MFKDSampler keyword arguments, run for the same seeds on
+
+- ``mf/cifar10``: NAS-Bench-201 CIFAR-10, 12- and 200-epoch levels (the suite's ``mf``
+  protocol; isomorphic cells are one point); metric: 200-epoch test accuracy of the
+  incumbent (%, higher is better);
+- ``augmented-hartmann/3-level``: BoTorch's AugmentedHartmann with fidelities 0.5 / 0.75 / 1
+  at costs 0.01 / 0.1 / 1; metric: log10 simple regret (lower is better).
+
+For each run the incumbent's metric at 25%, 50% and 100% of the budget is appended to
+``--out/runs.csv`` as runs finish (a rerun skips rows already there); ``--out/summary.md``
+gets the mean at each point and a two-sided Mann-Whitney U p-value of every variant against
+the first one. No other problem is used to choose defaults::
+
+    OMP_NUM_THREADS=1 python benchmarks/tune_strategy.py --seeds 0-7 --jobs 2 \\
+        --variant paper='{}' --variant cost='{"strategy": "cost-aware"}' --variant gp=gp
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+PROBLEMS = ("mf/cifar10", "augmented-hartmann/3-level")
+FRACTIONS = (0.25, 0.5, 1.0)
+
+
+def _run(problem_id: str, variant: str, spec: str | dict, seed: int, table: str | None) -> dict:
+    import optuna
+    import torch
+
+    from optuna_mfkd import MaxCostCallback
+    from optuna_mfkd.bench import suite
+    from optuna_mfkd.bench.incumbent import incumbent_curve
+    from optuna_mfkd.levels import mfkd_sampler
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    problem = suite.make_problem(problem_id, table)
+    if isinstance(spec, dict):
+        method = "mfkd"
+        ctx = problem.context(method)
+        options = {"point_key": ctx.point_key} if ctx.point_key is not None else {}
+        levels = list(ctx.levels) or [ctx.low_level, ctx.high_level]
+        sampler = mfkd_sampler(levels, seed=seed, **{**options, **spec})
+    else:
+        method = spec
+        sampler, _, _ = problem.method(method).build(seed, problem.context(method))
+    start = time.process_time()
+    study = optuna.create_study(direction=problem.direction, sampler=sampler)
+    budget = problem.budget()
+    study.optimize(problem.objective(method), callbacks=[MaxCostCallback(budget)], n_trials=5000)
+    top = problem.context(method).high_level or problem.top_level
+    costs, metrics, final, _ = incumbent_curve(study.trials, top, problem.metric.attr, problem.direction)
+    row: dict = {"problem": problem_id, "variant": variant, "seed": seed}
+    for f in FRACTIONS:
+        fit = np.flatnonzero(costs <= f * budget) if f < 1 else np.arange(len(costs))
+        row[f"at{int(f * 100)}"] = float(metrics[fit[-1]]) if len(fit) else math.nan
+    levels_used = [t.user_attrs.get("fidelity", top) for t in study.trials]
+    row["trials"] = len(study.trials)
+    row["top_trials"] = sum(lv == top for lv in levels_used)
+    row["cpu_s"] = round(time.process_time() - start, 1)
+    return row
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
+def summarise(rows: list[dict], variants: list[str]) -> str:
+    lines = [
+        "# MFKDSampler multi-fidelity defaults: tuning problems only",
+        "",
+        "Metric: mf/cifar10, 200-epoch test accuracy of the incumbent (%, higher is better);",
+        "augmented-hartmann, log10 simple regret (lower is better); at 25 / 50 / 100% of the budget.",
+        f"p: two-sided Mann-Whitney U against the first variant (`{variants[0]}`).",
+        "",
+    ]
+    for problem in PROBLEMS:
+        got = [r for r in rows if r["problem"] == problem]
+        if not got:
+            continue
+        lines += [f"## {problem}", "",
+                  "| variant | n | 25% | 50% | 100% | s.e. 100% | p 25% | p 50% | p 100% | top trials | CPU s/run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        ref = {f: [r[f] for r in got if r["variant"] == variants[0]] for f in ("at25", "at50", "at100")}
+        for v in variants:
+            mine = [r for r in got if r["variant"] == v]
+            if not mine:
+                continue
+            cells = []
+            for f in ("at25", "at50", "at100"):
+                x = np.array([r[f] for r in mine], dtype=float)
+                cells.append(f"{np.nanmean(x):.3f}")
+            x100 = np.array([r["at100"] for r in mine], dtype=float)
+            se = np.nanstd(x100, ddof=1) / math.sqrt(len(x100)) if len(x100) > 1 else math.nan
+            ps = []
+            for f in ("at25", "at50", "at100"):
+                x = [r[f] for r in mine if not math.isnan(r[f])]
+                y = [a for a in ref[f] if not math.isnan(a)]
+                ps.append(f"{stats.mannwhitneyu(x, y).pvalue:.3g}" if v != variants[0] and x and y else "")
+            top = np.mean([r["top_trials"] for r in mine])
+            cpu = np.mean([r["cpu_s"] for r in mine])
+            lines.append(f"| `{v}` | {len(mine)} | {' | '.join(cells)} | {se:.3f} | {' | '.join(ps)} | {top:.0f} | {cpu:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="0-7")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument("--variant", action="append", required=True,
+                        help="name=JSON keyword arguments of MFKDSampler, or name=<suite method>")
+    parser.add_argument("--table", default=None, help="NB201 table (default: the bundled one)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tune-strategy"))
+    args = parser.parse_args()
+    variants: dict[str, str | dict] = {}
+    for text in args.variant:
+        name, _, spec = text.partition("=")
+        spec = spec.strip() or "{}"
+        variants[name] = json.loads(spec) if spec.startswith("{") else spec
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "runs.csv"
+    fields = ["problem", "variant", "seed", "at25", "at50", "at100", "trials", "top_trials", "cpu_s"]
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    for r in rows:
+        for f in ("at25", "at50", "at100", "cpu_s"):
+            r[f] = float(r[f])
+        r["seed"], r["top_trials"] = int(r["seed"]), int(r["top_trials"])
+    done = {(r["problem"], r["variant"], r["seed"]) for r in rows}
+    todo = [(p, v, s) for s in _seeds(args.seeds) for p in args.problems for v in variants if (p, v, s) not in done]
+    new = not path.exists()
+    with ProcessPoolExecutor(args.jobs) as pool, path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        futures = [pool.submit(_run, p, v, variants[v], s, args.table) for p, v, s in todo]
+        for fut in as_completed(futures):
+            row = fut.result()
+            writer.writerow(row)
+            fh.flush()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    (args.out / "summary.md").write_text(summarise(rows, list(variants)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Which level to evaluate a chosen point at: the MF-GP-UCB rule on the AR1 model.
+
+The cost-aware strategy of :class:`~optuna_mfkd.sampler.MFKDSampler` first picks the point
+``x*`` that maximises the acquisition of the highest level, then the level to evaluate it
+at, with the rule of MF-GP-UCB (Kandasamy et al., "Gaussian Process Bandit Optimisation
+with Multi-fidelity Evaluations", NeurIPS 2016): evaluate the cheapest level ``m`` at which
+``x*`` is still uncertain by more than what level ``m`` can tell about the level above it,
+
+    m* = min { m : |rho_m| sigma_m(x*) > sqrt(c_m / c_{m+1}) xi_m }   (else the top level),
+
+where, in the AR1 model ``y_{m+1} = rho_m y_m + delta_{m+1}`` (model units of each level):
+
+- ``sigma_m(x*)``: posterior standard deviation of level ``m`` at ``x*`` (so
+  ``|rho_m| sigma_m`` is what is unknown about ``y_{m+1}`` through level ``m``);
+- ``xi_m``: the prior standard deviation of the discrepancy ``delta_{m+1}`` (its output
+  scale), the part of level ``m + 1`` that level ``m`` cannot reveal; in the paper it is
+  the bound ``zeta`` on the gap between fidelities, here it is fitted, but never taken
+  below ``xi_min`` (:data:`XI_MIN` by default): a handful of points at the higher level
+  often fit a discrepancy of zero, which would keep every evaluation at the cheapest level;
+- ``c_m / c_{m+1}``: the ratio of the costs of one evaluation.
+
+A cheap level is chosen while the point is still unexplored there; once it was observed at
+(or close to) ``x*``, ``sigma_m`` is small and the next level up is chosen, so every point
+climbs the levels as long as it stays the best by the acquisition. ``beta`` of the paper is
+1 here (the acquisition that chose ``x*`` does the exploration). Levels that are not cheaper
+than the level above them are never chosen, nor are levels at which ``x*`` is already
+evaluated or running.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+#: Smallest discrepancy scale ``xi_m`` used (model units: level scales are about 1).
+XI_MIN = 0.5
+
+
+def level_thresholds(costs: Sequence[float], xi: Sequence[float]) -> list[float]:
+    """``sqrt(c_m / c_{m+1}) * xi_m`` for ``m = 0 .. L-2`` (``inf`` where ``c_m >= c_{m+1}``).
+
+    Raises:
+        ValueError: when a cost is not positive or the lengths disagree.
+    """
+    if len(xi) != len(costs) - 1:
+        raise ValueError(f"need one discrepancy scale per pair of levels, got {len(xi)} for {len(costs)} levels.")
+    if any(not (c > 0 and math.isfinite(c)) for c in costs):
+        raise ValueError(f"level costs must be positive and finite, got {list(costs)}.")
+    return [
+        math.sqrt(costs[m] / costs[m + 1]) * float(xi[m]) if costs[m] < costs[m + 1] else math.inf
+        for m in range(len(costs) - 1)
+    ]
+
+
+def choose_level(
+    level_std: Tensor | Sequence[float],
+    rho: Tensor | Sequence[float],
+    xi: Tensor | Sequence[float],
+    costs: Sequence[float],
+    allowed: Sequence[bool],
+    xi_min: float = XI_MIN,
+) -> int:
+    """The MF-GP-UCB level for one point (see the module docstring).
+
+    Args:
+        level_std: ``(L,)`` posterior standard deviation of every level at the point.
+        rho: ``(L-1,)`` AR1 coefficients (model units).
+        xi: ``(L-1,)`` prior standard deviations of the discrepancies ``delta_1 .. delta_{L-1}``.
+        costs: ``(L,)`` cost of one evaluation per level.
+        allowed: ``(L,)`` whether the point may be evaluated at each level (the highest
+            level always may).
+        xi_min: lower bound of every ``xi_m``.
+
+    Returns:
+        The level, ``0 .. L-1``.
+    """
+    n = len(costs)
+    if len(level_std) != n or len(allowed) != n or len(rho) != n - 1:
+        raise ValueError(
+            f"level_std, allowed need {n} entries and rho {n - 1}, got {len(level_std)}, {len(allowed)}, {len(rho)}."
+        )
+    thresholds = level_thresholds(costs, [max(float(v), xi_min) for v in xi])
+    for m in range(n - 1):
+        if allowed[m] and abs(float(rho[m])) * float(level_std[m]) > thresholds[m]:
+            return m
+    return n - 1
+
+
+def discrepancy_scales(covar_module: torch.nn.Module) -> Tensor:
+    """``xi_m`` of an :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` whose kernels are
+    ``ScaleKernel`` s over unit-variance kernels: ``sqrt(outputscale)`` of ``delta_1 .. delta_{L-1}``."""
+    return torch.stack([k.outputscale.detach().reshape(()) for k in covar_module.base_kernels[1:]]).sqrt()

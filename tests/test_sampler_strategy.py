@@ -1,0 +1,275 @@
+"""MFKDSampler's level-choice strategies: the paper's (reproduced exactly) and the cost-aware one."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from optuna_mfkd import MFKDSampler, fidelity_of, level_costs
+from optuna_mfkd.gp.fidelity_choice import choose_level, discrepancy_scales, level_thresholds
+from optuna_mfkd.gp.model import fit_ar1_model
+from optuna_mfkd.sampler import HOW_ATTR, PAPER_SETTINGS
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+GOLDEN = Path(__file__).parent / "data" / "paper_strategy_trials.json"
+
+
+# ------------------------------------------------------------------ the paper's strategy
+def _continuous(trial):
+    x = trial.suggest_float("x", -2.0, 2.0)
+    y = trial.suggest_float("y", 0.0, 1.0)
+    base = (x - 0.3) ** 2 + (y - 0.6) ** 2
+    return base + (0.2 * math.sin(3 * x) if fidelity_of(trial) == "low" else 0.0)
+
+
+def _mixed(trial):
+    a = trial.suggest_categorical("a", ["p", "q", "r"])
+    n = trial.suggest_int("n", 1, 8)
+    b = trial.suggest_categorical("b", [0, 1, 2, 3])
+    v = {"p": 0.0, "q": 1.0, "r": 0.4}[a] + abs(n - 5) * 0.3 + (b == 2) * -0.7
+    return v + (0.3 * (n % 2) if fidelity_of(trial) == "low" else 0.0)
+
+
+@pytest.mark.parametrize("case", sorted(json.loads(GOLDEN.read_text())))
+def test_paper_strategy_reproduces_the_recorded_trials(case):
+    """``strategy="paper"`` gives, for a seed, the trials recorded before the cost-aware
+    strategy existed (tests/data/paper_strategy_trials.json): same levels, same params."""
+    expected = json.loads(GOLDEN.read_text())[case]
+    name, seed = case.split("/seed-")
+    fn = _continuous if name.startswith("continuous") else _mixed
+    kwargs = dict(PAPER_SETTINGS) if name.endswith("paper") else {}
+    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 6, "high": 3}, seed=int(seed), strategy="paper", **kwargs)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(fn, n_trials=len(expected))
+    for got, want in zip(study.trials, expected, strict=True):
+        assert got.user_attrs["fidelity"] == want["fidelity"]
+        assert got.params.keys() == want["params"].keys()
+        for k, v in want["params"].items():
+            if isinstance(v, float):
+                assert got.params[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+            else:
+                assert got.params[k] == v, k
+
+
+# -------------------------------------------------------------------- the pure functions
+def test_level_thresholds_and_choice_follow_the_mf_gp_ucb_rule():
+    # thresholds sqrt(c_m / c_{m+1}) * xi_m; a level not cheaper than the next is never chosen
+    th = level_thresholds([1.0, 4.0, 16.0], [0.3, 0.5])
+    assert th == pytest.approx([0.5 * 0.3, 0.5 * 0.5])
+    assert level_thresholds([2.0, 1.0], [0.3]) == [math.inf]
+    costs = [1.0, 4.0, 16.0]
+    # |rho_0| sigma_0 = 0.8 * 0.5 = 0.4 > max(0.3, xi_min=0.5) * 0.5 = 0.25: cheapest level
+    assert choose_level([0.5, 1.0, 1.0], [0.8, 1.0], [0.3, 0.5], costs, [True, True, True]) == 0
+    # level 0 known at the point (sigma small): the next level decides, 1.0 * 0.6 > 0.25
+    assert choose_level([0.01, 0.6, 1.0], [0.8, 1.0], [0.3, 0.5], costs, [True, True, True]) == 1
+    # both known: the highest level
+    assert choose_level([0.01, 0.1, 1.0], [0.8, 1.0], [0.3, 0.5], costs, [True, True, True]) == 2
+    # an evaluated (not allowed) level is skipped
+    assert choose_level([0.5, 0.6, 1.0], [0.8, 1.0], [0.3, 0.5], costs, [False, True, True]) == 1
+    # xi below xi_min is raised to it: 0.8 * 0.2 = 0.16 < 0.5 * 0.5, but > 0.5 * 0.1
+    assert choose_level([0.2, 0.0, 1.0], [0.8, 1.0], [0.0, 0.0], costs, [True, True, True]) == 2
+    assert choose_level([0.2, 0.0, 1.0], [0.8, 1.0], [0.0, 0.0], costs, [True, True, True], xi_min=0.1) == 0
+    # a level dearer than the top is never chosen, however uncertain
+    assert choose_level([100.0, 1.0], [1.0], [0.0], [1000.0, 1.0], [True, True]) == 1
+    with pytest.raises(ValueError, match="costs"):
+        choose_level([1.0, 1.0], [1.0], [0.1], [0.0, 1.0], [True, True])
+
+
+def test_level_covariance_matches_the_joint_gpytorch_posterior():
+    torch.manual_seed(0)
+    X = torch.rand(20, 2, dtype=torch.float64)
+    lv = torch.tensor([0] * 12 + [1] * 5 + [2] * 3)
+    y = torch.sin(5 * X[:, 0]) + X[:, 1] + 0.1 * lv
+    fitted = fit_ar1_model(X, lv, y, 3, max_iter=30)
+    x = torch.rand(4, 2, dtype=torch.float64)
+    cov = fitted.level_covariance(x)
+    Z = torch.cat([x.repeat_interleave(3, 0), torch.arange(3.0, dtype=torch.float64).repeat(4).unsqueeze(-1)], -1)
+    with torch.no_grad():
+        joint = fitted.model(Z)
+    full = joint.covariance_matrix
+    for i in range(4):
+        np.testing.assert_allclose(cov[i].numpy(), full[3 * i : 3 * i + 3, 3 * i : 3 * i + 3].numpy(), atol=1e-6)
+        np.testing.assert_allclose(fitted.level_means(x[i : i + 1].repeat(3, 1), torch.arange(3)).numpy(),
+                                   joint.mean[3 * i : 3 * i + 3].numpy(), atol=1e-6)
+    # the discrepancy scales are the output scales of delta_1, delta_2
+    xi = discrepancy_scales(fitted.model.covar_module)
+    want = [float(k.outputscale.detach()) ** 0.5 for k in fitted.model.covar_module.base_kernels[1:]]
+    np.testing.assert_allclose(xi.numpy(), want)
+
+
+def _trial(level: str, cost: float | None = None, seconds: float | None = None, state=TrialState.COMPLETE):
+    start = datetime.datetime(2026, 1, 1)
+    attrs = {"fidelity": level} if level else {}
+    if cost is not None:
+        attrs["cost"] = cost
+    trial = create_trial(
+        state=state, value=0.0 if state == TrialState.COMPLETE else None, params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs,
+    )
+    if seconds is not None:
+        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+    return trial
+
+
+def test_level_costs_are_learned_from_cost_attributes_or_durations():
+    trials = [_trial("low", 1.0), _trial("low", 3.0), _trial("low", 2.0), _trial("high", 40.0),
+              _trial("high", 1000.0, state=TrialState.FAIL)]
+    assert level_costs(trials, ["low", "high"]) == {"low": 2.0, "high": 40.0}
+    # given costs win; a level with no trial costs the dearest known cost
+    assert level_costs(trials, ["low", "mid", "high"], {"low": 0.5}) == {"low": 0.5, "mid": 40.0, "high": 40.0}
+    # no cost attribute: the median duration in seconds; a trial without a level is at the top
+    timed = [_trial("low", seconds=2.0), _trial("low", seconds=4.0), _trial("", seconds=30.0)]
+    assert level_costs(timed, ["low", "high"]) == {"low": 3.0, "high": 30.0}
+    assert level_costs([], ["low", "high"]) == {"low": 1.0, "high": 1.0}
+    with pytest.raises(ValueError, match="costs"):
+        level_costs([], ["low", "high"], {"medium": 1.0})
+    with pytest.raises(ValueError, match=r"costs\['low'\]"):
+        level_costs([], ["low", "high"], {"low": -1.0})
+
+
+# ------------------------------------------------------------------ the cost-aware strategy
+class Levels:
+    """Three levels of a 2-D function: ``f_l(x) = f(x) + bias_l(x)``, cheapest first."""
+
+    names = ("l0", "l1", "l2")
+
+    def __init__(self, costs=(0.01, 0.1, 1.0), bias=(0.3, 0.1, 0.0)) -> None:
+        self.costs = dict(zip(self.names, costs))
+        self.bias = dict(zip(self.names, bias))
+
+    def value(self, x: float, y: float, level: str) -> float:
+        return (x - 0.3) ** 2 + (y - 0.7) ** 2 + self.bias[level] * math.sin(6 * x)
+
+    def objective(self, trial) -> float:
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        level = fidelity_of(trial, default="l2")
+        trial.set_user_attr("cost", self.costs[level])
+        return self.value(x, y, level)
+
+
+def _levels_after_warmup(study, sampler):
+    warm = sum(sampler.n_warmup.values())
+    return [t.user_attrs["fidelity"] for t in study.trials[warm:]]
+
+
+def test_cost_aware_uses_cheap_correlated_levels_and_climbs_to_the_top():
+    problem = Levels()
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=30)
+    assert sampler.n_warmup == {"l0": 10, "l1": 3, "l2": 3}
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(problem.objective, n_trials=45)
+    after = _levels_after_warmup(study, sampler)
+    assert {"l0", "l1", "l2"} <= set(after)  # all three levels are chosen after the warm-up
+    # warm-up: random at l0, then the best l0 points promoted to l1, the best l1 to l2
+    how = [t.system_attrs.get(HOW_ATTR, "random") for t in study.trials[:16]]
+    assert how[:10] == ["random"] * 10 and how[10:16] == ["promote"] * 6
+    low = {tuple(t.params.values()): t.value for t in study.trials[:10]}
+    best_low = sorted(low, key=low.get)[:3]
+    assert [tuple(t.params.values()) for t in study.trials[10:13]] == best_low
+    # every level holds at most its warm-up + 3 trials per trial of the level above
+    count = {n: sum(t.user_attrs["fidelity"] == n for t in study.trials) for n in problem.names}
+    assert count["l0"] <= 10 + 3 * count["l1"] and count["l1"] <= 3 + 3 * count["l2"]
+    top = [t for t in study.trials if t.user_attrs["fidelity"] == "l2"]
+    assert min(t.value for t in top) < 0.1  # the top level's minimum is 0 at (0.3, 0.7); random points average 0.27
+
+
+def test_a_level_made_1000x_dearer_is_not_chosen_after_the_warmup():
+    cheap = Levels(costs=(0.01, 0.1, 1.0))
+    dear = Levels(costs=(0.01, 1000.0, 1.0))
+    for problem, expect_l1 in ((cheap, True), (dear, False)):
+        sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=1, max_fit_iter=30)
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(problem.objective, n_trials=40)
+        after = _levels_after_warmup(study, sampler)
+        assert ("l1" in after) is expect_l1, (problem.costs, after)
+        assert "l2" in after
+
+
+def test_given_costs_override_the_learned_ones():
+    # the objective says l1 costs 0.1, the user says 1000: l1 is not chosen after the warm-up
+    problem = Levels()
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=1, max_fit_iter=30, costs={"l1": 1000.0})
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(problem.objective, n_trials=40)
+    assert "l1" not in _levels_after_warmup(study, sampler)
+
+
+def test_cost_aware_with_parallel_workers_never_repeats_a_point_at_a_level():
+    problem = Levels()
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=20)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(problem.objective, n_trials=36, n_jobs=2)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    seen = [(t.user_attrs["fidelity"], tuple(t.params.values())) for t in study.trials]
+    assert len(set(seen)) == len(seen)
+
+
+def test_cost_aware_pending_points_at_any_level_are_believed():
+    """Ask several trials before telling any: each gets a different (level, point)."""
+    problem = Levels()
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=20)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(problem.objective, n_trials=20)
+    space = {"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)}
+    pending = [study.ask(space) for _ in range(4)]
+    got = [(t.user_attrs["fidelity"], round(t.params["x"], 6), round(t.params["y"], 6)) for t in pending]
+    assert len(set(got)) == 4
+    assert all(study._storage.get_trial(t._trial_id).system_attrs[HOW_ATTR].endswith("+cost") for t in pending)
+
+
+def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    script = textwrap.dedent(
+        f"""
+        import math, optuna
+        from optuna_mfkd import MFKDSampler, fidelity_of
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = MFKDSampler(["low", "high"], strategy="cost-aware", seed=0, max_fit_iter=20)
+        study = optuna.create_study(study_name="s", storage="{url}", sampler=sampler, load_if_exists=True)
+        def objective(trial):
+            x = trial.suggest_float("x", 0, 1)
+            low = fidelity_of(trial) == "low"
+            trial.set_user_attr("cost", 0.05 if low else 1.0)
+            return (x - 0.4) ** 2 + (0.1 * math.sin(9 * x) if low else 0.0)
+        study.optimize(objective, n_trials=8)
+        """
+    )
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", script], check=True)
+    study = optuna.load_study(study_name="s", storage=url)
+    levels = [t.user_attrs["fidelity"] for t in study.trials]
+    how = [t.system_attrs.get("mfkd:how", "random") for t in study.trials]
+    # warm-up once (10 random low, 3 promoted high), then the model chooses both levels
+    assert levels[:13] == ["low"] * 10 + ["high"] * 3
+    assert how[10:13] == ["promote"] * 3
+    assert all(h.endswith("+cost") for h in how[13:])
+    assert len(levels) == 24 and "high" in levels[13:]
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"strategy": "greedy"}, "strategy"),
+        ({"costs": {"medium": 1.0}}, "costs"),
+        ({"costs": {"low": 0.0}}, "costs"),
+        ({"costs": [1.0, 2.0]}, "costs"),
+        ({"screen": 0}, "screen"),
+        ({"screen": math.inf}, "screen"),
+    ],
+)
+def test_bad_strategy_arguments_are_named(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        MFKDSampler(["low", "high"], **kwargs)
