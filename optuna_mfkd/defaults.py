@@ -25,9 +25,10 @@ N_CANDIDATES = 5000
 #: Weight of the posterior variance in the UCB score (beta).
 UCB_BETA = 1.0
 #: MFKDSampler keyword arguments that make it the paper's Algorithm 1 (with the paper's
-#: warm-up): UCB on the variance with beta = 1 over N random candidates, one length scale per
+#: warm-up): every trial after the warm-up at the highest level, UCB on the variance with beta = 1 over N random candidates, one length scale per
 #: level, mean/std standardisation, a full refit every 3 observations.
 PAPER_SAMPLER_SETTINGS = {
+    "strategy": "paper",
     "acquisition": "ucb",
     "beta": UCB_BETA,
     "n_candidates": N_CANDIDATES,
@@ -35,6 +36,11 @@ PAPER_SAMPLER_SETTINGS = {
     "robust": False,
     "refit_every": 3,
 }
+#: MFKDSampler's level-choice strategy by default (``"paper"`` or ``"cost-aware"``), chosen
+#: on the tuning problems (``benchmarks/results/tune-strategy/``).
+DEFAULT_STRATEGY = "paper"
+#: The strategies MFKDSampler knows.
+STRATEGIES = ("paper", "cost-aware")
 #: Search budget in (simulated) seconds of NAS-Bench-201's and the paper's protocol (T).
 NB201_BUDGET = 12_000.0
 

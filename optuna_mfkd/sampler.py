@@ -56,7 +56,7 @@ PAPER_WARMUP = {"cheap": defaults.N_WARMUP_LOW, "top": defaults.N_WARMUP_HIGH}
 SINGLE_LEVEL_WARMUP = 10
 #: Level-choice strategies: the paper's Algorithm 1, and the cost-aware choice of
 #: :mod:`optuna_mfkd.gp.fidelity_choice`.
-STRATEGIES = ("paper", "cost-aware")
+STRATEGIES = defaults.STRATEGIES
 #: Warm-up of the cost-aware strategy: random trials at the cheapest level, then at each
 #: higher level the best points of the level below are promoted.
 COST_AWARE_WARMUP = {"cheapest": 10, "promoted": 3}
@@ -99,7 +99,7 @@ def _normalise_fidelities(
     return names, settings
 
 
-def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str], strategy: str = "paper") -> dict[str, int]:
+def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str], strategy: str) -> dict[str, int]:
     if n_warmup is None:
         if len(names) == 1:
             return {names[0]: SINGLE_LEVEL_WARMUP}
@@ -247,7 +247,7 @@ class MFKDSampler(BaseSampler):
         robust: bool = True,
         torch_threads: int | None = 1,
         point_key: Callable[[dict[str, Any]], Hashable] | None = None,
-        strategy: str = "paper",
+        strategy: str = defaults.DEFAULT_STRATEGY,
         costs: Mapping[str, float] | None = None,
         screen: float = SCREEN_RATIO,
     ) -> None:

@@ -228,6 +228,29 @@ def test_search_tabular_and_resume(nb201_table_path: Path, sqlite_url: str,
     assert study.user_attrs[CONFIG_ATTR]["n1"] == 4
 
 
+def test_search_strategy_is_stored_and_the_cost_aware_one_chooses_levels(
+        nb201_table_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["search", "--storage", sqlite_url, "--table", str(nb201_table_path), "--seed", "0", "--quiet"]
+    code, _, err = run_cli([*base, "--study-name", "c", "--strategy", "cost-aware", "--n1", "6", "--n2", "2",
+                            "--budget", "60000"], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="c", storage=sqlite_url)
+    assert study.user_attrs[CONFIG_ATTR]["strategy"] == "cost-aware"
+    levels = [t.user_attrs["fidelity"] for t in study.trials]
+    assert levels[:8] == ["12ep"] * 6 + ["200ep"] * 2
+    # the two promoted cells are the best 12-epoch ones of the warm-up
+    low = sorted(study.trials[:6], key=lambda t: -t.value)
+    assert [t.params for t in study.trials[6:8]] == [t.params for t in low[:2]]
+    assert {"12ep", "200ep"} <= set(levels[8:]), levels
+    code, _, err = run_cli([*base, "--study-name", "c", "--strategy", "paper"], capsys)
+    assert code == 2 and "--strategy" in err
+    code, _, err = run_cli([*base, "--study-name", "p", "--strategy", "paper", "--n1", "4", "--n2", "2",
+                            "--budget", "30000"], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name="p", storage=sqlite_url)
+    assert set(t.user_attrs["fidelity"] for t in study.trials[6:]) <= {"200ep"}
+
+
 def test_search_nb201_protocol(nb201_table_path: Path, sqlite_url: str,
                                capsys: pytest.CaptureFixture[str]) -> None:
     """One level (12-epoch validation accuracy, cost 12 epochs), n2 random trials, then GP-UCB."""
@@ -362,6 +385,7 @@ def test_configuration_of_an_older_study_is_read_under_the_new_names(sqlite_url:
     assert stored is not None and stored["time_ratio"] == 2.5 and "kd_overhead" not in stored
     config = resolve_config(build_parser().parse_args(["search"]), stored)
     assert config.time_ratio == 2.5 and config.mode == "hybrid" and config.budget == 100.0
+    assert config.strategy == "paper" and config.acquisition == "ucb"  # what it ran with
 
 
 def test_search_live_mode_needs_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

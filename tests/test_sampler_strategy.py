@@ -51,7 +51,8 @@ def test_paper_strategy_reproduces_the_recorded_trials(case):
     name, seed = case.split("/seed-")
     fn = _continuous if name.startswith("continuous") else _mixed
     kwargs = dict(PAPER_SETTINGS) if name.endswith("paper") else {}
-    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 6, "high": 3}, seed=int(seed), strategy="paper", **kwargs)
+    kwargs["strategy"] = "paper"
+    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 6, "high": 3}, seed=int(seed), **kwargs)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     study.optimize(fn, n_trials=len(expected))
     for got, want in zip(study.trials, expected, strict=True):

@@ -35,7 +35,9 @@ class SearchConfig:
     level, the 12-epoch validation accuracy, searched by GP-UCB after ``n2`` random trials.
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``acquisition`` the sampler's acquisition (``logei`` or the
-    paper's ``ucb``) and ``beta`` its UCB weight; ``n_candidates`` the random cells scored per
+    paper's ``ucb``) and ``beta`` its UCB weight; ``strategy`` its level choice (``paper``:
+    the high fidelity only after the warm-up; ``cost-aware``: the sampler chooses the level
+    of every trial); ``n_candidates`` the random cells scored per
     step (``None``: every cell, one per isomorphism class); ``train_images`` the training
     images of a live low fidelity (``None``: all) and ``eval_images`` its validation images
     (``None``: all); ``time_ratio`` the
@@ -57,6 +59,7 @@ class SearchConfig:
     beta: float = defaults.UCB_BETA
     n_candidates: int | None = None
     acquisition: str = "logei"
+    strategy: str = defaults.DEFAULT_STRATEGY
     kd_loss: str = "nst"
     train_images: int | None = None
     eval_images: int | None = None
@@ -159,7 +162,7 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> S
         values.update({k: v for k, v in given.items() if v is not None})
         return SearchConfig(**values)
     # Studies stored before an option existed ran with its earlier behaviour.
-    legacy = {"acquisition": "ucb"}
+    legacy = {"acquisition": "ucb", "strategy": "paper"}
     values = {n: stored.get(n, legacy.get(n, getattr(SearchConfig, n))) for n in SearchConfig.names()}
     for name, value in given.items():
         if value is None:

@@ -74,6 +74,7 @@ def build_sampler(config: SearchConfig, seed: int | None) -> Any:
         n_candidates=config.n_candidates,
         beta=config.beta,
         acquisition=config.acquisition,
+        strategy=config.strategy,
         point_key=cell_key,
     )
 
@@ -321,6 +322,9 @@ def register(sub: Any) -> None:
     p.add_argument("--beta", type=nonneg_float, help=f"UCB weight of the variance (default: {defaults.UCB_BETA})")
     p.add_argument("--acquisition", choices=ACQUISITIONS,
                    help="logei (default) or the paper's ucb (mean + beta * variance)")
+    p.add_argument("--strategy", choices=defaults.STRATEGIES,
+                   help="level choice after the warm-up: paper (high fidelity only) or cost-aware "
+                        f"(the sampler chooses the level of every trial; default: {defaults.DEFAULT_STRATEGY})")
     p.add_argument("--n-candidates", type=positive_int,
                    help=f"score this many random cells per step, as the paper ({defaults.N_CANDIDATES}; default: every cell)")
     p.add_argument("--train-images", type=positive_int,
