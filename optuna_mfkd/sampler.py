@@ -33,7 +33,7 @@ from optuna_mfkd.fidelity import (
 )
 from optuna_mfkd.gp.acquisition import ACQUISITIONS, build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
-from optuna_mfkd.gp.fidelity_choice import choose_level, discrepancy_scales
+from optuna_mfkd.gp.fidelity_choice import XI_MIN, choose_level, discrepancy_scales
 from optuna_mfkd.gp.model import FittedModel, fit_ar1_model
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise, unique_representatives
 
@@ -226,6 +226,8 @@ class MFKDSampler(BaseSampler):
         costs: ``{level: cost of one evaluation}`` for the cost-aware strategy; levels not
             named are learned from the trials.
         screen: see the cost-aware strategy above (positive).
+        xi_min: smallest discrepancy scale of the cost-aware level choice
+            (:mod:`optuna_mfkd.gp.fidelity_choice`; standardised units, ``>= 0``).
 
     The study's direction is respected (minimisation negates the values internally).
     """
@@ -250,6 +252,7 @@ class MFKDSampler(BaseSampler):
         strategy: str = defaults.DEFAULT_STRATEGY,
         costs: Mapping[str, float] | None = None,
         screen: float = SCREEN_RATIO,
+        xi_min: float = XI_MIN,
     ) -> None:
         self._names, self._settings = _normalise_fidelities(fidelities)
         if strategy not in STRATEGIES:
@@ -261,6 +264,9 @@ class MFKDSampler(BaseSampler):
         if isinstance(screen, bool) or not isinstance(screen, (int, float)) or not math.isfinite(screen) or screen <= 0:
             raise ValueError(f"screen must be a positive finite number, got {screen!r}.")
         self._screen = float(screen)
+        if isinstance(xi_min, bool) or not isinstance(xi_min, (int, float)) or not math.isfinite(xi_min) or xi_min < 0:
+            raise ValueError(f"xi_min must be a finite number >= 0, got {xi_min!r}.")
+        self._xi_min = float(xi_min)
         level_costs([], self._names, self._costs)  # checks the given costs
         self._n_warmup = _normalise_warmup(n_warmup, self._names, strategy)
         if n_candidates is not None and n_candidates != "all" and (
@@ -624,7 +630,8 @@ class MFKDSampler(BaseSampler):
                 )
                 covar = fitted.model.covar_module
                 level = choose_level(
-                    std, covar.rho.detach(), discrepancy_scales(covar), [costs[n] for n in self._names], allowed
+                    std, covar.rho.detach(), discrepancy_scales(covar), [costs[n] for n in self._names], allowed,
+                    self._xi_min,
                 )
             except Exception as err:  # numerical failures must not stop the study
                 _logger.warning(

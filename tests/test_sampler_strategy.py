@@ -269,6 +269,7 @@ def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
         ({"costs": [1.0, 2.0]}, "costs"),
         ({"screen": 0}, "screen"),
         ({"screen": math.inf}, "screen"),
+        ({"xi_min": -1.0}, "xi_min"),
     ],
 )
 def test_bad_strategy_arguments_are_named(kwargs, name):
