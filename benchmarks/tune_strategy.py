@@ -39,10 +39,9 @@ def _run(problem_id: str, variant: str, spec: str | dict, seed: int, table: str 
     import optuna
     import torch
 
-    from optuna_mfkd import MaxCostCallback
+    from optuna_mfkd import MaxCostCallback, MFKDSampler
     from optuna_mfkd.bench import suite
     from optuna_mfkd.bench.incumbent import incumbent_curve
-    from optuna_mfkd.levels import mfkd_sampler
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -52,7 +51,7 @@ def _run(problem_id: str, variant: str, spec: str | dict, seed: int, table: str 
         ctx = problem.context(method)
         options = {"point_key": ctx.point_key} if ctx.point_key is not None else {}
         levels = list(ctx.levels) or [ctx.low_level, ctx.high_level]
-        sampler = mfkd_sampler(levels, seed=seed, **{**options, **spec})
+        sampler = MFKDSampler(fidelities=levels, seed=seed, **{**options, **spec})
     else:
         method = spec
         sampler, _, _ = problem.method(method).build(seed, problem.context(method))

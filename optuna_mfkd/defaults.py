@@ -38,7 +38,7 @@ PAPER_SAMPLER_SETTINGS = {
 }
 #: MFKDSampler's level-choice strategy by default (``"paper"`` or ``"cost-aware"``), chosen
 #: on the tuning problems (``benchmarks/results/tune-strategy/``).
-DEFAULT_STRATEGY = "paper"
+DEFAULT_STRATEGY = "cost-aware"
 #: The strategies MFKDSampler knows.
 STRATEGIES = ("paper", "cost-aware")
 #: Search budget in (simulated) seconds of NAS-Bench-201's and the paper's protocol (T).

@@ -59,7 +59,7 @@ SINGLE_LEVEL_WARMUP = 10
 STRATEGIES = defaults.STRATEGIES
 #: Warm-up of the cost-aware strategy: random trials at the cheapest level, then at each
 #: higher level the best points of the level below are promoted.
-COST_AWARE_WARMUP = {"cheapest": 10, "promoted": 3}
+COST_AWARE_WARMUP = {"cheapest": 30, "promoted": 3}
 #: Cost-aware strategy: a cheaper level holds at most its warm-up plus this many trials per
 #: trial of the level above (it screens points for that level, as Hyperband's reduction
 #: factor does), so a very cheap level cannot take thousands of trials.

@@ -28,7 +28,7 @@ from optuna_mfkd.sampler import HOW_ATTR
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 
 N1, N2 = 4, 3
-SEARCH = ["--n1", str(N1), "--n2", str(N2), "--n-candidates", "300", "--budget", "1e9", "--quiet"]
+SEARCH = ["--n1", str(N1), "--n2", str(N2), "--n-candidates", "300", "--budget", "1e9", "--quiet", "--strategy", "paper"]
 HEARTBEAT = ["--heartbeat", "1", "--grace-period", "3"]
 GRACE_S = 3
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -75,7 +75,7 @@ def test_two_workers_through_the_proxy(sqlite_url: str) -> None:
     common = ["--storage", grpc_url, "--study-name", "g", "--n-trials", str(per_worker), "--quiet"]
     with proxy(sqlite_url, port):
         first = subprocess.Popen(cli("search", *common, "--n1", str(N1), "--n2", str(N2), "--n-candidates",
-                                     "200", "--budget", "1e9", "--seed", "5"),
+                                     "200", "--budget", "1e9", "--seed", "5", "--strategy", "paper"),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         deadline = time.monotonic() + 240
         while not optuna.get_all_study_summaries(sqlite_url):  # the study exists in the database

@@ -68,6 +68,7 @@ def test_phases_follow_algorithm_1_and_objective_sees_its_level(storage, tmp_pat
         n_warmup={"low": 8, "high": 3},
         n_candidates="all",
         seed=1,
+        strategy="paper",
     )
     url = None if storage == "memory" else f"sqlite:///{tmp_path / 'phases.db'}"
     study = optuna.create_study(direction="maximize", sampler=sampler, storage=url)
@@ -96,7 +97,7 @@ def test_multi_fidelity_beats_random_search_at_equal_cost():
         problem = TwoLevelProblem(seed)
         best = problem.best_high()
         mf = _run(
-            MFKDSampler(n_warmup={"low": 30, "high": 4}, n_candidates="all", seed=seed, max_fit_iter=50),
+            MFKDSampler(n_warmup={"low": 30, "high": 4}, n_candidates="all", seed=seed, max_fit_iter=50, strategy="paper"),
             problem,
             budget,
         )
@@ -136,7 +137,7 @@ def test_fidelity_of_with_a_sampler_that_is_not_multi_fidelity():
 
 
 def test_enqueued_trial_keeps_its_level():
-    sampler = MFKDSampler(n_warmup={"low": 5, "high": 2}, seed=0)
+    sampler = MFKDSampler(n_warmup={"low": 5, "high": 2}, seed=0, strategy="paper")
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial({"x": 1.0}, user_attrs={"fidelity": "high"})
     trial = study.ask({"x": FloatDistribution(0, 2)})
@@ -188,7 +189,7 @@ def test_fit_failure_falls_back_to_a_random_candidate(monkeypatch, caplog):
 
 def test_n_jobs_2_runs_and_never_duplicates_highest_level_points():
     problem = TwoLevelProblem(5)
-    sampler = MFKDSampler(n_warmup={"low": 10, "high": 3}, n_candidates="all", seed=0, max_fit_iter=30)
+    sampler = MFKDSampler(n_warmup={"low": 10, "high": 3}, n_candidates="all", seed=0, max_fit_iter=30, strategy="paper")
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(problem.objective, n_trials=24, n_jobs=2)
     assert len(study.trials) == 24
@@ -221,7 +222,7 @@ def test_sqlite_resume_in_a_new_process_continues_the_phase_counts(tmp_path):
         import optuna
         from optuna_mfkd import MFKDSampler, fidelity_of
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = MFKDSampler(n_warmup={{"low": 4, "high": 2}}, seed=0, max_fit_iter=20)
+        sampler = MFKDSampler(n_warmup={{"low": 4, "high": 2}}, seed=0, max_fit_iter=20, strategy="paper")
         study = optuna.create_study(study_name="s", storage="{url}", direction="maximize",
                                     sampler=sampler, load_if_exists=True)
         def objective(trial):

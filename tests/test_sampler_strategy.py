@@ -161,6 +161,10 @@ class Levels:
         return self.value(x, y, level)
 
 
+#: A short warm-up for these tests: 10 random points at l0, 3 promoted to l1, 3 to l2.
+WARM = {"l0": 10, "l1": 3, "l2": 3}
+
+
 def _levels_after_warmup(study, sampler):
     warm = sum(sampler.n_warmup.values())
     return [t.user_attrs["fidelity"] for t in study.trials[warm:]]
@@ -168,8 +172,9 @@ def _levels_after_warmup(study, sampler):
 
 def test_cost_aware_uses_cheap_correlated_levels_and_climbs_to_the_top():
     problem = Levels()
-    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=30)
-    assert sampler.n_warmup == {"l0": 10, "l1": 3, "l2": 3}
+    assert MFKDSampler(list(problem.names)).n_warmup == {"l0": 30, "l1": 3, "l2": 3}  # the default
+    assert MFKDSampler(list(problem.names)).strategy == "cost-aware"
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=30, n_warmup=WARM)
     study = optuna.create_study(sampler=sampler)
     study.optimize(problem.objective, n_trials=45)
     after = _levels_after_warmup(study, sampler)
@@ -191,7 +196,7 @@ def test_a_level_made_1000x_dearer_is_not_chosen_after_the_warmup():
     cheap = Levels(costs=(0.01, 0.1, 1.0))
     dear = Levels(costs=(0.01, 1000.0, 1.0))
     for problem, expect_l1 in ((cheap, True), (dear, False)):
-        sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=1, max_fit_iter=30)
+        sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=1, max_fit_iter=30, n_warmup=WARM)
         study = optuna.create_study(sampler=sampler)
         study.optimize(problem.objective, n_trials=40)
         after = _levels_after_warmup(study, sampler)
@@ -202,7 +207,8 @@ def test_a_level_made_1000x_dearer_is_not_chosen_after_the_warmup():
 def test_given_costs_override_the_learned_ones():
     # the objective says l1 costs 0.1, the user says 1000: l1 is not chosen after the warm-up
     problem = Levels()
-    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=1, max_fit_iter=30, costs={"l1": 1000.0})
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=1, max_fit_iter=30, costs={"l1": 1000.0},
+                          n_warmup=WARM)
     study = optuna.create_study(sampler=sampler)
     study.optimize(problem.objective, n_trials=40)
     assert "l1" not in _levels_after_warmup(study, sampler)
@@ -210,7 +216,7 @@ def test_given_costs_override_the_learned_ones():
 
 def test_cost_aware_with_parallel_workers_never_repeats_a_point_at_a_level():
     problem = Levels()
-    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=20)
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=20, n_warmup=WARM)
     study = optuna.create_study(sampler=sampler)
     study.optimize(problem.objective, n_trials=36, n_jobs=2)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
@@ -221,7 +227,7 @@ def test_cost_aware_with_parallel_workers_never_repeats_a_point_at_a_level():
 def test_cost_aware_pending_points_at_any_level_are_believed():
     """Ask several trials before telling any: each gets a different (level, point)."""
     problem = Levels()
-    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=20)
+    sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=20, n_warmup=WARM)
     study = optuna.create_study(sampler=sampler)
     study.optimize(problem.objective, n_trials=20)
     space = {"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)}
@@ -238,7 +244,8 @@ def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
         import math, optuna
         from optuna_mfkd import MFKDSampler, fidelity_of
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = MFKDSampler(["low", "high"], strategy="cost-aware", seed=0, max_fit_iter=20)
+        sampler = MFKDSampler(["low", "high"], strategy="cost-aware", seed=0, max_fit_iter=20,
+                              n_warmup={{"low": 10, "high": 3}})
         study = optuna.create_study(study_name="s", storage="{url}", sampler=sampler, load_if_exists=True)
         def objective(trial):
             x = trial.suggest_float("x", 0, 1)
