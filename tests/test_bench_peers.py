@@ -325,7 +325,6 @@ def test_synthetic_problems_give_the_peers_space_and_levels():
 
 @pytest.mark.parametrize("pid", ["branin/1-level", "hartmann6/1-level", "ackley-mixed/1-level"])
 def test_single_level_problems_refuse_the_peers(pid, sqlite_url, capsys):
-    from optuna_mfkd.bench import suite
     from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 
     problem = SYNTHETIC_PROBLEMS[pid]()
