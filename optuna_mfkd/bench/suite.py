@@ -19,6 +19,11 @@ problem): ``mfkd`` (MFKDSampler with the problem's levels and its defaults), ``m
 (the paper's settings), ``gp``, ``tpe``, ``random``. Single-fidelity methods evaluate the
 top level only; ``mfkd`` and ``mfkd-paper`` choose the level of each trial.
 
+The multi-fidelity problems (``mf/*`` and ``synthetic-mf``) also run the peers
+(:mod:`optuna_mfkd.bench.peers`) when ``methods`` names them; the default list does not.
+The report compares every method with ``mfkd``, or with ``mfkd-paper`` on a problem where
+``mfkd`` did not run (:func:`~optuna_mfkd.bench.methods.reference_methods`).
+
 Defaults of MFKDSampler are chosen on :data:`TUNING_PROBLEMS` only; the report marks them
 and says so.
 """

@@ -50,6 +50,14 @@ divided by the top level's. BoTorch's wing-weight fidelity index counts down: 0 
 fidelity. Its ``optimal_value`` (123.25) is rounded: the high-fidelity function is monotone
 in every input but the sweep angle, minimal at ``Lambda = 0``, so the minimiser is the
 corner (150, 220, 6, 0, 16, 0.5, 0.18, 2.5, 1700, 0.025), value 123.2537; ``f*`` is that.
+
+The multi-fidelity problems also run the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
+``syne-bohb``, ``syne-asha``, ``smac-mf``, ``smac-hb``) when a run names them
+(``extra_methods``; they are not among the suite's default methods). Their context gives the
+search space (a ``FloatDistribution(low, high)`` per input, a ``CategoricalDistribution`` for
+choices) and each level's cost as its resource: the costs grow by a factor 10 per level, so
+the peers run with ``eta = 10`` and their rungs are exactly the levels. A single-level
+problem refuses a peer.
 """
 
 from __future__ import annotations
