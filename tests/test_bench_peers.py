@@ -288,6 +288,13 @@ def test_peer_evaluations_counts_levels_costs_and_repeats():
     assert stats["evals_12ep"] == 3 and stats["evals_200ep"] == 2
     assert stats["cost_share_12ep"] == pytest.approx(50 / 350) and stats["cost_share_200ep"] == pytest.approx(300 / 350)
     assert stats["repeated_share"] == pytest.approx(2 / 5)  # (5, 200ep) and (7, 12ep) again
+    # Without an NB201 index (the synthetic problems) a point is the trial's params.
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    points = [optuna.trial.create_trial(value=0.0, params={"x": x}, distributions=dist,
+                                        user_attrs={"evaluated_at": lv, "cost": c})
+              for x, lv, c in [(0.5, "s0.5", 0.1), (0.5, "s1", 1.0), (0.5, "s0.5", 0.1), (0.25, "s0.5", 0.1)]]
+    stats = run_stats(points)
+    assert stats["evals_s0.5"] == 3 and stats["evals_s1"] == 1 and stats["repeated_share"] == pytest.approx(1 / 4)
 
 
 # ------------------------------------------------------------------ synthetic multi-fidelity problems
