@@ -53,7 +53,7 @@ META_ATTR = "bench:meta"
 RESULT_ATTR = "bench:result"
 #: Safety cap on the trials of one run (the budget stops every run before it). Asynchronous
 #: successive halving on the wing weight's four levels (cheapest 1/1000 of the top) takes about
-#: 8,000 trials to spend 40 top-level evaluations, so the cap is far above that.
+#: 9,600 trials to spend 40 top-level evaluations, so the cap is far above that.
 MAX_TRIALS = 50_000
 
 
