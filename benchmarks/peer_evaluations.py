@@ -3,8 +3,9 @@
 Reads the finished harness studies of one storage (``<protocol>/<dataset>/<method>/seed-<k>``)
 and writes one row per (protocol, dataset, method): the number of seeds, the mean number of
 evaluations that ended at each level (user attribute ``evaluated_at``), the mean share of the
-simulated cost spent at each level, and the mean share of evaluations that repeat a (cell,
-level) pair the run had already evaluated (charged in full, like every evaluation). A
+simulated cost spent at each level, and the mean share of evaluations that repeat a (point,
+level) pair the run had already evaluated (charged in full, like every evaluation; a point is
+the NB201 cell, ``nb201_index``, or else the trial's params, e.g. on the synthetic problems). A
 Hyperband-style trial promoted to the top level counts at the top level (its cost holds both
 runs)::
 
@@ -28,14 +29,16 @@ from optuna_mfkd.nasbench201.tabular import EVALUATED_AT_ATTR
 
 
 def run_stats(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, float]:
-    """Evaluations and cost share per level, and the share of repeated (cell, level) pairs."""
+    """Evaluations and cost share per level, and the share of repeated (point, level) pairs."""
     out: dict[str, float] = defaultdict(float)
-    seen: set[tuple[int, str]] = set()
+    seen: set[tuple[object, str]] = set()
     repeats = 0
     total = sum(trial_cost(t) for t in trials)
     for t in trials:
         level = str(t.user_attrs.get(EVALUATED_AT_ATTR))
-        key = (int(t.user_attrs["nb201_index"]), level)
+        index = t.user_attrs.get("nb201_index")
+        point = int(index) if index is not None else tuple(sorted(t.params.items()))
+        key = (point, level)
         repeats += key in seen
         seen.add(key)
         out[f"evals_{level}"] += 1

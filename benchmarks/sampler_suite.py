@@ -11,7 +11,11 @@ command resumes where it stopped (finished studies are skipped)::
 ``--problems synthetic`` runs the BoTorch functions only (no NB201 table needed);
 ``--redo mfkd`` deletes the stored ``mfkd`` studies of the selected runs first (after a
 change of the sampler). The report covers every finished suite study in the storage, not
-only the selected ones; ``--report-only`` writes it and runs nothing.
+only the selected ones; ``--report-only`` writes it and runs nothing; ``--title``,
+``--notes`` (a Markdown file) and ``--anytime`` shape it.
+
+The multi-fidelity problems also run the peers when named (``--problems synthetic-mf
+--methods dehb syne-bohb ...``; optional extra ``peers``); they are not in the default list.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -43,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete the stored studies of these methods (of the selected runs) and run them again")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (README.md, CSVs, PNGs)")
     p.add_argument("--report-only", action="store_true", help="write the report from the storage, run nothing")
+    p.add_argument("--title", default=None, help="the report's title (default: Sampler suite)")
+    p.add_argument("--notes", type=Path, default=None,
+                   help="Markdown file placed in the report after the suite's own notes")
+    p.add_argument("--anytime", nargs="+", type=float, default=None,
+                   help="budget fractions of the anytime columns and tests (default: 0.25 0.5)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -68,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"studies": len(results), "ran": len(ran), "skipped": len(results) - len(ran),
                               "errors": errors}))
         command = "OMP_NUM_THREADS=1 python benchmarks/sampler_suite.py " + " ".join(shlex.quote(a) for a in argv)
-        readme = suite.write_suite_report(args.storage, args.out, command=command)
+        notes = args.notes.read_text().rstrip("\n").splitlines() if args.notes else ()
+        options = {k: v for k, v in {"title": args.title, "anytime": args.anytime}.items() if v is not None}
+        readme = suite.write_suite_report(args.storage, args.out, command=command, notes=notes, **options)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     print(f"wrote {readme}")

@@ -288,3 +288,104 @@ def test_peer_evaluations_counts_levels_costs_and_repeats():
     assert stats["evals_12ep"] == 3 and stats["evals_200ep"] == 2
     assert stats["cost_share_12ep"] == pytest.approx(50 / 350) and stats["cost_share_200ep"] == pytest.approx(300 / 350)
     assert stats["repeated_share"] == pytest.approx(2 / 5)  # (5, 200ep) and (7, 12ep) again
+    # Without an NB201 index (the synthetic problems) a point is the trial's params.
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    points = [optuna.trial.create_trial(value=0.0, params={"x": x}, distributions=dist,
+                                        user_attrs={"evaluated_at": lv, "cost": c})
+              for x, lv, c in [(0.5, "s0.5", 0.1), (0.5, "s1", 1.0), (0.5, "s0.5", 0.1), (0.25, "s0.5", 0.1)]]
+    stats = run_stats(points)
+    assert stats["evals_s0.5"] == 3 and stats["evals_s1"] == 1 and stats["repeated_share"] == pytest.approx(1 / 4)
+
+
+# ------------------------------------------------------------------ synthetic multi-fidelity problems
+def _tiny_synthetic(pid: str, budget: float):
+    from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
+
+    return dataclasses.replace(SYNTHETIC_PROBLEMS[pid](), budget_top_evals=budget)
+
+
+def test_synthetic_problems_give_the_peers_space_and_levels():
+    from optuna_mfkd.bench import suite
+    from optuna_mfkd.bench.methods import SUITE_METHODS
+    from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
+
+    for pid in suite.GROUPS["synthetic-mf"]:
+        problem = SYNTHETIC_PROBLEMS[pid]()
+        assert problem.methods == tuple(SUITE_METHODS)  # the suite's default list is unchanged
+        ctx = problem.context("dehb")
+        assert ctx.level_resources == {lv.name: lv.cost for lv in problem.levels}
+        assert list(ctx.level_resources) == list(ctx.levels)
+        levels = Levels.from_mapping(ctx.level_resources)  # geometric: eta 10, rungs = levels
+        assert levels.names == ctx.levels and levels.eta == pytest.approx(10.0)
+        assert ctx.search_space == {p.name: FloatDistribution(p.low, p.high) for p in problem.params}
+        # The distributions are those the objective suggests.
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.optimize(problem.objective("random"), n_trials=1)
+        assert study.trials[0].distributions == ctx.search_space
+        for name in PEERS:
+            assert problem.method(name) is METHODS[name]
+    # ackley-mixed's binary inputs are categorical over [0, 1].
+    mixed = SYNTHETIC_PROBLEMS["ackley-mixed/1-level"]()
+    assert mixed.context("random").search_space["b0"] == CategoricalDistribution([0.0, 1.0])
+    assert mixed.context("random").level_resources is None
+
+
+@pytest.mark.parametrize("pid", ["branin/1-level", "hartmann6/1-level", "ackley-mixed/1-level"])
+def test_single_level_problems_refuse_the_peers(pid, sqlite_url, capsys):
+    from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
+
+    problem = SYNTHETIC_PROBLEMS[pid]()
+    for name in PEERS:
+        with pytest.raises(ValueError) as info:
+            problem.method(name)
+        message = str(info.value)
+        assert "\n" not in message and f"'{pid}'" in message and f"'{name}'" in message and "one level" in message
+    with pytest.raises(ValueError, match="one level"):
+        dataclasses.replace(problem, extra_methods=tuple(PEERS))
+    # The suite's command line: one line, exit code 2, nothing run.
+    spec = importlib.util.spec_from_file_location("sampler_suite", Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_suite.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit) as exit_info:
+        mod.main(["--storage", sqlite_url, "--problems", pid.split("/")[0], "--methods", "dehb", "--seeds", "0",
+                  "--no-progress", "--out", str(Path(sqlite_url[len("sqlite:///"):]).parent / "report")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"'{pid}'" in err and "'dehb'" in err
+    assert optuna.storages.RDBStorage(sqlite_url).get_all_studies() == []
+
+
+@pytest.mark.parametrize("method", list(PEERS))
+@pytest.mark.parametrize(("pid", "budget"), [("augmented-branin/2-level", 5.0), ("augmented-hartmann/3-level", 3.5)])
+def test_peer_on_a_synthetic_mf_problem(method, pid, budget):
+    # Through the harness, as the suite runs it: every trial's level is one of the problem's,
+    # its cost that level's, its value the function at that level (evaluated here again), its
+    # params inside the bounds; the run stops on the first trial that reaches the budget.
+    _need(method)
+    problem = _tiny_synthetic(pid, budget)
+    storage = optuna.storages.InMemoryStorage()
+    res = harness.run_one(harness.RunSpec(problem, method, 0), storage)
+    study = optuna.load_study(study_name=res["study"], storage=storage)
+    trials = study.trials
+    assert len(trials) >= 5
+    levels = {lv.name: lv for lv in problem.levels}
+    for t in trials:
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        level = t.user_attrs[FIDELITY_ATTR]
+        assert level in levels and t.user_attrs["evaluated_at"] == level
+        assert t.user_attrs[FIDELITY_LEVEL_ATTR] == list(levels).index(level)
+        assert t.user_attrs["cost"] == levels[level].cost
+        assert t.user_attrs[BUDGET_ATTR] == pytest.approx(levels[level].cost, rel=1e-6)
+        assert list(t.params) == [p.name for p in problem.params]
+        x = [t.params[p.name] for p in problem.params]
+        assert all(isinstance(v, float) and p.low <= v <= p.high for p, v in zip(problem.params, x))
+        assert t.value == problem.evaluate(x, level)
+        if level == problem.top_level:
+            assert t.user_attrs["log10_regret"] == pytest.approx(problem.log10_regret(t.value))
+    total = np.cumsum([t.user_attrs["cost"] for t in trials])
+    assert total[-1] >= budget > total[-2]
+    assert {t.user_attrs[FIDELITY_ATTR] for t in trials} >= {problem.levels[0].name, problem.top_level}
+    meta = study.user_attrs[harness.META_ATTR]
+    assert meta["method"] == method and all(meta["peer"]["versions"].values())
+    assert meta["peer"]["settings"]["eta"] == pytest.approx(10.0)
+    assert meta["peer"]["settings"]["min_budget"] == problem.levels[0].cost

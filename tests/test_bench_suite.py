@@ -151,3 +151,36 @@ def test_command_line(sqlite_url, tmp_path, monkeypatch):
     assert mod.main(["--storage", sqlite_url, "--problems", "branin", "--report-only", "--out", str(tmp_path / "r")]) == 0
     assert "branin/1-level/random/seed-0" in pd.read_csv(tmp_path / "r" / "runs.csv").pipe(
         lambda d: d.protocol + "/" + d.dataset + "/" + d.method + "/seed-" + d.seed.astype(str)).tolist()
+
+
+@pytest.mark.slow
+def test_report_falls_back_to_mfkd_paper_without_mfkd(sqlite_url, tmp_path):
+    # A storage without `mfkd` runs (e.g. before they are added): the methods are compared with
+    # `mfkd-paper`, and the report says so; once `mfkd` is there, it is the reference again.
+    tiny = _tiny_problems()[0]
+    methods = ["mfkd-paper", "tpe", "random"]
+    harness.run_specs(sqlite_url, suite.specs([tiny], methods, SEEDS), progress=False)
+    notes = tmp_path / "notes.md"
+    notes.write_text("## In plain words\n\nA note.\n")
+    spec = importlib.util.spec_from_file_location("sampler_suite", ROOT / "benchmarks" / "sampler_suite.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "report"
+    assert mod.main(["--storage", sqlite_url, "--report-only", "--out", str(out), "--title", "Tiny",
+                     "--notes", str(notes), "--anytime", "0.5", "1"]) == 0
+    text = (out / "README.md").read_text()
+    assert text.startswith("# Tiny\n") and "## In plain words\n\nA note." in text
+    assert "## Verdicts: `mfkd-paper` against each method" in text and "compared with `mfkd-paper` instead" in text
+    assert "| vs mfkd-paper |" in text and "at 1 budget" in text
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    table = pd.read_csv(out / "runs.csv")
+    finals = {m: table[table.method == m].sort_values("seed")["final"].to_numpy() for m in methods}
+    raw = [mannwhitneyu(finals["mfkd-paper"], finals[m], alternative="two-sided").pvalue for m in ("tpe", "random")]
+    assert [summary.loc[m, "p_holm_vs_mfkd-paper"] for m in ("tpe", "random")] == pytest.approx(_holm_by_hand(raw))
+    assert "p_vs_mfkd-paper_at_1" in summary.columns
+
+    harness.run_specs(sqlite_url, suite.specs([tiny], ["mfkd"], SEEDS), progress=False)
+    text = suite.write_suite_report(sqlite_url, tmp_path / "again").read_text()
+    assert "## Verdicts: `mfkd` against each method" in text and "vs mfkd-paper" not in text
+    assert "instead" not in text
+    assert "p_vs_mfkd" in pd.read_csv(tmp_path / "again" / "summary.csv").columns

@@ -31,7 +31,7 @@ reduction_factor=3)``; the objective reports at step 12 only (see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,16 @@ METHODS.update({p.name: _peer_method(p) for p in PEERS.values()})
 
 #: Methods whose results the others are compared against, in order of preference.
 REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
+#: The reference where none of :data:`REFERENCE_METHODS` ran on a problem (e.g. a storage of
+#: the suite before its ``mfkd`` runs are added): the suite's MFKDSampler with the paper's settings.
+FALLBACK_REFERENCE_METHODS: tuple[str, ...] = ("mfkd-paper",)
+
+
+def reference_methods(present: Collection[str]) -> list[str]:
+    """The methods among ``present`` the others are compared with: those of
+    :data:`REFERENCE_METHODS`, else those of :data:`FALLBACK_REFERENCE_METHODS`."""
+    refs = [m for m in REFERENCE_METHODS if m in present]
+    return refs or [m for m in FALLBACK_REFERENCE_METHODS if m in present]
 
 
 def check_installed(method: Method) -> None:

@@ -52,7 +52,13 @@ from optuna_mfkd.bench.harness import (
     study_metric,
 )
 from optuna_mfkd.bench.incumbent import from_record, incumbent_curve
-from optuna_mfkd.bench.methods import METHODS, REFERENCE_METHODS, SUITE_METHODS
+from optuna_mfkd.bench.methods import (
+    FALLBACK_REFERENCE_METHODS,
+    METHODS,
+    REFERENCE_METHODS,
+    SUITE_METHODS,
+    reference_methods,
+)
 from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric
 from optuna_mfkd.datasets import DATASETS
@@ -271,7 +277,7 @@ def summarise(
             raise ValueError(f"{protocol}/{dataset}: the runs report different metrics {sorted(m.attr for m in metrics)}.")
         metric = metrics.pop()
         order = _ordered(set(by_method), method_order)
-        refs = [m for m in REFERENCE_METHODS if m in by_method]
+        refs = reference_methods(by_method)
         family_rows = []
         for m in order:
             group = by_method[m]
@@ -385,6 +391,7 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200,
     by_method: dict[str, list[Run]] = {}
     for r in runs:
         by_method.setdefault(r.method, []).append(r)
+    refs = reference_methods(by_method)
     for m in _ordered(set(by_method), method_order):
         mat = np.stack([incumbent_at(r, grid) for r in by_method[m]])
         counts = np.sum(~np.isnan(mat), axis=0)
@@ -394,7 +401,7 @@ def plot_curves(runs: Sequence[Run], path: Path, title: str, n_grid: int = 200,
             sd = np.nanstd(mat, axis=0, ddof=1)
         mean[counts < max(1, len(by_method[m]) // 2)] = np.nan  # shown once half the seeds have one
         se = np.where(counts > 1, sd / np.sqrt(np.maximum(counts, 1)), 0.0)
-        lw = 2.2 if m in REFERENCE_METHODS else 1.4
+        lw = 2.2 if m in refs else 1.4
         color = _COLORS.get(m)
         ls = "--" if m in PEERS else "-"  # other libraries' optimisers dashed
         ax.plot(grid, mean, label=f"{m} (n={len(by_method[m])})", lw=lw, color=color, ls=ls)
@@ -453,7 +460,9 @@ def _overview(rows: list[dict[str, object]], fractions: Sequence[float], tuning:
     CPU cost of a run of each method on each problem."""
     lines: list[str] = []
     problems = list(dict.fromkeys((str(r["protocol"]), str(r["dataset"])) for r in rows))
-    refs = [m for m in REFERENCE_METHODS if any(r["method"] == m for r in rows)]
+    refs = list(dict.fromkeys(
+        ref for pid in problems
+        for ref in reference_methods({str(r["method"]) for r in rows if (r["protocol"], r["dataset"]) == pid})))
     points = [*(f"{frac:.0%}" for frac in fractions), "final"]
     for ref in refs:
         others = list(dict.fromkeys(str(r["method"]) for r in rows if r["method"] != ref))
@@ -573,7 +582,7 @@ def write_report(
     for (protocol, dataset), grp in groups.items():  # in the order of summarise
         group_runs = [r for r in runs if r.protocol == protocol and r.dataset == dataset]
         metric = group_runs[0].metric
-        refs = [m for m in REFERENCE_METHODS if any(r["method"] == m for r in grp)]
+        refs = reference_methods({str(r["method"]) for r in grp})
         seeds = sorted({int(r["n_seeds"]) for r in grp})  # type: ignore[call-overload]
         pid = f"{protocol}/{dataset}"
         lines += [f"## {protocol} / {dataset}", "",
@@ -581,6 +590,9 @@ def write_report(
                   f"seeds per method: {', '.join(map(str, seeds))}; metric: {metric.label} "
                   f"({'higher' if metric.higher_is_better else 'lower'} is better)"
                   + ("; a problem used to choose defaults." if pid in tuning else "."), ""]
+        if refs and refs[0] in FALLBACK_REFERENCE_METHODS:
+            lines += [f"No run of {', '.join(f'`{m}`' for m in REFERENCE_METHODS)} on this problem: the methods "
+                      f"are compared with {', '.join(f'`{m}`' for m in refs)} instead.", ""]
         show_regret = any(not math.isnan(float(r["mean_regret"])) for r in grp)  # type: ignore[arg-type]
         at_cols = [f"at {frac:g} budget" for frac in anytime]
         header = (["method", "n", "mean +- std", "median", *at_cols, *(["regret"] if show_regret else []),

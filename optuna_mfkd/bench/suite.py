@@ -19,6 +19,11 @@ problem): ``mfkd`` (MFKDSampler with the problem's levels and its defaults), ``m
 (the paper's settings), ``gp``, ``tpe``, ``random``. Single-fidelity methods evaluate the
 top level only; ``mfkd`` and ``mfkd-paper`` choose the level of each trial.
 
+The multi-fidelity problems (``mf/*`` and ``synthetic-mf``) also run the peers
+(:mod:`optuna_mfkd.bench.peers`) when ``methods`` names them; the default list does not.
+The report compares every method with ``mfkd``, or with ``mfkd-paper`` on a problem where
+``mfkd`` did not run (:func:`~optuna_mfkd.bench.methods.reference_methods`).
+
 Defaults of MFKDSampler are chosen on :data:`TUNING_PROBLEMS` only; the report marks them
 and says so.
 """
@@ -34,6 +39,7 @@ import optuna
 
 from optuna_mfkd.bench import harness, report
 from optuna_mfkd.bench.methods import SUITE_METHODS
+from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import Problem, problem_id
 from optuna_mfkd.bench.protocols import NB201Problem, Protocol, get_protocol
 from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
@@ -136,15 +142,24 @@ def problem_table(pids: Sequence[str]) -> list[str]:
 
 
 def write_suite_report(storage: str | Sequence[str], out: str | Path, command: str | None = None,
-                       problems: Sequence[str] | None = None) -> Path:
-    """The suite's report (:func:`optuna_mfkd.bench.report.write_report` with anytime tests)."""
+                       problems: Sequence[str] | None = None, title: str = "Sampler suite",
+                       notes: Sequence[str] = (), anytime: Sequence[float] = report.ANYTIME_FRACTIONS) -> Path:
+    """The suite's report (:func:`optuna_mfkd.bench.report.write_report` with anytime tests).
+
+    ``notes``: Markdown lines after the suite's own notes and problem table; ``anytime``: the
+    budget fractions of the anytime columns and tests. The methods are compared with ``mfkd``
+    (with ``mfkd-paper`` on a problem without ``mfkd`` runs,
+    :func:`~optuna_mfkd.bench.methods.reference_methods`); peers come after the suite's methods.
+    """
     runs = report.load_runs(storage, problems)
     present = list(dict.fromkeys(f"{r.protocol}/{r.dataset}" for r in runs))
-    notes = [*NOTES, "", *problem_table([p for p in GROUPS["all"] if p in present])]
+    lines = [*NOTES, "", *problem_table([p for p in GROUPS["all"] if p in present])]
+    if notes:
+        lines += [*notes, ""]
     order = [p for p in GROUPS["all"] if p in present] + [p for p in present if p not in GROUPS["all"]]
-    return report.write_report(storage, out, problems, command=command, title="Sampler suite",
-                               notes=notes, anytime_tests=True, tuning=TUNING_PROBLEMS,
-                               problem_order=order, method_order=METHOD_NAMES)
+    return report.write_report(storage, out, problems, command=command, title=title,
+                               notes=lines, anytime_tests=True, tuning=TUNING_PROBLEMS,
+                               problem_order=order, method_order=METHOD_NAMES + tuple(PEERS), anytime=anytime)
 
 
 def run_suite(

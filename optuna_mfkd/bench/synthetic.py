@@ -50,6 +50,14 @@ divided by the top level's. BoTorch's wing-weight fidelity index counts down: 0 
 fidelity. Its ``optimal_value`` (123.25) is rounded: the high-fidelity function is monotone
 in every input but the sweep angle, minimal at ``Lambda = 0``, so the minimiser is the
 corner (150, 220, 6, 0, 16, 0.5, 0.18, 2.5, 1700, 0.025), value 123.2537; ``f*`` is that.
+
+The multi-fidelity problems also run the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
+``syne-bohb``, ``syne-asha``, ``smac-mf``, ``smac-hb``) when a run names them
+(``extra_methods``; they are not among the suite's default methods). Their context gives the
+search space (a ``FloatDistribution(low, high)`` per input, a ``CategoricalDistribution`` for
+choices) and each level's cost as its resource: the costs grow by a factor 10 per level, so
+the peers run with ``eta = 10`` and their rungs are exactly the levels. A single-level
+problem refuses a peer.
 """
 
 from __future__ import annotations
@@ -62,8 +70,10 @@ from typing import Any, ClassVar
 
 import optuna
 import torch
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from optuna_mfkd.bench.methods import SUITE_METHODS, Method, MethodContext
+from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import Metric, resolve_method
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
 from optuna_mfkd.nasbench201.tabular import EVALUATED_AT_ATTR
@@ -72,6 +82,9 @@ from optuna_mfkd.nasbench201.tabular import EVALUATED_AT_ATTR
 LOG10_REGRET = Metric("log10_regret", "log10 simple regret of the incumbent", False, "log10")
 #: Smallest simple regret counted (log10: -12).
 REGRET_FLOOR = 1e-12
+
+#: Methods the multi-fidelity problems run on request (not by default): the peers.
+PEER_METHODS: tuple[str, ...] = tuple(PEERS)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,12 @@ class Param:
     low: float = 0.0
     high: float = 1.0
     choices: tuple[float, ...] | None = None
+
+    def distribution(self) -> BaseDistribution:
+        """The Optuna distribution :meth:`suggest` draws from."""
+        if self.choices is not None:
+            return CategoricalDistribution(list(self.choices))
+        return FloatDistribution(self.low, self.high)
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> float:
         if self.choices is not None:
@@ -116,9 +135,11 @@ class SyntheticProblem:
         minimiser: a minimiser of the top level (over ``params``, in their order).
         fidelity_index: the function's fidelity input (``None``: single-fidelity function).
         description: one line for reports.
-        methods: the methods this problem runs.
+        methods: the methods this problem runs (by default).
         method_registry: where their names are looked up
             (:data:`~optuna_mfkd.bench.methods.REGISTRIES`; default the suite's).
+        extra_methods: methods a run may name that are not run by default (the
+            multi-fidelity problems: the peers, an optional extra; they need two levels or more).
     """
 
     name: str
@@ -132,6 +153,7 @@ class SyntheticProblem:
     description: str = ""
     methods: tuple[str, ...] = tuple(SUITE_METHODS)
     method_registry: str = "suite"
+    extra_methods: tuple[str, ...] = ()
 
     direction: ClassVar[str] = "minimize"
     metric: ClassVar[Metric] = LOG10_REGRET
@@ -147,6 +169,9 @@ class SyntheticProblem:
                              f"the space {len(self.params)} parameters.")
         if not self.budget_top_evals > 0:
             raise ValueError(f"problem {self.name!r}: the budget must be positive, got {self.budget_top_evals!r}.")
+        peers = [m for m in self.methods + self.extra_methods if m in PEERS]
+        if peers and len(self.levels) < 2:
+            raise ValueError(f"problem {self.name!r} has one level; the peers {peers} need two or more.")
 
     @property
     def top_level(self) -> str:
@@ -180,19 +205,35 @@ class SyntheticProblem:
         return math.log10(max(value - self.optimum, REGRET_FLOOR))
 
     # ------------------------------------------------------------------ Problem interface
+    @property
+    def problem_id(self) -> str:
+        return f"{self.name}/{self.variant}"
+
     def method(self, name: str) -> Method:
-        return resolve_method(name, f"problem '{self.name}/{self.variant}'", self.methods, self.method_registry)
+        if name in PEERS and len(self.levels) < 2:
+            raise ValueError(f"method {name!r} is a multi-fidelity peer and needs two levels or more; "
+                             f"problem '{self.problem_id}' has one level.")
+        return resolve_method(name, f"problem '{self.problem_id}'", self.methods + self.extra_methods,
+                              self.method_registry)
 
     def budget(self) -> float:
         return float(self.budget_top_evals)
 
+    def search_space(self) -> dict[str, BaseDistribution]:
+        """The Optuna distributions of :attr:`params`, by name (what the objective suggests)."""
+        return {p.name: p.distribution() for p in self.params}
+
     def context(self, method: str) -> MethodContext:
+        """The levels, cheapest first; for the peers also the search space and each level's
+        cost as its resource (factor 10 per level here, so their rungs are the levels)."""
         names = tuple(lv.name for lv in self.levels)
         return MethodContext(
             single_level=self.top_level,
             low_level=names[0] if len(names) > 1 else None,
             high_level=self.top_level,
             levels=names,
+            search_space=self.search_space(),
+            level_resources={lv.name: lv.cost for lv in self.levels} if len(names) > 1 else None,
         )
 
     def objective(self, method: str) -> Callable[[optuna.trial.BaseTrial], float]:
@@ -294,7 +335,7 @@ def augmented_hartmann() -> SyntheticProblem:
     x_star = tuple(fn.optimizers[0].tolist()[:6])
     levels = (Level("s0.5", 0.01, 0.5), Level("s0.75", 0.1, 0.75), Level("s1", 1.0, 1.0))
     return SyntheticProblem("augmented-hartmann", "3-level", fn, _floats(fn, 6), levels, 50, x_star, 6,
-                            "AugmentedHartmann 6D, fidelity s in {0.5, 0.75, 1}, costs 0.01 / 0.1 / 1")
+                            "AugmentedHartmann 6D, fidelity s in {0.5, 0.75, 1}, costs 0.01 / 0.1 / 1", extra_methods=PEER_METHODS)
 
 
 def augmented_branin() -> SyntheticProblem:
@@ -304,7 +345,7 @@ def augmented_branin() -> SyntheticProblem:
     x_star = next(tuple(o[:2]) for o in fn.optimizers.tolist() if o[2] == 1.0)
     levels = (Level("s0.5", 0.1, 0.5), Level("s1", 1.0, 1.0))
     return SyntheticProblem("augmented-branin", "2-level", fn, _floats(fn, 2), levels, 40, x_star, 2,
-                            "AugmentedBranin 2D, fidelity s in {0.5, 1}, costs 0.1 / 1")
+                            "AugmentedBranin 2D, fidelity s in {0.5, 1}, costs 0.1 / 1", extra_methods=PEER_METHODS)
 
 
 #: The wing weight's minimiser (see the module docstring).
@@ -319,7 +360,7 @@ def wing_weight() -> SyntheticProblem:
     raw = {i: float(fn.cost(torch.tensor([[0.0] * 10 + [float(i)]], dtype=torch.float64))[0]) for i in names}
     levels = tuple(Level(names[i], raw[i] / raw[0], float(i)) for i in (3, 2, 1, 0))
     return SyntheticProblem("wing-weight", "4-level", fn, _floats(fn, 10), levels, 40, WING_WEIGHT_MINIMISER, 10,
-                            "WingWeightMultiFidelity 10D, BoTorch's 4 levels and costs (1 : 10 : 100 : 1000)")
+                            "WingWeightMultiFidelity 10D, BoTorch's 4 levels and costs (1 : 10 : 100 : 1000)", extra_methods=PEER_METHODS)
 
 
 #: ``<name>/<variant>`` -> factory, single-fidelity problems first.

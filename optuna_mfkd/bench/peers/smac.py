@@ -11,8 +11,10 @@ published defaults, driven by SMAC's own ``ask()`` / ``tell()``, with:
 - ``min_budget`` / ``max_budget`` the lowest / highest level resource and the intensifier's
   ``eta`` the one that makes the rungs equal to the levels (see
   :mod:`optuna_mfkd.bench.peers.common`);
-- ``n_trials`` the harness's safety cap on trials (the cost budget stops a run long before);
-  it only sizes the initial design, which stays at the default 10 per hyperparameter;
+- ``n_trials`` 5000 (SMAC's own stopping rule, used only by its ``optimize()`` loop, not by
+  ``ask()``: the harness's cost budget stops a run, even one with more trials, as on the wing
+  weight's cheapest level); it only sizes the initial design, which stays at the default 10
+  per hyperparameter;
 - the forest fitted on one thread (``n_jobs=1``; the default uses every core, which changes
   the speed, not the result).
 
@@ -34,7 +36,7 @@ from optuna_mfkd.bench.peers.common import (
 )
 
 FACADES = {"smac-mf": "MultiFidelityFacade", "smac-hb": "HyperbandFacade"}
-#: SMAC's ``n_trials``: the harness's cap on the trials of one run.
+#: SMAC's ``n_trials`` (sizes the initial design only; the harness's budget stops a run).
 N_TRIALS = 5000
 STAGE_ATTR = "peer:stage"
 
