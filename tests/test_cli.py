@@ -310,7 +310,7 @@ def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
     return path, teacher
 
 
-LIVE = ["--n1", "2", "--n2", "2", "--n-candidates", "100", "--seed", "0", "--quiet",
+LIVE = ["--n1", "2", "--n2", "2", "--n-candidates", "100", "--seed", "0", "--quiet", "--strategy", "paper",
         "--train-images", "16", "--eval-images", "16", "--budget", "1e9", "--n-trials", "5"]
 
 
