@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["search", "worker", "nb201"]
 RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 # A small tabular search: 4 + 3 random warm-up trials, then GP-UCB steps.
-SMALL = ["--n1", "4", "--n2", "3", "--n-candidates", "300", "--seed", "0", "--quiet", "--strategy", "paper"]
+SMALL = ["--n1", "4", "--n2", "3", "--n-candidates", "300", "--seed", "0", "--strategy", "paper", "--quiet"]
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

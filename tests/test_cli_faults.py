@@ -27,7 +27,7 @@ from optuna_mfkd.cli import main
 from optuna_mfkd.nasbench201.space import cell_key
 
 RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
-SMALL = ["--n1", "4", "--n2", "3", "--n-candidates", "300", "--seed", "0", "--quiet", "--strategy", "paper"]
+SMALL = ["--n1", "4", "--n2", "3", "--n-candidates", "300", "--seed", "0", "--strategy", "paper", "--quiet"]
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
