@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from optuna_mfkd.bench import harness
+
 PROBLEMS = ("mf/cifar10", "augmented-hartmann/3-level")
 FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -70,14 +72,6 @@ def _run(problem_id: str, variant: str, spec: str | dict, seed: int, table: str 
     row["top_trials"] = sum(lv == top for lv in levels_used)
     row["cpu_s"] = round(time.process_time() - start, 1)
     return row
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    return out
 
 
 def summarise(rows: list[dict], variants: list[str]) -> str:
@@ -143,7 +137,7 @@ def main() -> None:
             r[f] = float(r[f])
         r["seed"], r["top_trials"] = int(r["seed"]), int(r["top_trials"])
     done = {(r["problem"], r["variant"], r["seed"]) for r in rows}
-    todo = [(p, v, s) for s in _seeds(args.seeds) for p in args.problems for v in variants if (p, v, s) not in done]
+    todo = [(p, v, s) for s in harness.parse_seeds(args.seeds) for p in args.problems for v in variants if (p, v, s) not in done]
     new = not path.exists()
     with ProcessPoolExecutor(args.jobs) as pool, path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)

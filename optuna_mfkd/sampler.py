@@ -516,7 +516,7 @@ class MFKDSampler(BaseSampler):
         limit = self._exhaustive_limit if self._n_candidates is None else self._n_candidates
         if size is None or (limit != "all" and size > limit):
             return None
-        key = tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
+        key = _signature(encoder)
         if key not in self._grid_cache:
             grid = encoder.enumerate()
             keys = self._keys(encoder, grid)
