@@ -121,6 +121,36 @@ def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str], stra
     return out
 
 
+def _normalise_level_points(
+    level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    names: list[str],
+    point_key: Callable[[dict[str, Any]], Hashable] | None,
+) -> dict[int, list[dict[str, Any]]]:
+    if level_points is None:
+        return {}
+    if not isinstance(level_points, Mapping):
+        raise ValueError(f"level_points must be a dict mapping fidelity names to lists of points, got {level_points!r}.")
+    out = {}
+    for name, points in level_points.items():
+        if name not in names:
+            raise ValueError(f"level_points names unknown fidelity {name!r}; known: {names}.")
+        if name == names[-1]:
+            raise ValueError(f"level_points[{name!r}]: the highest level cannot be restricted.")
+        if isinstance(points, (str, Mapping)) or not isinstance(points, Sequence) or not points:
+            raise ValueError(f"level_points[{name!r}] must be a non-empty list of parameter dicts.")
+        for i, point in enumerate(points):
+            if not isinstance(point, Mapping):
+                raise ValueError(f"level_points[{name!r}][{i}] must be a parameter dict, got {point!r}.")
+        out[names.index(name)] = [dict(p) for p in points]
+    return out
+
+
+def _n_distinct(points: list[dict[str, Any]], point_key: Callable[[dict[str, Any]], Hashable] | None) -> int:
+    if point_key is not None:
+        return len({point_key(p) for p in points})
+    return len({tuple(sorted((k, repr(v)) for k, v in p.items())) for p in points})
+
+
 def _signature(encoder: SearchSpaceEncoder) -> tuple:
     return tuple((n, repr(d)) for n, d in zip(encoder.names, encoder.distributions))
 
@@ -228,6 +258,14 @@ class MFKDSampler(BaseSampler):
         screen: see the cost-aware strategy above (positive).
         xi_min: smallest discrepancy scale of the cost-aware level choice
             (:mod:`optuna_mfkd.gp.fidelity_choice`; standardised units, ``>= 0``).
+        level_points: ``{level: [params, ...]}``: the only points a cheaper level can
+            evaluate (e.g. the cells of a cached low-fidelity pool); the highest level is
+            never restricted. A restricted level's warm-up draws from its points (at most
+            as many trials as it has distinct points) and only its points are promoted to
+            it. In the cost-aware choice, the point considered at a restricted level is the
+            top-level acquisition's maximiser if it is one of the level's points, else the
+            level's best free point by that acquisition; the rule above compares each
+            level's uncertainty at its own point.
 
     The study's direction is respected (minimisation negates the values internally).
     """
@@ -253,6 +291,7 @@ class MFKDSampler(BaseSampler):
         costs: Mapping[str, float] | None = None,
         screen: float = SCREEN_RATIO,
         xi_min: float = XI_MIN,
+        level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         self._names, self._settings = _normalise_fidelities(fidelities)
         if strategy not in STRATEGIES:
@@ -301,6 +340,13 @@ class MFKDSampler(BaseSampler):
         if point_key is not None and not callable(point_key):
             raise ValueError(f"point_key must be callable, got {point_key!r}.")
         self._point_key = point_key
+        self._level_points = _normalise_level_points(level_points, self._names, point_key)
+        # Warm-up of a restricted level: at most as many trials as it has distinct points.
+        for lv, points in self._level_points.items():
+            name = self._names[lv]
+            self._n_warmup[name] = min(self._n_warmup[name], _n_distinct(points, point_key))
+        self._restricted_cache: dict[tuple, tuple[np.ndarray, list[Hashable]]] = {}
+        self._independent: dict[int, dict[str, Any]] = {}
         self._rng = np.random.default_rng(seed)
         self._random_sampler = RandomSampler(seed=seed)
         self._search_space = IntersectionSearchSpace()
@@ -416,7 +462,31 @@ class MFKDSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         self._raise_if_multi_objective(study)
+        level = self._level_of(trial)
+        if level in self._level_points:
+            # A restricted level takes every parameter outside the relative space (e.g. all
+            # of them in the first trial) from one of its points.
+            point = self._independent_point(study, trial, level)
+            if param_name in point and param_distribution._contains(param_distribution.to_internal_repr(point[param_name])):
+                return point[param_name]
         return self._random_sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def _independent_point(self, study: optuna.Study, trial: FrozenTrial, level: int) -> dict[str, Any]:
+        """A random one of ``level``'s points not yet evaluated or running there (any one if
+        none is left), the same for every parameter of ``trial``."""
+        with self._lock:
+            if trial._trial_id not in self._independent:
+                points = self._level_points[level]
+                key = self._point_key or (lambda p: tuple(sorted((k, repr(v)) for k, v in p.items())))
+                names = set().union(*points)
+                used = set()
+                for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING),
+                                           use_cache=False):
+                    if t.number != trial.number and self._level_of(t) == level and names <= set(t.params):
+                        used.add(key({n: t.params[n] for n in names}))
+                free = [p for p in points if key(p) not in used] or points
+                self._independent[trial._trial_id] = free[self._rng.integers(len(free))]
+            return self._independent[trial._trial_id]
 
     def sample_relative(
         self,
@@ -459,6 +529,12 @@ class MFKDSampler(BaseSampler):
                 if self._keys(encoder, np.asarray(point, dtype=float))[0] == mine:
                     return True
         return False
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self._independent.pop(trial._trial_id, None)
+        self._planned.pop(trial._trial_id, None)
 
     def _raise_if_multi_objective(self, study: optuna.Study) -> None:
         if study._is_multi_objective():
@@ -524,10 +600,29 @@ class MFKDSampler(BaseSampler):
             self._grid_cache[key] = (grid[rep], encoder.encode(grid[rep]), [keys[i] for i in rep])
         return self._grid_cache[key]
 
+    def _restricted(self, encoder: SearchSpaceEncoder, level: int) -> tuple[np.ndarray, list[Hashable]] | None:
+        """Internal rows (one per key, first given first) and keys of the points ``level``
+        is restricted to (``level_points``), or ``None`` when it is not restricted. Points
+        outside the search space are left out."""
+        if level not in self._level_points:
+            return None
+        key = (_signature(encoder), level)
+        if key not in self._restricted_cache:
+            points = [p for p in self._level_points[level] if encoder.contains(p)]
+            rows = np.array([encoder.to_internal(p) for p in points], dtype=float).reshape(-1, len(encoder.names))
+            keys = self._keys(encoder, rows) if len(rows) else []
+            rep = unique_representatives(keys) if keys else np.zeros(0, dtype=np.int64)
+            self._restricted_cache[key] = (rows[rep], [keys[i] for i in rep])
+        return self._restricted_cache[key]
+
     def _random_free(
-        self, encoder: SearchSpaceEncoder, used: set[Hashable], grid: tuple | None
+        self, encoder: SearchSpaceEncoder, used: set[Hashable], grid: tuple | None,
+        restricted: tuple[np.ndarray, list[Hashable]] | None = None,
     ) -> np.ndarray | None:
-        """A uniformly random point whose key is not used (``None`` if none is found)."""
+        """A uniformly random point whose key is not used (``None`` if none is found),
+        among the ``restricted`` points where given."""
+        if restricted is not None:
+            grid = (restricted[0], None, restricted[1])
         if grid is not None:
             rows, _, keys = grid
             free = np.flatnonzero([k not in used for k in keys])
@@ -549,14 +644,15 @@ class MFKDSampler(BaseSampler):
         grid = self._grid(encoder)
         n_top = int((levels == top).sum()) + sum(1 for lv, _ in running if lv == top)
         warm = level != top or n_top < self._n_warmup[self._names[top]] or len(y) == 0
+        restricted = self._restricted(encoder, level)
         if warm:
             if self._strategy == "cost-aware" and 0 < level and (levels == level - 1).any():
-                row = self._promote(encoder, X, levels, y, level, used)
+                row = self._promote(encoder, X, levels, y, level, used, restricted)
                 if row is not None:
                     return row, "promote"
-            row = self._random_free(encoder, used, grid)
+            row = self._random_free(encoder, used, grid, restricted)
             if row is None:
-                return self._all_taken(trial, encoder, level), "random"
+                return self._all_taken(trial, encoder, level, restricted), "random"
             return row, "random"
         if grid is not None and not any(k not in used for k in grid[2]):
             return self._all_taken(trial, encoder, level), "random"
@@ -572,19 +668,27 @@ class MFKDSampler(BaseSampler):
                 f"Trial {trial.number}: fitting or optimising the co-kriging model failed "
                 f"({err!r}); using a random point for this trial."
             )
-            row = self._random_free(encoder, used, grid)
-            return (row if row is not None else encoder.sample(1, self._rng)[0]), "fallback"
+            row = self._random_free(encoder, used, grid, restricted)
+            if row is None:
+                row = self._all_taken(trial, encoder, level, restricted)
+            return row, "fallback"
 
     def _promote(
         self, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray, level: int,
-        used: set[Hashable],
+        used: set[Hashable], restricted: tuple[np.ndarray, list[Hashable]] | None = None,
     ) -> np.ndarray | None:
-        """The best point observed at ``level - 1`` whose key is not in ``used``."""
+        """The best point observed at ``level - 1`` whose key is not in ``used`` (and is
+        one of the ``restricted`` points where given; that point is returned)."""
         below = np.flatnonzero(levels == level - 1)
         keys = self._keys(encoder, X[below])
+        allowed = None if restricted is None else {k: i for i, k in enumerate(restricted[1])}
         for i in np.argsort(-y[below], kind="stable"):
-            if keys[i] not in used:
+            if keys[i] in used:
+                continue
+            if allowed is None:
                 return X[below[i]]
+            if keys[i] in allowed:
+                return restricted[0][allowed[keys[i]]]
         return None
 
     def _plan(self, study: optuna.Study, trial: FrozenTrial) -> int:
@@ -614,14 +718,15 @@ class MFKDSampler(BaseSampler):
                     lv_p = torch.tensor([lv for lv, _ in running], dtype=torch.long)
                     fitted = fitted.condition_on_pending(encoder.encode(P), lv_p)
                 row = self._maximise(fitted, encoder, grid, used[top], X, levels, y)
-                rep = self._representatives(encoder, row[None], grid)
-                std = torch.diagonal(fitted.level_covariance(encoder.encode(rep))[0]).clamp_min(0.0).sqrt()
-                key = self._keys(encoder, row)[0]
+                points, free = self._level_points_for(fitted, encoder, grid, row, used)
+                rep = self._representatives(encoder, np.stack(points), grid)
+                covar_all = fitted.level_covariance(encoder.encode(rep))
+                std = torch.stack([covar_all[m, m, m] for m in range(top + 1)]).clamp_min(0.0).sqrt()
                 counts = np.bincount(levels, minlength=top + 1) + np.bincount(
                     np.array([lv for lv, _ in running], dtype=np.int64), minlength=top + 1
                 )
                 allowed = [
-                    key not in used[lv] and counts[lv] < self._n_warmup[self._names[lv]] + self._screen * counts[lv + 1]
+                    free[lv] and counts[lv] < self._n_warmup[self._names[lv]] + self._screen * counts[lv + 1]
                     for lv in range(top)
                 ] + [True]
                 costs = level_costs(
@@ -633,6 +738,7 @@ class MFKDSampler(BaseSampler):
                     std, covar.rho.detach(), discrepancy_scales(covar), [costs[n] for n in self._names], allowed,
                     self._xi_min,
                 )
+                row = points[level]
             except Exception as err:  # numerical failures must not stop the study
                 _logger.warning(
                     f"Trial {trial.number}: choosing the level with the co-kriging model failed "
@@ -643,6 +749,44 @@ class MFKDSampler(BaseSampler):
         study._storage.set_trial_system_attr(trial._trial_id, HOW_ATTR, f"{self._acquisition}+cost")
         self._planned[trial._trial_id] = (_signature(encoder), row)
         return level
+
+    def _level_points_for(
+        self,
+        fitted: FittedModel,
+        encoder: SearchSpaceEncoder,
+        grid: tuple | None,
+        row: np.ndarray,
+        used: list[set[Hashable]],
+    ) -> tuple[list[np.ndarray], list[bool]]:
+        """The point the cost-aware choice considers at each level, and whether it is free
+        there: ``row`` (the top-level acquisition's maximiser) at unrestricted levels; at a
+        level with ``level_points``, ``row``'s own entry when its key is one of them, else
+        the level's free point that maximises the same acquisition."""
+        key = self._keys(encoder, row)[0]
+        points, free = [], []
+        acqf = None
+        for lv in range(len(self._names)):
+            restricted = self._restricted(encoder, lv)
+            if restricted is None:
+                points.append(row)
+                free.append(key not in used[lv])
+                continue
+            rows, keys = restricted
+            if key in keys and key not in used[lv]:
+                points.append(rows[keys.index(key)])
+                free.append(True)
+                continue
+            mask = np.fromiter((k not in used[lv] for k in keys), dtype=bool, count=len(keys))
+            if not mask.any():
+                points.append(row)
+                free.append(False)
+                continue
+            if acqf is None:
+                acqf = build_acquisition(self._acquisition, fitted, self._beta)
+            feats = encoder.encode(self._representatives(encoder, rows, grid))
+            points.append(rows[best_of_candidates(acqf, feats, mask, self._rng)])
+            free.append(True)
+        return points, free
 
     def _maximise(
         self,
@@ -674,11 +818,16 @@ class MFKDSampler(BaseSampler):
         best = top_rows[np.argsort(-top_y, kind="stable")[:5]]
         return optimise(acqf, encoder, encoder.encode(best), self._rng, used, lambda rows: self._keys(encoder, rows))
 
-    def _all_taken(self, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int) -> np.ndarray:
+    def _all_taken(
+        self, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int,
+        restricted: tuple[np.ndarray, list[Hashable]] | None = None,
+    ) -> np.ndarray:
         _logger.warning(
             f"Trial {trial.number}: every point was already evaluated at fidelity "
-            f"{self._names[level]!r}; proposing a random point."
+            f"{self._names[level]!r}; proposing a random point{' of its level_points' if restricted else ''}."
         )
+        if restricted is not None and len(restricted[0]):
+            return restricted[0][self._rng.integers(len(restricted[0]))]
         return encoder.sample(1, self._rng)[0]
 
     def _representatives(self, encoder: SearchSpaceEncoder, X: np.ndarray, grid: tuple | None) -> np.ndarray:

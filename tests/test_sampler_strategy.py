@@ -282,3 +282,84 @@ def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
 def test_bad_strategy_arguments_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
         MFKDSampler(["low", "high"], **kwargs)
+
+
+# ------------------------------------------------------------- levels restricted to points
+def _grid_points(n: int, seed: int) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    return [{"x": float(a), "y": float(b)} for a, b in rng.uniform(0, 1, size=(n, 2))]
+
+
+def _restricted_objective(points: list[dict[str, float]]):
+    allowed = {(p["x"], p["y"]) for p in points}
+
+    def objective(trial) -> float:
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        low = fidelity_of(trial) == "low"
+        if low and (x, y) not in allowed:
+            raise AssertionError(f"low level asked at ({x}, {y}), not one of its points")
+        trial.set_user_attr("cost", 0.01 if low else 1.0)
+        return (x - 0.3) ** 2 + (y - 0.7) ** 2 + (0.05 * math.sin(6 * x) if low else 0.0)
+
+    return objective
+
+
+@pytest.mark.parametrize("strategy", ["cost-aware", "paper"])
+def test_a_restricted_level_evaluates_only_its_points(strategy):
+    points = _grid_points(25, seed=3)
+    n_warmup = {"low": 40, "high": 3}  # more than the 25 points: the warm-up is capped at 25
+    sampler = MFKDSampler(["low", "high"], strategy=strategy, seed=0, max_fit_iter=20, n_warmup=n_warmup,
+                          level_points={"low": points})
+    assert sampler.n_warmup == {"low": 25, "high": 3}
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_restricted_objective(points), n_trials=40)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    low = [(t.params["x"], t.params["y"]) for t in study.trials if t.user_attrs["fidelity"] == "low"]
+    high = [(t.params["x"], t.params["y"]) for t in study.trials if t.user_attrs["fidelity"] == "high"]
+    assert len(low) == len(set(low)) == 25  # the warm-up takes every point once, then none is repeated
+    # the high level is not restricted: the model proposes points that are not among the 25
+    assert any(p not in set(low) for p in high[3:])
+
+
+def test_cost_aware_screens_a_restricted_level_at_its_own_points():
+    """The cheap level holds 10 of 40 values; point_key makes pairs (2k, 2k+1) one point, the
+    model's representatives are the even values and the cheap level's points are odd: every
+    cheap trial uses the given (odd) value, and the cheap level is chosen after the warm-up."""
+    allowed = list(range(1, 40, 4))  # keys 0, 2, ..., 18
+
+    def objective(trial) -> float:
+        a = trial.suggest_categorical("a", list(range(40)))
+        low = fidelity_of(trial) == "low"
+        if low and a not in allowed:
+            raise AssertionError(f"low level asked at a={a}")
+        trial.set_user_attr("cost", 0.01 if low else 1.0)
+        k = a // 2
+        return (k - 13) ** 2 / 100 + (0.05 * (k % 3) if low else 0.0)
+
+    sampler = MFKDSampler(["low", "high"], seed=1, max_fit_iter=20, n_warmup={"low": 3, "high": 2},
+                          point_key=lambda p: p["a"] // 2, level_points={"low": [{"a": a} for a in allowed]})
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=18)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    after = study.trials[5:]
+    low = [t.params["a"] for t in after if t.user_attrs["fidelity"] == "low"]
+    assert low, "the cheap level was never chosen after the warm-up"
+    assert all(t.system_attrs[HOW_ATTR].endswith("+cost") for t in after)
+    keys_high = [t.params["a"] // 2 for t in study.trials if t.user_attrs["fidelity"] == "high"]
+    assert len(keys_high) == len(set(keys_high))  # one evaluation per key at the top
+
+
+@pytest.mark.parametrize(
+    "level_points",
+    [
+        {"medium": [{"x": 0.1}]},
+        {"high": [{"x": 0.1}]},
+        {"low": []},
+        {"low": [0.1, 0.2]},
+        {"low": "x"},
+        [{"x": 0.1}],
+    ],
+)
+def test_bad_level_points_are_named(level_points):
+    with pytest.raises(ValueError, match="level_points"):
+        MFKDSampler(["low", "high"], level_points=level_points)
