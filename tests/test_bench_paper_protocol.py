@@ -122,6 +122,36 @@ def test_kd_pool_method_and_report_over_two_storages(pool_csv, nb201_table_path,
     assert "paper-tiny/cifar10/mfkd-kd/seed-7" not in harness.finished_studies(harness._storage(multi))
 
 
+def test_cost_aware_replay_queries_the_low_level_on_the_pool_only(pool_csv, nb201_table_path, sqlite_url):
+    """mfkd-nst-ca: MFKDSampler's defaults, the NST score on the pool's cells only (its own
+    warm-up, no enqueued cells), the high level anywhere; mfkd-gpr-ca: the high level alone."""
+    from optuna_mfkd.nasbench201.space import cell_key
+
+    pool = LowFidelityPool.from_csv(pool_csv)
+    protocol = dataclasses.replace(get_protocol("nb201", pool), name="paper-tiny", budgets={"cifar10": 3000.0})
+    assert {"mfkd-nst-ca", "mfkd-ce-ca", "mfkd-kd-ca", "mfkd-gpr-ca"} <= set(protocol.extra_methods)
+    assert protocol.warmup_queue("mfkd-nst-ca", 0) == []
+    res = harness.run_benchmark(sqlite_url, protocol, ["cifar10"], ["mfkd-nst-ca", "mfkd-gpr-ca"], [0],
+                                table_path=str(nb201_table_path), progress=False)
+    assert not any("error" in r for r in res), res
+    table = load_table(nb201_table_path)
+    study = optuna.load_study(study_name="paper-tiny/cifar10/mfkd-nst-ca/seed-0", storage=sqlite_url)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    low = [t for t in study.trials if t.user_attrs["fidelity"] == "nst"]
+    high = [t for t in study.trials if t.user_attrs["fidelity"] == "12ep"]
+    pool_keys = {cell_key(Architecture.from_index(i).params) for i in POOL_CELLS}
+    # the warm-up takes each distinct pool cell once at the low level, and no cell outside it
+    assert {t.user_attrs["nb201_index"] for t in low} <= set(POOL_CELLS)
+    assert {cell_key(t.params) for t in low} == pool_keys and len(low) == len(pool_keys)
+    for t in low:
+        assert t.value == pytest.approx(table.val_acc("cifar10", t.user_attrs["nb201_index"]) - 20.0)
+    assert len(high) >= 5 and any(t.user_attrs["nb201_index"] not in POOL_CELLS for t in high)
+    single = optuna.load_study(study_name="paper-tiny/cifar10/mfkd-gpr-ca/seed-0", storage=sqlite_url)
+    assert {t.user_attrs["fidelity"] for t in single.trials} == {"12ep"}
+    with pytest.raises(ValueError, match="not part of protocol"):  # without a pool it does not exist
+        get_protocol("nb201").check("mfkd-nst-ca", "cifar10")
+
+
 @pytest.fixture
 def tiny_live(tmp_path, monkeypatch, sqlite_url):
     """A live low fidelity on a 3-class zip of random 8x8 images, with an untrained teacher."""

@@ -27,7 +27,9 @@ def test_method_registry_builds():
     assert isinstance(built["gp"][0], optuna.samplers.GPSampler)
     pruner = built["bohb"][1]
     assert isinstance(pruner, optuna.pruners.HyperbandPruner) and isinstance(built["bohb"][0], optuna.samplers.TPESampler)
-    assert {m for m in METHODS if m.startswith("mfkd")} == {"mfkd", "mfkd-gpr", "mfkd-nst", "mfkd-ce", "mfkd-kd"}
+    assert {m for m in METHODS if m.startswith("mfkd")} == {
+        "mfkd", "mfkd-gpr", "mfkd-nst", "mfkd-ce", "mfkd-kd", "mfkd-nst-ca", "mfkd-ce-ca", "mfkd-kd-ca", "mfkd-gpr-ca"
+    }
 
 
 def test_objectives_per_method(nb201_table_path):

@@ -112,6 +112,20 @@ def _mfkd_multi(seed: int, ctx: MethodContext) -> Built:
     return sampler, None, MULTI
 
 
+def _levels(ctx: MethodContext) -> list[str]:
+    if ctx.levels:
+        return list(ctx.levels)
+    return [lv for lv in (ctx.low_level, ctx.high_level) if lv] or [ctx.single_level]
+
+
+def _mfkd_defaults(seed: int, ctx: MethodContext) -> Built:
+    # Only the levels, the seed, the problem's notion of equal points (NB201: isomorphic
+    # cells, as the NB201 helpers and the CLI pass it) and what the problem allows at each
+    # level (``level_points`` of a pool): the sampler's defaults are measured.
+    options = {"point_key": ctx.point_key} if ctx.point_key is not None else {}
+    return mfkd_sampler(_levels(ctx), seed=seed, **options, **ctx.sampler_options), None, MULTI
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
@@ -141,6 +155,13 @@ METHODS: dict[str, Method] = {
         Method("mfkd-nst", "MFKDSampler, NST-distilled low fidelity (MF-KD)", MULTI, _mfkd_multi, needs_low_level=True),
         Method("mfkd-ce", "MFKDSampler, cross-entropy low fidelity (no KD)", MULTI, _mfkd_multi, needs_low_level=True),
         Method("mfkd-kd", "MFKDSampler, Hinton-KD low fidelity", MULTI, _mfkd_multi, needs_low_level=True),
+        Method("mfkd-nst-ca", "MFKDSampler defaults (cost-aware), NST low fidelity on the pool's cells", MULTI,
+               _mfkd_defaults, needs_low_level=True),
+        Method("mfkd-ce-ca", "MFKDSampler defaults (cost-aware), cross-entropy low fidelity on the pool's cells",
+               MULTI, _mfkd_defaults, needs_low_level=True),
+        Method("mfkd-kd-ca", "MFKDSampler defaults (cost-aware), Hinton-KD low fidelity on the pool's cells",
+               MULTI, _mfkd_defaults, needs_low_level=True),
+        Method("mfkd-gpr-ca", "MFKDSampler defaults, top level only", MULTI, _mfkd_defaults),
     ]
 }
 def _peer_method(peer: Any) -> Method:
@@ -153,7 +174,7 @@ def _peer_method(peer: Any) -> Method:
 METHODS.update({p.name: _peer_method(p) for p in PEERS.values()})
 
 #: Methods whose results the others are compared against, in order of preference.
-REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
+REFERENCE_METHODS: tuple[str, ...] = ("mfkd-nst", "mfkd", "mfkd-nst-ca", "mfkd-ce", "mfkd-kd", "mfkd-gpr")
 #: The reference where none of :data:`REFERENCE_METHODS` ran on a problem (e.g. a storage of
 #: the suite before its ``mfkd`` runs are added): the suite's MFKDSampler with the paper's settings.
 FALLBACK_REFERENCE_METHODS: tuple[str, ...] = ("mfkd-paper",)
@@ -186,19 +207,6 @@ def get_method(name: str, registry: str = "default") -> Method:
 
 
 # The sampler suite (benchmarks/sampler_suite.py): the same method names on every problem.
-
-
-def _levels(ctx: MethodContext) -> list[str]:
-    if ctx.levels:
-        return list(ctx.levels)
-    return [lv for lv in (ctx.low_level, ctx.high_level) if lv] or [ctx.single_level]
-
-
-def _mfkd_defaults(seed: int, ctx: MethodContext) -> Built:
-    # Only the levels, the seed and the problem's notion of equal points (NB201: isomorphic
-    # cells, as the NB201 helpers and the CLI pass it): the sampler's defaults are measured.
-    options = {"point_key": ctx.point_key} if ctx.point_key is not None else {}
-    return mfkd_sampler(_levels(ctx), seed=seed, **options), None, MULTI
 
 
 def _mfkd_paper(seed: int, ctx: MethodContext) -> Built:

@@ -9,6 +9,8 @@
   level is the 12-epoch validation accuracy. With a :class:`LiveLowFidelity` instead of a
   pool (protocol ``nb201-live``), the low level is trained live (the paper's hybrid
   protocol at the scale its settings give) and the sampler draws its own random warm-up.
+  Named explicitly, the cost-aware replays ``mfkd-nst-ca`` / ``mfkd-ce-ca`` / ``mfkd-kd-ca``
+  (with a pool) and ``mfkd-gpr-ca`` (see :data:`COST_AWARE_KD_METHODS`).
 - ``nb201-12k``: as ``nb201`` with 12,000 s on every dataset (the budget NB201's scripts
   use; only about 18 queries fit on ImageNet16-120).
 - ``mf``: levels 12-epoch and 200-epoch validation accuracy; budget 50 x the median
@@ -43,6 +45,13 @@ from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
 #: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
 KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce", "mfkd-kd": "kd"}
+#: Cost-aware replays of the paper protocol (named explicitly): MFKDSampler's defaults (the
+#: cost-aware strategy) with a pool's score as the low level, queried on the pool's cells
+#: only (``level_points``), and the high level anywhere; ``mfkd-gpr-ca`` is the same sampler
+#: on the high level alone (no low level).
+COST_AWARE_KD_METHODS: Mapping[str, str] = {"mfkd-nst-ca": "nst", "mfkd-ce-ca": "ce", "mfkd-kd-ca": "kd"}
+#: Every method whose low level is a pool's (or a live) score, and the loss of that score.
+LOW_LOSS: Mapping[str, str] = {**KD_METHODS, **COST_AWARE_KD_METHODS}
 #: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
 POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
 
@@ -227,12 +236,14 @@ class Protocol:
     def check(self, method: str, dataset: str) -> Method:
         m = resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods,
                            self.method_registry)
-        if method in KD_METHODS:
+        if method in COST_AWARE_KD_METHODS and self.pool is None:
+            raise ValueError(f"method {method!r} needs a low-fidelity pool (protocol {self.name!r} has none).")
+        if method in LOW_LOSS:
             if self.pool is None and self.live is None:
                 raise ValueError(
                     f"method {method!r} needs a low-fidelity pool or a live low fidelity (protocol {self.name!r} has neither)."
                 )
-            loss = KD_METHODS[method]
+            loss = LOW_LOSS[method]
             if self.pool is not None and loss not in self.pool.scores:
                 raise ValueError(
                     f"method {method!r} needs {loss!r} scores; the pool {self.pool.source!r} has {sorted(self.pool.scores)}."
@@ -246,8 +257,14 @@ class Protocol:
 
     def context(self, method: str) -> MethodContext:
         low = self.low_level
-        if method in KD_METHODS:
-            low = KD_METHODS[method]
+        options: dict[str, Any] = {}
+        if method in LOW_LOSS:
+            low = LOW_LOSS[method]
+        if method in COST_AWARE_KD_METHODS and self.pool is not None:
+            cells = sorted(self.pool.scores[low])
+            options = {"level_points": {low: [Architecture.from_index(i).params for i in cells]}}
+        elif method == "mfkd-gpr-ca":
+            low = None
         return MethodContext(
             single_level=self.single_level,
             low_level=low,
@@ -259,6 +276,7 @@ class Protocol:
             point_key=cell_key,
             search_space=nb201_search_space(),
             level_resources={name: float(epochs) for name, epochs in self.levels.items()},
+            sampler_options=options,
         )
 
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
@@ -272,8 +290,8 @@ class Protocol:
             if self.low_level is None:
                 raise ValueError(f"method {method!r} needs two table levels; protocol {self.name!r} has one.")
             promotion = (self.low_level, self.top_level)
-        if method in KD_METHODS:
-            loss = KD_METHODS[method]
+        if method in LOW_LOSS:
+            loss = LOW_LOSS[method]
             assert self.pool is not None
             levels = {
                 loss: ScoreLevel(
@@ -367,7 +385,7 @@ class NB201Problem:
         table = self.table()
         protocol = self.protocol
         meta: dict[str, Any] = {"table": table.source, "best_test_acc_in_space": table.best_test_acc(self.dataset)}
-        loss = KD_METHODS.get(method)
+        loss = LOW_LOSS.get(method)
         if loss is not None and protocol.pool is not None:
             meta["pool"] = protocol.pool.source
             meta["pool_cells"] = len(protocol.pool.scores[loss])
@@ -375,7 +393,7 @@ class NB201Problem:
         if loss is not None and protocol.live is not None:
             meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
                                     "time_ratio_to_ce": protocol.live.time_ratios[loss], "seed": protocol.live.seed}
-        if loss is not None:
+        if method in KD_METHODS:
             meta["n_warmup_low"] = protocol.n_warmup_low
         return meta
 
@@ -395,6 +413,9 @@ def nb201_protocol(
     else:
         kd_methods = ()
     methods = SINGLE_FIDELITY_METHODS + kd_methods
+    extra = ("mfkd-gpr-ca",)
+    if pool is not None:
+        extra += tuple(m for m, loss in COST_AWARE_KD_METHODS.items() if loss in pool.scores)
     return Protocol(
         name=name,
         description="maximise 12-epoch validation accuracy; each query costs the 12-epoch training time",
@@ -405,6 +426,7 @@ def nb201_protocol(
         methods=methods,
         pool=pool,
         live=live,
+        extra_methods=extra,
     )
 
 
