@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=harness.parse_seeds, default=list(range(30)), help="e.g. 0-29 or 0,3,5-7")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--table", default=None, help="NB201 table (default $NB201_TABLE)")
+    p.add_argument("--pool", default=None,
+                   help="low-fidelity pool of mf3 (default $MFKD_POOL, else " + suite.DEFAULT_POOL + ")")
     p.add_argument("--redo", nargs="+", default=[], metavar="METHOD",
                    help="delete the stored studies of these methods (of the selected runs) and run them again")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (README.md, CSVs, PNGs)")
@@ -72,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = 0
         if not args.report_only:
             results = suite.run_suite(args.storage, problems, args.methods, args.seeds, n_jobs=args.n_jobs,
-                                      table_path=args.table, progress=not args.no_progress, redo=args.redo)
+                                      table_path=args.table, progress=not args.no_progress, redo=args.redo,
+                                      pool_path=args.pool)
             ran = [r for r in results if not r.get("skipped")]
             errors = sum("error" in r for r in ran)
             print(json.dumps({"studies": len(results), "ran": len(ran), "skipped": len(results) - len(ran),

@@ -208,3 +208,40 @@ def test_live_protocol_bad_input(tiny_live, tmp_path):
     args = harness.build_parser().parse_args(["--live-low", "--data-root", str(tmp_path), "--time-ratio", "nst:2"])
     with pytest.raises(ValueError, match="--time-ratio"):
         harness.protocol_from_args(args)
+
+
+def test_three_level_protocol_mf3(pool_csv, nb201_table_path, sqlite_url, tmp_path, monkeypatch):
+    """mf3: the pool's NST score -> 12 -> 200 epochs; multi-level methods use all three levels
+    (NST on the pool's cells only), single-level ones the 200-epoch level."""
+    from optuna_mfkd.bench import suite
+    from optuna_mfkd.nasbench201.tabular import ScoreLevel
+
+    with pytest.raises(ValueError, match="needs a low-fidelity pool"):
+        get_protocol("mf3")
+    monkeypatch.setenv("MFKD_POOL", str(tmp_path / "absent.csv"))
+    with pytest.raises(FileNotFoundError, match="absent.csv"):
+        suite.make_problem("mf3/cifar10", str(nb201_table_path))
+    problem = suite.make_problem("mf3/cifar10", str(nb201_table_path), pool_path=pool_csv)
+    protocol = problem.protocol
+    assert protocol.pool_level == "nst" and problem.budget() == get_protocol("mf").budget(problem.table(), "cifar10")
+    with pytest.raises(ValueError, match="pool's scores are for cifar10"):
+        protocol.check("mfkd", "cifar100")
+    table = problem.table()
+    levels = protocol.objective(table, "cifar10", "mfkd").levels
+    assert list(levels) == ["nst", "12ep", "200ep"] and isinstance(levels["nst"], ScoreLevel)
+    assert protocol.objective(table, "cifar10", "gp").default_level == "200ep"
+    assert protocol.context("mfkd").levels == ("nst", "12ep", "200ep")
+    assert protocol.context("gp").levels == ("12ep", "200ep")  # single-level methods: the top level only
+    small = dataclasses.replace(problem, protocol=dataclasses.replace(protocol, budget_median_top_evals=6.0))
+    res = harness.run_specs(sqlite_url, [harness.RunSpec(small, "mfkd", 0), harness.RunSpec(small, "gp", 0)],
+                            progress=False)
+    assert not any("error" in r for r in res), res
+    study = optuna.load_study(study_name="mf3/cifar10/mfkd/seed-0", storage=sqlite_url)
+    by_level = {lv: [t for t in study.trials if t.user_attrs["fidelity"] == lv] for lv in ("nst", "12ep", "200ep")}
+    assert all(by_level.values()), {k: len(v) for k, v in by_level.items()}
+    assert {t.user_attrs["nb201_index"] for t in by_level["nst"]} <= set(POOL_CELLS)
+    for t in by_level["nst"]:
+        assert t.value == pytest.approx(table.val_acc("cifar10", t.user_attrs["nb201_index"]) - 20.0)
+    assert study.user_attrs[harness.META_ATTR]["pool_cells"] == len(POOL_CELLS)
+    gp = optuna.load_study(study_name="mf3/cifar10/gp/seed-0", storage=sqlite_url)
+    assert {t.user_attrs.get("fidelity", "200ep") for t in gp.trials} == {"200ep"}

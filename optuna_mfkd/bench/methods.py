@@ -213,7 +213,7 @@ def _mfkd_paper(seed: int, ctx: MethodContext) -> Built:
     levels = _levels(ctx)
     n_high = ctx.n_warmup_single if len(levels) == 1 else ctx.n_warmup_high
     sampler = mfkd_sampler(levels, n_warmup_high=n_high, n_warmup_low=ctx.n_warmup_low, seed=seed,
-                           **PAPER_SAMPLER_SETTINGS)
+                           **PAPER_SAMPLER_SETTINGS, **ctx.sampler_options)
     return sampler, None, MULTI
 
 

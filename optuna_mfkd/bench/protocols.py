@@ -17,6 +17,10 @@
   200-epoch cost of the space; single-fidelity methods evaluate 200-epoch values only,
   Hyperband methods use the two rungs, ``mfkd`` both levels; the peers
   (:mod:`optuna_mfkd.bench.peers`, named explicitly) run their own brackets on the two levels.
+- ``mf3`` (CIFAR-10, needs a pool): three levels, a pool's one-epoch score (NST by default;
+  only the pool's cells have one), then ``mf``'s 12- and 200-epoch levels and budget;
+  multi-level methods use all three levels (the cheapest on the pool's cells only),
+  single-fidelity methods the 200-epoch level.
 
 Every protocol reports the 200-epoch test accuracy of the incumbent: the best trial at the
 protocol's top level (ties: the earlier trial).
@@ -25,6 +29,7 @@ protocol's top level (ties: the earlier trial).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -221,6 +226,8 @@ class Protocol:
     method_registry: str = "default"
     #: Methods a run may name that are not run by default (the peers: an optional extra).
     extra_methods: tuple[str, ...] = ()
+    #: A pool loss whose score is an extra cheapest level of every multi-level method (``mf3``).
+    pool_level: str | None = None
 
     def budget(self, table: NB201Table, dataset: str) -> float:
         """Simulated seconds a run may spend on ``dataset``."""
@@ -253,6 +260,12 @@ class Protocol:
             low_dataset = self.pool.dataset if self.pool is not None else "cifar10"
             if canonical_dataset(dataset) != low_dataset:
                 raise ValueError(f"the low fidelity is for {low_dataset}, not {dataset}.")
+        if self.pool_level is not None:
+            assert self.pool is not None
+            if canonical_dataset(dataset) != self.pool.dataset:
+                raise ValueError(
+                    f"protocol {self.name!r}: the pool's scores are for {self.pool.dataset}, not {dataset}."
+                )
         return m
 
     def context(self, method: str) -> MethodContext:
@@ -265,6 +278,12 @@ class Protocol:
             options = {"level_points": {low: [Architecture.from_index(i).params for i in cells]}}
         elif method == "mfkd-gpr-ca":
             low = None
+        levels = (low, self.top_level) if low is not None else (self.top_level,)
+        if self.pool_level is not None and self._mode(method) == MULTI:
+            assert self.pool is not None
+            levels = (self.pool_level, *levels)
+            cells = sorted(self.pool.scores[self.pool_level])
+            options = {"level_points": {self.pool_level: [Architecture.from_index(i).params for i in cells]}}
         return MethodContext(
             single_level=self.single_level,
             low_level=low,
@@ -272,12 +291,16 @@ class Protocol:
             n_warmup_low=self.n_warmup_low,
             n_warmup_high=self.n_warmup_high,
             n_warmup_single=self.n_warmup_single,
-            levels=(low, self.top_level) if low is not None else (self.top_level,),
+            levels=levels,
             point_key=cell_key,
             search_space=nb201_search_space(),
             level_resources={name: float(epochs) for name, epochs in self.levels.items()},
             sampler_options=options,
         )
+
+    def _mode(self, method: str) -> str:
+        return resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods,
+                              self.method_registry).mode
 
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
         """The objective of ``method``: table lookups, or the hybrid one with a live low level."""
@@ -290,8 +313,10 @@ class Protocol:
             if self.low_level is None:
                 raise ValueError(f"method {method!r} needs two table levels; protocol {self.name!r} has one.")
             promotion = (self.low_level, self.top_level)
-        if method in LOW_LOSS:
-            loss = LOW_LOSS[method]
+        loss = LOW_LOSS.get(method)
+        if self.pool_level is not None and m.mode == MULTI:
+            loss = self.pool_level
+        if loss is not None:
             assert self.pool is not None
             levels = {
                 loss: ScoreLevel(
@@ -386,6 +411,8 @@ class NB201Problem:
         protocol = self.protocol
         meta: dict[str, Any] = {"table": table.source, "best_test_acc_in_space": table.best_test_acc(self.dataset)}
         loss = LOW_LOSS.get(method)
+        if protocol.pool_level is not None and protocol._mode(method) == MULTI:
+            loss = protocol.pool_level
         if loss is not None and protocol.pool is not None:
             meta["pool"] = protocol.pool.source
             meta["pool_cells"] = len(protocol.pool.scores[loss])
@@ -444,8 +471,24 @@ def mf_protocol() -> Protocol:
     )
 
 
+def mf3_protocol(pool: LowFidelityPool, loss: str = "nst") -> Protocol:
+    """``mf`` with the pool's ``loss`` score as a third, cheapest level (see the module docstring)."""
+    if loss not in pool.scores:
+        raise ValueError(f"protocol 'mf3' needs {loss!r} scores; the pool {pool.source!r} has {sorted(pool.scores)}.")
+    return dataclasses.replace(
+        mf_protocol(),
+        name="mf3",
+        description=f"levels {loss} one-epoch score (pool cells), 12- and 200-epoch validation accuracy; "
+                    "budget 50 x median 200-epoch cost",
+        methods=SINGLE_FIDELITY_METHODS + ("mfkd",),
+        extra_methods=(),
+        pool=pool,
+        pool_level=loss,
+    )
+
+
 def get_protocol(name: str, pool: LowFidelityPool | None = None, live: LiveLowFidelity | None = None) -> Protocol:
-    """``"nb201"``, ``"nb201-12k"`` or ``"mf"``.
+    """``"nb201"``, ``"nb201-12k"``, ``"mf"`` or ``"mf3"`` (needs ``pool``).
 
     ``pool`` (cached scores) or ``live`` (live training) adds the MF-KD methods to ``nb201``
     and ``nb201-12k``; with ``live`` the protocol's name gains ``-live`` so its studies never
@@ -461,4 +504,8 @@ def get_protocol(name: str, pool: LowFidelityPool | None = None, live: LiveLowFi
                               budgets=dict.fromkeys(DATASETS, NB201_BUDGET), live=live)
     if name == "mf":
         return mf_protocol()
-    raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf'].")
+    if name == "mf3":
+        if pool is None:
+            raise ValueError("protocol 'mf3' needs a low-fidelity pool (its cheapest level).")
+        return mf3_protocol(pool)
+    raise ValueError(f"unknown protocol {name!r}; known: ['nb201', 'nb201-12k', 'mf', 'mf3'].")

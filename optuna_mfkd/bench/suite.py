@@ -5,13 +5,14 @@ Problems (ids ``<name>/<variant>``, the first two parts of their study names):
 - NAS-Bench-201, one level (protocol ``nb201``): ``nb201/cifar10``, ``nb201/cifar100``,
   ``nb201/imagenet16``; two levels, 12 -> 200 epochs (protocol ``mf``): ``mf/cifar10``,
   ``mf/cifar100``, ``mf/imagenet16`` (see :mod:`optuna_mfkd.bench.protocols`; they need the
-  NB201 table);
+  NB201 table); three levels, a one-epoch NST score on a pool's cells -> 12 -> 200 epochs
+  (protocol ``mf3``): ``mf3/cifar10`` (it needs the pool too: :data:`DEFAULT_POOL`);
 - synthetic functions from BoTorch (:mod:`optuna_mfkd.bench.synthetic`): single-level
   ``branin``, ``hartmann6``, ``ackley10``, ``ackley-mixed``, and multi-fidelity
   ``augmented-hartmann``, ``augmented-branin``, ``wing-weight``.
 
 Groups on the command line: ``synthetic`` (all seven), ``synthetic-1`` (single-level),
-``synthetic-mf`` (multi-fidelity), ``nb201``, ``mf``, ``all``; a bare name (``hartmann6``)
+``synthetic-mf`` (multi-fidelity), ``nb201``, ``mf``, ``mf3``, ``all``; a bare name (``hartmann6``)
 means its one variant.
 
 Methods (:data:`~optuna_mfkd.bench.methods.SUITE_METHODS`, the same names on every
@@ -41,17 +42,23 @@ from optuna_mfkd.bench import harness, report
 from optuna_mfkd.bench.methods import SUITE_METHODS
 from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import Problem, problem_id
-from optuna_mfkd.bench.protocols import NB201Problem, Protocol, get_protocol
+from optuna_mfkd.bench.protocols import LowFidelityPool, NB201Problem, Protocol, get_protocol
 from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 
 #: The suite's methods, in report order.
 METHOD_NAMES: tuple[str, ...] = tuple(SUITE_METHODS)
 #: NB201 problems: id -> (protocol, dataset).
 NB201_PROBLEMS: dict[str, tuple[str, str]] = {
-    f"{protocol}/{dataset}": (protocol, dataset)
-    for protocol in ("nb201", "mf")
-    for dataset in ("cifar10", "cifar100", "imagenet16")
+    **{
+        f"{protocol}/{dataset}": (protocol, dataset)
+        for protocol in ("nb201", "mf")
+        for dataset in ("cifar10", "cifar100", "imagenet16")
+    },
+    "mf3/cifar10": ("mf3", "cifar10"),
 }
+#: The pool of ``mf3`` (its cheapest level: the NST scores of the paper protocol's 180
+#: evaluation cells), relative to the repository; ``$MFKD_POOL`` or ``pool_path`` override it.
+DEFAULT_POOL = "benchmarks/results/paper-protocol/pool-snapshot.csv"
 #: Problems MFKDSampler's defaults may be chosen on (the rest are reported untouched).
 TUNING_PROBLEMS: tuple[str, ...] = ("nb201/cifar10", "mf/cifar10", "hartmann6/1-level", "augmented-hartmann/3-level")
 #: Named groups of problem ids.
@@ -61,8 +68,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "synthetic-mf": tuple(p for p in SYNTHETIC_PROBLEMS if not p.endswith("/1-level")),
     "nb201": tuple(p for p in NB201_PROBLEMS if p.startswith("nb201/")),
     "mf": tuple(p for p in NB201_PROBLEMS if p.startswith("mf/")),
+    "mf3": ("mf3/cifar10",),
 }
-GROUPS["all"] = GROUPS["nb201"] + GROUPS["synthetic-1"] + GROUPS["mf"] + GROUPS["synthetic-mf"]
+GROUPS["all"] = GROUPS["nb201"] + GROUPS["synthetic-1"] + GROUPS["mf"] + GROUPS["mf3"] + GROUPS["synthetic-mf"]
 
 NOTES: tuple[str, ...] = (
     "Discipline: MFKDSampler's defaults are chosen on the problems marked `*` only (NB201",
@@ -78,9 +86,26 @@ NOTES: tuple[str, ...] = (
 )
 
 
-def suite_protocol(name: str) -> Protocol:
-    """An NB201 protocol (``nb201`` or ``mf``) running the suite's methods."""
-    return dataclasses.replace(get_protocol(name), methods=METHOD_NAMES, method_registry="suite")
+def suite_pool(pool_path: str | Path | None = None) -> LowFidelityPool:
+    """The NST scores of ``mf3``'s pool: ``pool_path``, else ``$MFKD_POOL``, else
+    :data:`DEFAULT_POOL` in this repository."""
+    import os
+
+    path = pool_path or os.environ.get("MFKD_POOL")
+    if path is None:
+        path = Path(__file__).resolve().parents[2] / DEFAULT_POOL
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"problem 'mf3' needs a low-fidelity pool: {DEFAULT_POOL} is not beside this installation; "
+                "give --pool (pool_path) or set $MFKD_POOL."
+            )
+    return LowFidelityPool.from_csv(path, losses=["nst"])
+
+
+def suite_protocol(name: str, pool_path: str | Path | None = None) -> Protocol:
+    """An NB201 protocol (``nb201``, ``mf`` or ``mf3``) running the suite's methods."""
+    pool = suite_pool(pool_path) if name == "mf3" else None
+    return dataclasses.replace(get_protocol(name, pool), methods=METHOD_NAMES, method_registry="suite")
 
 
 def expand(names: Iterable[str]) -> list[str]:
@@ -100,13 +125,14 @@ def expand(names: Iterable[str]) -> list[str]:
     return out
 
 
-def make_problem(pid: str, table_path: str | None = None) -> Problem:
-    """The problem with id ``pid`` (NB201 problems read ``table_path`` or ``$NB201_TABLE``)."""
+def make_problem(pid: str, table_path: str | None = None, pool_path: str | Path | None = None) -> Problem:
+    """The problem with id ``pid`` (NB201 problems read ``table_path`` or ``$NB201_TABLE``;
+    ``mf3`` also the pool, :func:`suite_pool`)."""
     if pid in SYNTHETIC_PROBLEMS:
         return SYNTHETIC_PROBLEMS[pid]()
     if pid in NB201_PROBLEMS:
         protocol, dataset = NB201_PROBLEMS[pid]
-        return NB201Problem(suite_protocol(protocol), dataset, table_path)
+        return NB201Problem(suite_protocol(protocol, pool_path), dataset, table_path)
     raise ValueError(f"unknown problem {pid!r}; known: {list(NB201_PROBLEMS) + list(SYNTHETIC_PROBLEMS)}.")
 
 
@@ -171,13 +197,14 @@ def run_suite(
     table_path: str | None = None,
     progress: bool = True,
     redo: Sequence[str] = (),
+    pool_path: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (seed, problem, method) of the suite not yet finished in ``storage``.
 
     ``problems``: ids, bare names or group names (:func:`expand`); ``redo``: methods whose
     stored studies among these runs are deleted first and run again.
     """
-    chosen = [make_problem(p, table_path) for p in expand(problems)]
+    chosen = [make_problem(p, table_path, pool_path) for p in expand(problems)]
     for problem in chosen:
         if isinstance(problem, NB201Problem):
             problem.table()  # a missing table fails here, not once per run
