@@ -122,9 +122,7 @@ def _normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str], stra
 
 
 def _normalise_level_points(
-    level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None,
-    names: list[str],
-    point_key: Callable[[dict[str, Any]], Hashable] | None,
+    level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None, names: list[str]
 ) -> dict[int, list[dict[str, Any]]]:
     if level_points is None:
         return {}
@@ -340,7 +338,7 @@ class MFKDSampler(BaseSampler):
         if point_key is not None and not callable(point_key):
             raise ValueError(f"point_key must be callable, got {point_key!r}.")
         self._point_key = point_key
-        self._level_points = _normalise_level_points(level_points, self._names, point_key)
+        self._level_points = _normalise_level_points(level_points, self._names)
         # Warm-up of a restricted level: at most as many trials as it has distinct points.
         for lv, points in self._level_points.items():
             name = self._names[lv]
