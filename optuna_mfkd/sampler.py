@@ -143,10 +143,9 @@ def _normalise_level_points(
     return out
 
 
-def _n_distinct(points: list[dict[str, Any]], point_key: Callable[[dict[str, Any]], Hashable] | None) -> int:
-    if point_key is not None:
-        return len({point_key(p) for p in points})
-    return len({tuple(sorted((k, repr(v)) for k, v in p.items())) for p in points})
+def _params_key(point_key: Callable[[dict[str, Any]], Hashable] | None) -> Callable[[dict[str, Any]], Hashable]:
+    """The identity of a parameter dict: ``point_key``, else all its values."""
+    return point_key or (lambda p: tuple(sorted((k, repr(v)) for k, v in p.items())))
 
 
 def _signature(encoder: SearchSpaceEncoder) -> tuple:
@@ -342,7 +341,7 @@ class MFKDSampler(BaseSampler):
         # Warm-up of a restricted level: at most as many trials as it has distinct points.
         for lv, points in self._level_points.items():
             name = self._names[lv]
-            self._n_warmup[name] = min(self._n_warmup[name], _n_distinct(points, point_key))
+            self._n_warmup[name] = min(self._n_warmup[name], len({_params_key(point_key)(p) for p in points}))
         self._restricted_cache: dict[tuple, tuple[np.ndarray, list[Hashable]]] = {}
         self._independent: dict[int, dict[str, Any]] = {}
         self._rng = np.random.default_rng(seed)
@@ -475,7 +474,7 @@ class MFKDSampler(BaseSampler):
         with self._lock:
             if trial._trial_id not in self._independent:
                 points = self._level_points[level]
-                key = self._point_key or (lambda p: tuple(sorted((k, repr(v)) for k, v in p.items())))
+                key = _params_key(self._point_key)
                 names = set().union(*points)
                 used = set()
                 for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING),
