@@ -274,16 +274,14 @@ class Protocol:
         if method in LOW_LOSS:
             low = LOW_LOSS[method]
         if method in COST_AWARE_KD_METHODS and self.pool is not None:
-            cells = sorted(self.pool.scores[low])
-            options = {"level_points": {low: [Architecture.from_index(i).params for i in cells]}}
+            options = self._pool_points(low)
         elif method == "mfkd-gpr-ca":
             low = None
         levels = (low, self.top_level) if low is not None else (self.top_level,)
         if self.pool_level is not None and self._mode(method) == MULTI:
             assert self.pool is not None
             levels = (self.pool_level, *levels)
-            cells = sorted(self.pool.scores[self.pool_level])
-            options = {"level_points": {self.pool_level: [Architecture.from_index(i).params for i in cells]}}
+            options = self._pool_points(self.pool_level)
         return MethodContext(
             single_level=self.single_level,
             low_level=low,
@@ -297,6 +295,12 @@ class Protocol:
             level_resources={name: float(epochs) for name, epochs in self.levels.items()},
             sampler_options=options,
         )
+
+    def _pool_points(self, loss: str) -> dict[str, Any]:
+        """Sampler options restricting level ``loss`` to the pool's cells scored with it."""
+        assert self.pool is not None
+        cells = sorted(self.pool.scores[loss])
+        return {"level_points": {loss: [Architecture.from_index(i).params for i in cells]}}
 
     def _mode(self, method: str) -> str:
         return resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods,
