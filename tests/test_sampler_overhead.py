@@ -1,0 +1,45 @@
+"""The overhead benchmark's bookkeeping: samplers take turns on the same history, the first
+step is kept apart, and the README's ratios are the medians' quotients."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("sampler_overhead", ROOT / "benchmarks" / "sampler_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_overhead_rows_and_ratios(tmp_path: Path) -> None:
+    so = _script()
+    assert so.main(["--sizes", "12", "--steps", "3", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {r["sampler"] for r in rows} == set(so.SAMPLERS)
+    for r in rows:
+        assert r["completed_trials"] == 12 and len(r["steps_s"]) == 3
+        assert r["first_step_s"] == r["steps_s"][0]
+        # two later steps: their median is their mean
+        assert r["median_step_s"] == pytest.approx((r["steps_s"][1] + r["steps_s"][2]) / 2)
+    gp = next(r for r in rows if r["sampler"] == "GPSampler")["median_step_s"]
+    text = (tmp_path / "README.md").read_text()
+    one = next(r for r in rows if r["sampler"].startswith("MFKDSampler (1 level, defaults"))["median_step_s"]
+    ratio_rows = re.findall(r"^\| MFKDSampler \(1 level, defaults, cell_key\) \| ([0-9.]+) \|$", text, re.M)
+    assert ratio_rows == [f"{one / gp:.2f}"]
+
+
+def test_overhead_refuses_one_step(tmp_path: Path) -> None:
+    so = _script()
+    with pytest.raises(SystemExit):
+        so.main(["--steps", "1", "--out", str(tmp_path)])
+    assert not (tmp_path / "results.json").exists()
