@@ -46,6 +46,6 @@ NB201_BUDGET = 12_000.0
 
 #: ``optuna-mfkd search`` defaults: low- and high-fidelity warm-ups and the budget of a
 #: two-level tabular search (12- and 200-epoch table values).
-CLI_N_WARMUP_LOW = 30
+CLI_N_WARMUP_LOW = N_WARMUP_LOW
 CLI_N_WARMUP_HIGH = 10
 CLI_BUDGET = 200_000.0

@@ -57,9 +57,12 @@ SINGLE_LEVEL_WARMUP = 10
 #: Level-choice strategies: the paper's Algorithm 1, and the cost-aware choice of
 #: :mod:`optuna_mfkd.gp.fidelity_choice`.
 STRATEGIES = defaults.STRATEGIES
-#: Warm-up of the cost-aware strategy: random trials at the cheapest level, then at each
-#: higher level the best points of the level below are promoted.
-COST_AWARE_WARMUP = {"cheapest": 30, "promoted": 3}
+#: Warm-up of the cost-aware strategy: random trials at the cheapest level (the paper's
+#: n1 = 100), then at each higher level the best points of the level below are promoted.
+#: Chosen on the tuning problems (``benchmarks/results/tune-strategy/``): with 30 random
+#: points, 10 of 30 NB201 CIFAR-10 12 -> 200-epoch searches ended on a weaker cell, 2 of 30
+#: with 100.
+COST_AWARE_WARMUP = {"cheapest": defaults.N_WARMUP_LOW, "promoted": 3}
 #: Cost-aware strategy: a cheaper level holds at most its warm-up plus this many trials per
 #: trial of the level above (it screens points for that level, as Hyperband's reduction
 #: factor does), so a very cheap level cannot take thousands of trials.

@@ -172,7 +172,7 @@ def _levels_after_warmup(study, sampler):
 
 def test_cost_aware_uses_cheap_correlated_levels_and_climbs_to_the_top():
     problem = Levels()
-    assert MFKDSampler(list(problem.names)).n_warmup == {"l0": 30, "l1": 3, "l2": 3}  # the default
+    assert MFKDSampler(list(problem.names)).n_warmup == {"l0": 100, "l1": 3, "l2": 3}  # the default
     assert MFKDSampler(list(problem.names)).strategy == "cost-aware"
     sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=30, n_warmup=WARM)
     study = optuna.create_study(sampler=sampler)
