@@ -33,7 +33,7 @@ from optuna_mfkd.fidelity import (
 )
 from optuna_mfkd.gp.acquisition import ACQUISITIONS, build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
-from optuna_mfkd.gp.fidelity_choice import XI_MIN, choose_level, discrepancy_scales
+from optuna_mfkd.gp.fidelity_choice import XI_MIN, cheap_warmup_size, choose_level, discrepancy_scales
 from optuna_mfkd.gp.model import FittedModel, fit_ar1_model
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise, unique_representatives
 
@@ -57,12 +57,16 @@ SINGLE_LEVEL_WARMUP = 10
 #: Level-choice strategies: the paper's Algorithm 1, and the cost-aware choice of
 #: :mod:`optuna_mfkd.gp.fidelity_choice`.
 STRATEGIES = defaults.STRATEGIES
-#: Warm-up of the cost-aware strategy: random trials at the cheapest level (the paper's
-#: n1 = 100), then at each higher level the best points of the level below are promoted.
-#: Chosen on the tuning problems (``benchmarks/results/tune-strategy/``): with 30 random
-#: points, 10 of 30 NB201 CIFAR-10 12 -> 200-epoch searches ended on a weaker cell, 2 of 30
-#: with 100.
-COST_AWARE_WARMUP = {"cheapest": defaults.N_WARMUP_LOW, "promoted": 3}
+#: Warm-up of the cost-aware strategy: random trials at the cheapest level (at most the
+#: paper's n1 = 100), then at each higher level the best points of the level below are
+#: promoted (3 per level). The random warm-up is sized by cost too: it stops once it cost
+#: ``"worth"`` evaluations of the highest level (:func:`~optuna_mfkd.gp.fidelity_choice.cheap_warmup_size`),
+#: so a level only twice as cheap as the top does not take 100 trials; to learn the costs,
+#: ``"probe"`` random points and one promotion per level come first. Chosen on the tuning
+#: problems (``benchmarks/results/tune-strategy/``): with 30 random points, 10 of 30 NB201
+#: CIFAR-10 12 -> 200-epoch searches ended on a weaker cell, 2 of 30 with 100; 6 top-level
+#: evaluations' worth keeps those 100 cells (12- vs 200-epoch costs: 6 x 200 / 12 = 100).
+COST_AWARE_WARMUP = {"cheapest": defaults.N_WARMUP_LOW, "promoted": 3, "probe": 10, "worth": 6.0}
 #: Cost-aware strategy: a cheaper level holds at most its warm-up plus this many trials per
 #: trial of the level above (it screens points for that level, as Hyperband's reduction
 #: factor does), so a very cheap level cannot take thousands of trials.
@@ -200,7 +204,9 @@ class MFKDSampler(BaseSampler):
     uncertain than ``sqrt(cost ratio) x`` that level's discrepancy with the level above
     (MF-GP-UCB's rule), else at the highest level; so a point climbs the levels while it
     stays the best. Its warm-up is :data:`COST_AWARE_WARMUP`: random points at the cheapest
-    level, then the best points of each level promoted to the next. Costs per level are
+    level, as many as cost 6 evaluations of the highest level (at most 100), then the best
+    points of each level promoted to the next (10 random points and one promotion per level
+    come first, so the costs are known when the warm-up is sized). Costs per level are
     ``costs`` where given, else learned from the trials (:func:`optuna_mfkd.fidelity.level_costs`:
     the ``cost`` user attribute, else the trial's duration). A cheaper level holds at most
     its warm-up plus ``screen`` trials per trial of the level above. The level and the point
@@ -222,8 +228,9 @@ class MFKDSampler(BaseSampler):
             ``{name: settings}`` whose settings (e.g. ``{"epochs": 1, "kd_loss": "nst"}``)
             are recorded as user attributes of the trials at that level.
         n_warmup: random warm-up trials per level. Default: the paper's 100 per cheaper
-            level and 20 at the highest (cost-aware: :data:`COST_AWARE_WARMUP`); 10 for a
-            single level. Levels not named get 0.
+            level and 20 at the highest (cost-aware: :data:`COST_AWARE_WARMUP`, sized by
+            the costs); 10 for a single level. Counts given are kept exactly; levels not
+            named get 0.
         n_candidates: ``None`` (default): exhaustive over discrete spaces of at most
             ``exhaustive_limit`` points, else optimised. ``"all"``: exhaustive over any
             discrete space. An integer: the paper's rule, the best of that many uniformly
@@ -308,6 +315,8 @@ class MFKDSampler(BaseSampler):
         self._xi_min = float(xi_min)
         level_costs([], self._names, self._costs)  # checks the given costs
         self._n_warmup = _normalise_warmup(n_warmup, self._names, strategy)
+        # Only the default cost-aware warm-up is sized by cost; counts given are kept exactly.
+        self._cost_sized = n_warmup is None and strategy == "cost-aware" and len(self._names) > 1
         if n_candidates is not None and n_candidates != "all" and (
             isinstance(n_candidates, bool)
             or not isinstance(n_candidates, (int, np.integer))
@@ -403,12 +412,35 @@ class MFKDSampler(BaseSampler):
             level = self._level_of(t)
             if level is not None:
                 counts[level] += 1
-        for level, name in enumerate(self._names):
-            if counts[level] < self._n_warmup[name]:
-                return level
+        stages = self._warmup_stages(study)
+        for targets in stages:
+            for level, name in enumerate(self._names):
+                if counts[level] < targets[name]:
+                    return level
         if self._strategy == "cost-aware" and len(self._names) > 1:
-            return self._plan(study, trial)
+            return self._plan(study, trial, stages[-1])
         return len(self._names) - 1
+
+    def _warmup_stages(self, study: optuna.Study) -> list[dict[str, int]]:
+        """Warm-up trials per level, in stages done one after the other: ``n_warmup``, or
+        for the default cost-aware warm-up (:data:`COST_AWARE_WARMUP`) a probe (random
+        points at the cheapest level and one promotion per level) and then the full
+        warm-up, whose cheapest-level count is sized by the costs once every level's cost
+        is known (given, or a COMPLETE trial at the level)."""
+        if not self._cost_sized:
+            return [self._n_warmup]
+        cheapest, top = self._names[0], self._names[-1]
+        probe = min(int(COST_AWARE_WARMUP["probe"]), self._n_warmup[cheapest])
+        first = {n: probe if i == 0 else min(1, self._n_warmup[n]) for i, n in enumerate(self._names)}
+        full = dict(self._n_warmup)
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False)
+        seen = {fidelity_of(t, default=top) for t in trials}
+        if all(n in self._costs or n in seen for n in (cheapest, top)):
+            costs = level_costs(trials, self._names, self._costs)
+            full[cheapest] = cheap_warmup_size(
+                costs[cheapest], costs[top], COST_AWARE_WARMUP["worth"], most=full[cheapest], least=probe
+            )
+        return [first, full]
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if is_heartbeat_enabled(study._storage):
@@ -691,10 +723,10 @@ class MFKDSampler(BaseSampler):
                 return restricted[0][allowed[keys[i]]]
         return None
 
-    def _plan(self, study: optuna.Study, trial: FrozenTrial) -> int:
-        """Cost-aware strategy after the warm-up: choose the point (top-level acquisition)
-        and its level (:mod:`optuna_mfkd.gp.fidelity_choice`); the point is kept for
-        :meth:`sample_relative`. Returns the level."""
+    def _plan(self, study: optuna.Study, trial: FrozenTrial, warmup: Mapping[str, int]) -> int:
+        """Cost-aware strategy after the warm-up (``warmup``: its trials per level): choose
+        the point (top-level acquisition) and its level (:mod:`optuna_mfkd.gp.fidelity_choice`);
+        the point is kept for :meth:`sample_relative`. Returns the level."""
         top = len(self._names) - 1
         space = self.infer_relative_search_space(study, trial)
         if not space:
@@ -726,7 +758,7 @@ class MFKDSampler(BaseSampler):
                     np.array([lv for lv, _ in running], dtype=np.int64), minlength=top + 1
                 )
                 allowed = [
-                    free[lv] and counts[lv] < self._n_warmup[self._names[lv]] + self._screen * counts[lv + 1]
+                    free[lv] and counts[lv] < warmup[self._names[lv]] + self._screen * counts[lv + 1]
                     for lv in range(top)
                 ] + [True]
                 costs = level_costs(

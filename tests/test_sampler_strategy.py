@@ -18,7 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from optuna_mfkd import MFKDSampler, fidelity_of, level_costs
-from optuna_mfkd.gp.fidelity_choice import choose_level, discrepancy_scales, level_thresholds
+from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level, discrepancy_scales, level_thresholds
 from optuna_mfkd.gp.model import fit_ar1_model
 from optuna_mfkd.sampler import HOW_ATTR, PAPER_SETTINGS
 
@@ -190,6 +190,52 @@ def test_cost_aware_uses_cheap_correlated_levels_and_climbs_to_the_top():
     assert count["l0"] <= 10 + 3 * count["l1"] and count["l1"] <= 3 + 3 * count["l2"]
     top = [t for t in study.trials if t.user_attrs["fidelity"] == "l2"]
     assert min(t.value for t in top) < 0.1  # the top level's minimum is 0 at (0.3, 0.7); random points average 0.27
+
+
+def test_cheap_warmup_size_is_worth_a_fixed_number_of_top_level_evaluations():
+    # n = min(most, max(least, ceil(worth * c_top / c_0))), worked out by hand
+    assert cheap_warmup_size(12.0, 200.0, 6.0, most=100, least=10) == 100  # 6 * 200 / 12 = 100 exactly
+    assert cheap_warmup_size(0.1, 1.0, 6.0, most=100, least=10) == 60
+    assert cheap_warmup_size(0.5, 1.0, 6.0, most=100, least=10) == 12
+    assert cheap_warmup_size(0.9, 1.0, 6.0, most=100, least=10) == 10  # ceil(6.67) = 7, raised to least
+    assert cheap_warmup_size(0.001, 1.0, 6.0, most=100, least=10) == 100
+    assert cheap_warmup_size(0.3, 1.0, 1.0, most=100) == 4  # ceil(3.33)
+    for bad in ({"cost_cheapest": 0.0}, {"cost_top": math.nan}, {"worth": -1.0}, {"least": 200}):
+        args = {"cost_cheapest": 1.0, "cost_top": 2.0, "worth": 6.0, "most": 100, "least": 10, **bad}
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cheap_warmup_size(**args)
+
+
+def _warmup_levels(level_costs_, n_trials, **kwargs):
+    problem = Levels(costs=level_costs_)
+    sampler = MFKDSampler(list(problem.names), seed=0, max_fit_iter=20, **kwargs)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(problem.objective, n_trials=n_trials)
+    return [t.user_attrs["fidelity"] for t in study.trials], study
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_default_cost_aware_warmup_is_sized_by_the_costs(given):
+    # l0 is only twice as cheap as l2 (6 top-level evaluations' worth = 12 points, not 100):
+    # first 10 random l0 points and one promotion per level (the probe that learns the
+    # costs), then l0 up to 12, then two more promotions per level; then the model decides.
+    costs = (0.5, 0.75, 1.0)
+    levels, study = _warmup_levels(costs, 25, **({"costs": dict(zip(Levels.names, costs))} if given else {}))
+    assert levels[:12] == ["l0"] * 10 + ["l1", "l2"]
+    assert levels[12:18] == ["l0", "l0", "l1", "l1", "l2", "l2"]
+    how = [t.system_attrs.get(HOW_ATTR, "random") for t in study.trials[:18]]
+    assert how[10:12] == ["promote"] * 2 and how[12:14] == ["random"] * 2 and how[14:18] == ["promote"] * 4
+    assert all(h.endswith("+cost") for h in (t.system_attrs.get(HOW_ATTR) for t in study.trials[18:]))
+
+
+def test_cheap_levels_keep_the_full_warmup_and_given_counts_are_kept_exactly():
+    # l0 1000x cheaper than l2: 6000 points' worth, so the full 100 (after the 12-trial probe)
+    levels, _ = _warmup_levels((0.001, 0.01, 1.0), 118)
+    assert levels[:12] == ["l0"] * 10 + ["l1", "l2"]
+    assert levels[12:102] == ["l0"] * 90 and levels[102:106] == ["l1", "l1", "l2", "l2"]
+    # counts given: no probe and no sizing, even for a level twice as cheap
+    levels, _ = _warmup_levels((0.5, 0.75, 1.0), 22, n_warmup={"l0": 15, "l1": 2, "l2": 2})
+    assert levels[:19] == ["l0"] * 15 + ["l1", "l1", "l2", "l2"]
 
 
 def test_a_level_made_1000x_dearer_is_not_chosen_after_the_warmup():

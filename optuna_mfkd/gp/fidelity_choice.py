@@ -89,6 +89,31 @@ def choose_level(
     return n - 1
 
 
+def cheap_warmup_size(cost_cheapest: float, cost_top: float, worth: float, most: int, least: int = 0) -> int:
+    """Random warm-up points at the cheapest level: as many as cost ``worth`` evaluations of
+    the highest level, kept between ``least`` and ``most``,
+
+        n = min(most, max(least, ceil(worth * c_top / c_0))).
+
+    With NB201's 12- and 200-epoch levels (``c_top / c_0 = 200 / 12``) and ``worth = 6`` this
+    is the paper's n1 = 100; a level half as dear as the top gets 12 points, not 100.
+
+    Raises:
+        ValueError: when a cost is not positive and finite, ``worth`` is negative or
+            ``least > most``.
+    """
+    for name, c in (("cost_cheapest", cost_cheapest), ("cost_top", cost_top)):
+        if not (isinstance(c, (int, float)) and math.isfinite(c) and c > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {c!r}.")
+    if not (math.isfinite(worth) and worth >= 0):
+        raise ValueError(f"worth must be a finite number >= 0, got {worth!r}.")
+    if least > most:
+        raise ValueError(f"least ({least}) must not exceed most ({most}).")
+    # The small tolerance keeps an exact ratio (6 x 200 / 12 = 100) from rounding up.
+    n = math.ceil(worth * cost_top / cost_cheapest - 1e-9)
+    return int(min(most, max(least, n)))
+
+
 def discrepancy_scales(covar_module: torch.nn.Module) -> Tensor:
     """``xi_m`` of an :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` whose kernels are
     ``ScaleKernel`` s over unit-variance kernels: ``sqrt(outputscale)`` of ``delta_1 .. delta_{L-1}``."""
