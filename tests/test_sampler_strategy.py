@@ -313,6 +313,36 @@ def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
     assert len(levels) == 24 and "high" in levels[13:]
 
 
+def test_a_resumed_study_continues_the_cost_sized_warmup(tmp_path):
+    # the default warm-up is derived from storage: processes of 6 trials each, a fresh
+    # sampler every time, still give 10 random low, 1 promoted high (the probe), 2 more
+    # random low (ceil(6 x 1 / 0.5) = 12 in all), 2 more promoted high, then the model
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    script = textwrap.dedent(
+        f"""
+        import optuna
+        from optuna_mfkd import MFKDSampler, fidelity_of
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = MFKDSampler(["low", "high"], seed=0, max_fit_iter=20)
+        study = optuna.create_study(study_name="s", storage="{url}", sampler=sampler, load_if_exists=True)
+        def objective(trial):
+            x = trial.suggest_float("x", 0, 1)
+            low = fidelity_of(trial) == "low"
+            trial.set_user_attr("cost", 0.5 if low else 1.0)
+            return (x - 0.4) ** 2 + (0.05 if low else 0.0)
+        study.optimize(objective, n_trials=6)
+        """
+    )
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", script], check=True)
+    study = optuna.load_study(study_name="s", storage=url)
+    levels = [t.user_attrs["fidelity"] for t in study.trials]
+    how = [t.system_attrs.get("mfkd:how", "random") for t in study.trials]
+    assert levels[:15] == ["low"] * 10 + ["high"] + ["low"] * 2 + ["high"] * 2
+    assert how[10] == "promote" and how[11:13] == ["random"] * 2 and how[13:15] == ["promote"] * 2
+    assert len(levels) == 18 and all(h.endswith("+cost") for h in how[15:])
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
