@@ -33,7 +33,12 @@ from optuna_mfkd.fidelity import (
 )
 from optuna_mfkd.gp.acquisition import ACQUISITIONS, build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
-from optuna_mfkd.gp.fidelity_choice import XI_MIN, cheap_warmup_size, choose_level, discrepancy_scales
+from optuna_mfkd.gp.fidelity_choice import (
+    XI_MIN,
+    cheap_warmup_size,
+    choose_level,
+    discrepancy_scales,
+)
 from optuna_mfkd.gp.model import FittedModel, fit_ar1_model
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise, unique_representatives
 

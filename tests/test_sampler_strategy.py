@@ -18,7 +18,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from optuna_mfkd import MFKDSampler, fidelity_of, level_costs
-from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level, discrepancy_scales, level_thresholds
+from optuna_mfkd.gp.fidelity_choice import (
+    cheap_warmup_size,
+    choose_level,
+    discrepancy_scales,
+    level_thresholds,
+)
 from optuna_mfkd.gp.model import fit_ar1_model
 from optuna_mfkd.sampler import HOW_ATTR, PAPER_SETTINGS
 
