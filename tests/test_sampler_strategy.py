@@ -288,29 +288,36 @@ def test_cost_aware_pending_points_at_any_level_are_believed():
     assert all(study._storage.get_trial(t._trial_id).system_attrs[HOW_ATTR].endswith("+cost") for t in pending)
 
 
-def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
+def _resumed_levels(tmp_path, sampler_args: str, low_cost: float, low_bias: str, n_trials: int):
+    """Levels and how each point was chosen, after 3 processes of ``n_trials`` each, every
+    one with a fresh ``MFKDSampler(["low", "high"], seed=0, max_fit_iter=20, <sampler_args>)``
+    on one SQLite study (the low level costs ``low_cost`` and adds ``low_bias`` to the value)."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     script = textwrap.dedent(
         f"""
         import math, optuna
         from optuna_mfkd import MFKDSampler, fidelity_of
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = MFKDSampler(["low", "high"], strategy="cost-aware", seed=0, max_fit_iter=20,
-                              n_warmup={{"low": 10, "high": 3}})
+        sampler = MFKDSampler(["low", "high"], seed=0, max_fit_iter=20, {sampler_args})
         study = optuna.create_study(study_name="s", storage="{url}", sampler=sampler, load_if_exists=True)
         def objective(trial):
             x = trial.suggest_float("x", 0, 1)
             low = fidelity_of(trial) == "low"
-            trial.set_user_attr("cost", 0.05 if low else 1.0)
-            return (x - 0.4) ** 2 + (0.1 * math.sin(9 * x) if low else 0.0)
-        study.optimize(objective, n_trials=8)
+            trial.set_user_attr("cost", {low_cost} if low else 1.0)
+            return (x - 0.4) ** 2 + ({low_bias} if low else 0.0)
+        study.optimize(objective, n_trials={n_trials})
         """
     )
     for _ in range(3):
         subprocess.run([sys.executable, "-c", script], check=True)
     study = optuna.load_study(study_name="s", storage=url)
-    levels = [t.user_attrs["fidelity"] for t in study.trials]
-    how = [t.system_attrs.get("mfkd:how", "random") for t in study.trials]
+    return ([t.user_attrs["fidelity"] for t in study.trials],
+            [t.system_attrs.get("mfkd:how", "random") for t in study.trials])
+
+
+def test_a_resumed_study_continues_the_cost_aware_strategy(tmp_path):
+    levels, how = _resumed_levels(tmp_path, 'strategy="cost-aware", n_warmup={"low": 10, "high": 3}',
+                                  0.05, "0.1 * math.sin(9 * x)", 8)
     # warm-up once (10 random low, 3 promoted high), then the model chooses both levels
     assert levels[:13] == ["low"] * 10 + ["high"] * 3
     assert how[10:13] == ["promote"] * 3
@@ -322,27 +329,7 @@ def test_a_resumed_study_continues_the_cost_sized_warmup(tmp_path):
     # the default warm-up is derived from storage: processes of 6 trials each, a fresh
     # sampler every time, still give 10 random low, 1 promoted high (the probe), 2 more
     # random low (ceil(6 x 1 / 0.5) = 12 in all), 2 more promoted high, then the model
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    script = textwrap.dedent(
-        f"""
-        import optuna
-        from optuna_mfkd import MFKDSampler, fidelity_of
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = MFKDSampler(["low", "high"], seed=0, max_fit_iter=20)
-        study = optuna.create_study(study_name="s", storage="{url}", sampler=sampler, load_if_exists=True)
-        def objective(trial):
-            x = trial.suggest_float("x", 0, 1)
-            low = fidelity_of(trial) == "low"
-            trial.set_user_attr("cost", 0.5 if low else 1.0)
-            return (x - 0.4) ** 2 + (0.05 if low else 0.0)
-        study.optimize(objective, n_trials=6)
-        """
-    )
-    for _ in range(3):
-        subprocess.run([sys.executable, "-c", script], check=True)
-    study = optuna.load_study(study_name="s", storage=url)
-    levels = [t.user_attrs["fidelity"] for t in study.trials]
-    how = [t.system_attrs.get("mfkd:how", "random") for t in study.trials]
+    levels, how = _resumed_levels(tmp_path, "", 0.5, "0.05", 6)
     assert levels[:15] == ["low"] * 10 + ["high"] + ["low"] * 2 + ["high"] * 2
     assert how[10] == "promote" and how[11:13] == ["random"] * 2 and how[13:15] == ["promote"] * 2
     assert len(levels) == 18 and all(h.endswith("+cost") for h in how[15:])
