@@ -14,6 +14,11 @@ change of the sampler). The report covers every finished suite study in the stor
 only the selected ones; ``--report-only`` writes it and runs nothing; ``--title``,
 ``--notes`` (a Markdown file) and ``--anytime`` shape it.
 
+``--records FILE`` keeps the finished runs in a small file (``optuna_mfkd/bench/records.py``):
+the runs it holds are read into the storage first (and so skipped), and every finished run
+of the storage is written back to it at the end, so a long benchmark continues on another
+machine from the committed file.
+
 The multi-fidelity problems also run the peers when named (``--problems synthetic-mf
 --methods dehb syne-bohb ...``; optional extra ``peers``); they are not in the default list.
 """
@@ -30,7 +35,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from optuna_mfkd.bench import harness, suite  # noqa: E402
+from optuna_mfkd.bench import harness, records, suite  # noqa: E402
+from optuna_mfkd.storage import rdb_storage  # noqa: E402
 
 DEFAULT_OUT = "benchmarks/results/sampler-suite"
 
@@ -55,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Markdown file placed in the report after the suite's own notes")
     p.add_argument("--anytime", nargs="+", type=float, default=None,
                    help="budget fractions of the anytime columns and tests (default: 0.25 0.5)")
+    p.add_argument("--records", type=Path, default=None,
+                   help="finished runs kept in a file (.jsonl or .jsonl.gz): read into the storage first, "
+                        "written back at the end")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -72,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if folder:
                 os.makedirs(folder, exist_ok=True)
         errors = 0
+        if args.records is not None and args.records.exists():
+            imported = records.import_runs(args.records, rdb_storage(args.storage))
+            print(json.dumps({"records": str(args.records), "imported": imported}))
         if not args.report_only:
             results = suite.run_suite(args.storage, problems, args.methods, args.seeds, n_jobs=args.n_jobs,
                                       table_path=args.table, progress=not args.no_progress, redo=args.redo,
@@ -80,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             errors = sum("error" in r for r in ran)
             print(json.dumps({"studies": len(results), "ran": len(ran), "skipped": len(results) - len(ran),
                               "errors": errors}))
+        if args.records is not None:
+            kept = records.export_runs(rdb_storage(args.storage), args.records)
+            print(json.dumps({"records": str(args.records), "written": kept}))
         command = "OMP_NUM_THREADS=1 python benchmarks/sampler_suite.py " + " ".join(shlex.quote(a) for a in argv)
         notes = args.notes.read_text().rstrip("\n").splitlines() if args.notes else ()
         options = {k: v for k, v in {"title": args.title, "anytime": args.anytime}.items() if v is not None}
