@@ -136,16 +136,25 @@ def import_runs(path: str | Path, storage: optuna.storages.BaseStorage) -> int:
     records = read_runs(path)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     created = 0
-    for record in records:
-        name = record["study"]
-        old = existing.get(name)
-        if old is not None:
-            if old.user_attrs.get(FINISHED_ATTR):
-                continue
-            storage.delete_study(old._study_id)
-        direction = StudyDirection.MAXIMIZE if record["direction"] == "maximize" else StudyDirection.MINIMIZE
-        study_id = storage.create_new_study([direction], name)
-        for key, value in record["user_attrs"].items():
-            storage.set_study_user_attr(study_id, key, value)
-        created += 1
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))  # no line per study
+    try:
+        for record in records:
+            created += _create(storage, record, existing.get(record["study"]))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return created
+
+
+def _create(storage: optuna.storages.BaseStorage, record: dict[str, Any], old: Any) -> int:
+    """Create ``record``'s study (replacing ``old``, an unfinished study of that name);
+    returns 1, or 0 when ``old`` is finished and kept."""
+    if old is not None:
+        if old.user_attrs.get(FINISHED_ATTR):
+            return 0
+        storage.delete_study(old._study_id)
+    direction = StudyDirection.MAXIMIZE if record["direction"] == "maximize" else StudyDirection.MINIMIZE
+    study_id = storage.create_new_study([direction], record["study"])
+    for key, value in record["user_attrs"].items():
+        storage.set_study_user_attr(study_id, key, value)
+    return 1
