@@ -72,10 +72,10 @@ def export_runs(storage: optuna.storages.BaseStorage, path: str | Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # an ordinary file's mode, not mkstemp's 0600
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file's mode, not mkstemp's 0600
         with _open(Path(tmp), "w") as f:
             for record in records:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
