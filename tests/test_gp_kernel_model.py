@@ -213,6 +213,36 @@ def test_standardisation_is_per_level_and_compresses_the_bad_tail_only():
     assert torch.all(torch.diff(zr[:4]) > 0)  # ... the order is kept
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_exploited_level_keeps_the_fit_sane(seed):
+    """39 of a cheap level's 57 points sit in one tight cluster at its optimum (a level the
+    search exploits). The default standardisation (mean, sd) must keep rho near its true
+    value 1 and rank held-out top-level points well; the robust scale (MAD of the cluster)
+    blows every other point up, and its fit ranks them worse."""
+
+    def f(x):
+        return -10 * ((x - 0.3) ** 2).sum(-1)
+
+    rng = np.random.default_rng(seed)
+    xl = np.vstack([rng.random((18, 3)), 0.3 + 0.01 * rng.standard_normal((39, 3))])
+    xh = rng.random((8, 3))
+    X = torch.tensor(np.vstack([xl, xh]))
+    levels = torch.tensor([0] * 57 + [1] * 8)
+    y = torch.tensor(np.concatenate([f(xl) + 0.5 * np.sin(7 * xl[:, 0]), f(xh)]))
+    default = standardise(y, levels, 2)
+    torch.testing.assert_close(default.apply(y, levels), standardise(y, levels, 2, robust=False).apply(y, levels))
+    xt = torch.tensor(rng.random((200, 3)))
+    rank = {}
+    for robust in (False, True):
+        fitted = fit_ar1_model(X, levels, y, 2, robust=robust)
+        mean, _ = posterior_mean_var(fitted, xt)
+        rank[robust] = stats.spearmanr(mean.numpy(), f(xt.numpy())).statistic
+        if not robust:
+            assert 0.5 < float(fitted.model.covar_module.rho) < 2.0
+    assert rank[False] > 0.95
+    assert rank[False] > rank[True]
+
+
 def test_fit_rejects_bad_shapes_and_levels():
     x = torch.rand(5, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="shapes"):
