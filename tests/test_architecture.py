@@ -191,3 +191,18 @@ def test_no_import_cycles() -> None:
 def test_cycle_finder() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_sampling_parts_never_import_upwards() -> None:
+    # the adapter (sampler.py) imports its parts, never the other way round; the parts know
+    # neither the benchmark, the command line, training nor the NB201 space
+    upward = ("optuna_mfkd.sampler", "optuna_mfkd.bench", "optuna_mfkd.cli", "optuna_mfkd.training",
+              "optuna_mfkd.nasbench201", "optuna_mfkd.distill")
+    assert _violations("optuna_mfkd.sampling", upward) == []
+    assert _violations("optuna_mfkd.gp", ("optuna_mfkd.sampling", "optuna_mfkd.sampler")) == []
+
+
+def test_modules_stay_small() -> None:
+    sizes = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
+    assert {m: n for m, n in sizes.items() if n > 500} == {}
+    assert sizes["optuna_mfkd.sampler"] < 300

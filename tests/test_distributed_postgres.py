@@ -146,10 +146,10 @@ def test_killed_worker_trial_is_retried(fresh_postgres_url: str, nb201_table_pat
 
 CRASH_IN_FIT = """
 import os, signal, sys
-import optuna_mfkd.sampler as sampler
+import optuna_mfkd.gp.model as gp_model
 def crash(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
-sampler.fit_ar1_model = crash
+gp_model.fit_ar1_model = crash
 from optuna_mfkd.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from optuna_mfkd import MaxCostCallback, MFKDSampler, best_high_fidelity_trial, fidelity_of
 from optuna_mfkd.sampler import HOW_ATTR, POINT_ATTR
+from optuna_mfkd.sampling.history import History
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -157,7 +158,7 @@ def test_failed_and_pruned_trials_do_not_enter_the_model():
     study.tell(t, state=TrialState.PRUNED)
     t = study.ask(space)
     assert t.params["x"] is not None
-    X, levels, y, running = sampler._collect(study, study.trials[-1], sampler_encoder(space))
+    X, levels, y, running = History(study, study.trials[-1], sampler.fidelities).observations(sampler_encoder(space))
     assert len(y) == 2 and sorted(y.tolist()) == [0.1, 0.2]
 
 
@@ -168,12 +169,12 @@ def sampler_encoder(space):
 
 
 def test_fit_failure_falls_back_to_a_random_candidate(monkeypatch, caplog):
-    import optuna_mfkd.sampler as sampler_module
+    import optuna_mfkd.gp.model as gp_model
 
     def broken(*args, **kwargs):
         raise RuntimeError("not positive definite")
 
-    monkeypatch.setattr(sampler_module, "fit_ar1_model", broken)
+    monkeypatch.setattr(gp_model, "fit_ar1_model", broken)
     caplog.set_level(logging.WARNING, logger="optuna_mfkd.sampler")
     sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 2}, seed=0)
     study = optuna.create_study(sampler=sampler)

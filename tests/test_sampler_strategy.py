@@ -21,7 +21,6 @@ from optuna_mfkd import MFKDSampler, fidelity_of, level_costs
 from optuna_mfkd.gp.fidelity_choice import (
     cheap_warmup_size,
     choose_level,
-    discrepancy_scales,
     level_thresholds,
 )
 from optuna_mfkd.gp.model import fit_ar1_model
@@ -131,7 +130,7 @@ def test_level_covariance_matches_the_joint_gpytorch_posterior():
         np.testing.assert_allclose(fitted.level_means(x[i : i + 1].repeat(3, 1), torch.arange(3)).numpy(),
                                    joint.mean[3 * i : 3 * i + 3].numpy(), atol=1e-6)
     # the discrepancy scales are the output scales of delta_1, delta_2
-    xi = discrepancy_scales(fitted.model.covar_module)
+    xi = fitted.discrepancy_scales()
     want = [float(k.outputscale.detach()) ** 0.5 for k in fitted.model.covar_module.base_kernels[1:]]
     np.testing.assert_allclose(xi.numpy(), want)
 

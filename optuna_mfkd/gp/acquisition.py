@@ -1,14 +1,14 @@
-"""Acquisition functions on the highest level of the fitted co-kriging model.
+"""Acquisition functions on the top level of the fitted co-kriging model.
 
-All scores are in **model units of the highest level**: observations of that level
+All scores are in **model units of the top level**: observations of that level
 standardised by :func:`optuna_mfkd.gp.model.standardise` (centre ``m_L``, scale ``s_L``), so
 with ``mu`` and ``sigma^2`` the posterior mean and variance of ``y_L(x)`` in those units:
 
 - ``"ucb"``, the paper's rule (Algorithm 1): ``mu(x) + beta * sigma^2(x)``. ``beta``
   multiplies the **variance**, not the standard deviation (BoTorch's
   ``UpperConfidenceBound`` computes ``mu + sqrt(beta) * sigma`` instead), and it is defined
-  on the standardised outputs of the highest level.
-- ``"logei"``: BoTorch's ``LogExpectedImprovement`` over the best observed highest-level
+  on the standardised outputs of the top level.
+- ``"logei"``: BoTorch's ``LogExpectedImprovement`` over the best observed top-level
   value ``f*``: ``log E[max(y_L(x) - f*, 0)]``, computed stably in log space.
 
 Both are BoTorch ``AcquisitionFunction`` objects over the model's features (without the
@@ -33,7 +33,7 @@ class VarianceUCB(AnalyticAcquisitionFunction):
     """``mu(x) + beta * sigma^2(x)`` (MF-KD, Algorithm 1) for ``q = 1``.
 
     Args:
-        model: a BoTorch model with one output (here the highest level).
+        model: a BoTorch model with one output (here the top level).
         beta: weight of the posterior variance, ``>= 0``.
     """
 
@@ -50,7 +50,7 @@ class VarianceUCB(AnalyticAcquisitionFunction):
 
 
 def build_acquisition(name: str, fitted: FittedModel, beta: float = 1.0) -> AcquisitionFunction:
-    """The acquisition ``name`` (see :data:`ACQUISITIONS`) on ``fitted``'s highest level."""
+    """The acquisition ``name`` (see :data:`ACQUISITIONS`) on ``fitted``'s top level."""
     model = fitted.as_botorch_model()
     if name == "ucb":
         return VarianceUCB(model, beta)
@@ -58,7 +58,7 @@ def build_acquisition(name: str, fitted: FittedModel, beta: float = 1.0) -> Acqu
         top = fitted.top_targets()
         if len(top):
             best = float(top.max())
-        else:  # no highest-level data yet: the best posterior mean at the observed points
+        else:  # no top-level data yet: the best posterior mean at the observed points
             X = fitted.model.train_inputs[0][:, :-1]
             with torch.no_grad():
                 best = float(fitted.marginals(X)[0].max())
@@ -78,7 +78,7 @@ def score(acqf: AcquisitionFunction, X: Tensor, chunk_size: int = 2048) -> Tenso
 def posterior_mean_var(
     fitted: FittedModel, X: Tensor, chunk_size: int = 4096
 ) -> tuple[Tensor, Tensor]:
-    """Posterior mean and variance of the highest level at ``X`` (``(m, d)``), in
+    """Posterior mean and variance of the top level at ``X`` (``(m, d)``), in
     observation units (exact above the compressed tail of the standardisation), in chunks
     of :meth:`FittedModel.marginals`."""
     means, variances = [], []

@@ -1,7 +1,7 @@
 """Which level to evaluate a chosen point at: the MF-GP-UCB rule on the AR1 model.
 
 The cost-aware strategy of :class:`~optuna_mfkd.sampler.MFKDSampler` first picks the point
-``x*`` that maximises the acquisition of the highest level, then the level to evaluate it
+``x*`` that maximises the acquisition of the top level, then the level to evaluate it
 at, with the rule of MF-GP-UCB (Kandasamy et al., "Gaussian Process Bandit Optimisation
 with Multi-fidelity Evaluations", NeurIPS 2016): evaluate the cheapest level ``m`` at which
 ``x*`` is still uncertain by more than what level ``m`` can tell about the level above it,
@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 #: Smallest discrepancy scale ``xi_m`` used (model units: level scales are about 1).
@@ -70,7 +69,7 @@ def choose_level(
         rho: ``(L-1,)`` AR1 coefficients (model units).
         xi: ``(L-1,)`` prior standard deviations of the discrepancies ``delta_1 .. delta_{L-1}``.
         costs: ``(L,)`` cost of one evaluation per level.
-        allowed: ``(L,)`` whether the point may be evaluated at each level (the highest
+        allowed: ``(L,)`` whether the point may be evaluated at each level (the top
             level always may).
         xi_min: lower bound of every ``xi_m``.
 
@@ -91,7 +90,7 @@ def choose_level(
 
 def cheap_warmup_size(cost_cheapest: float, cost_top: float, worth: float, most: int, least: int = 0) -> int:
     """Random warm-up points at the cheapest level: as many as cost ``worth`` evaluations of
-    the highest level, kept between ``least`` and ``most``,
+    the top level, kept between ``least`` and ``most``,
 
         n = min(most, max(least, ceil(worth * c_top / c_0))).
 
@@ -112,9 +111,3 @@ def cheap_warmup_size(cost_cheapest: float, cost_top: float, worth: float, most:
     # The small tolerance keeps an exact ratio (6 x 200 / 12 = 100) from rounding up.
     n = math.ceil(worth * cost_top / cost_cheapest - 1e-9)
     return int(min(most, max(least, n)))
-
-
-def discrepancy_scales(covar_module: torch.nn.Module) -> Tensor:
-    """``xi_m`` of an :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` whose kernels are
-    ``ScaleKernel`` s over unit-variance kernels: ``sqrt(outputscale)`` of ``delta_1 .. delta_{L-1}``."""
-    return torch.stack([k.outputscale.detach().reshape(()) for k in covar_module.base_kernels[1:]]).sqrt()

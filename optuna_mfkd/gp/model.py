@@ -8,8 +8,10 @@ Notation (shapes):
 
 Observations are standardised level by level (:func:`standardise`, the one place where
 this happens): an affine map per level keeps the AR1 relation linear (``rho`` and the
-level means absorb it), and with ``robust=True`` the lower tail is compressed so a few
-very bad points (diverged runs, broken cells) do not squash the top of the range. Every
+level means absorb it). The default is each level's mean and standard deviation;
+``robust=True`` uses the median and scaled MAD and compresses the lower tail, so a few very
+bad points (diverged runs, broken cells) do not squash the top of the range, at the price of
+a scale that collapses when most of a level's points sit in one tight cluster. Every
 level has its own constant mean (``MultitaskMean``) and its own noise variance
 (``HadamardGaussianLikelihood``), and the covariance is
 :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` over one
@@ -56,7 +58,7 @@ class AR1CoKrigingGP(MultiTaskGP):
     A ``MultiTaskGP`` whose task feature (the last input column) is the fidelity level and
     whose covariance is :class:`AR1Kernel` over all levels (BoTorch's own ICM kernel,
     ``data_kernel * PositiveIndexKernel``, cannot express AR1). Posteriors are for the
-    highest level (``output_tasks = [L - 1]``); pass inputs without the level column.
+    top level (``output_tasks = [L - 1]``); pass inputs without the level column.
 
     Args:
         train_X: ``(n, d + 1)`` inputs; the last column is the level.
@@ -153,7 +155,7 @@ class Standardisation:
         return z
 
 
-def standardise(y: Tensor, levels: Tensor, num_levels: int, robust: bool = True) -> Standardisation:
+def standardise(y: Tensor, levels: Tensor, num_levels: int, robust: bool = False) -> Standardisation:
     """The map of :class:`Standardisation` for observations ``y`` at ``levels``.
 
     Each level with at least 3 observations gets its own centre and scale (mean and standard
@@ -192,7 +194,7 @@ def standardise(y: Tensor, levels: Tensor, num_levels: int, robust: bool = True)
 class FittedModel:
     """A fitted model and the standardisation of its observations.
 
-    ``y_mean`` and ``y_std`` map model units of the highest level to observation units,
+    ``y_mean`` and ``y_std`` map model units of the top level to observation units,
     ``y = y_mean + y_std * y_model``, exactly above the compressed tail.
     """
 
@@ -230,10 +232,10 @@ class FittedModel:
         return self._cache
 
     def marginals(self, X: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior mean and variance of the highest level at ``X`` (``(m, d)``), in model
+        """Posterior mean and variance of the top level at ``X`` (``(m, d)``), in model
         units, differentiable in ``X``.
 
-        With ``K_*n`` the cross-covariance of ``X`` (at the highest level) with the ``n``
+        With ``K_*n`` the cross-covariance of ``X`` (at the top level) with the ``n``
         training rows and ``L, alpha`` from :meth:`training_cholesky`:
 
             mu(x)      = m(x) + K_*n alpha
@@ -277,10 +279,6 @@ class FittedModel:
         v = v.transpose(-1, -2).reshape(m, n_levels, -1)
         return prior - v @ v.transpose(-1, -2)
 
-    def noise_variances(self) -> Tensor:
-        """Observation noise variance of each level (``(L,)``, model units)."""
-        return self.model.likelihood.noise.detach().reshape(-1)[: self.num_levels].clone()
-
     def level_means(self, X: Tensor, levels: Tensor) -> Tensor:
         """Posterior mean of level ``levels[i]`` at ``X[i]`` (model units):
         ``m(z) + K_{z n} alpha``."""
@@ -291,7 +289,7 @@ class FittedModel:
             return model.forward(Z).mean + model.covar_module(Z, model.train_inputs[0]).to_dense() @ alpha
 
     def as_botorch_model(self) -> TopLevelModel:
-        """The highest level as a one-output BoTorch model (for acquisition functions)."""
+        """The top level as a one-output BoTorch model (for acquisition functions)."""
         return TopLevelModel(self)
 
     def hyperparameters(self) -> dict[str, Tensor]:
@@ -307,10 +305,23 @@ class FittedModel:
         """Fitted ``rho_0 .. rho_{L-2}`` in observation units: with level scales ``s_l``
         and ``rho'_l`` the model's (standardised) coefficient, ``rho_l = rho'_l s_{l+1} / s_l``."""
         scale = torch.tensor(self.standardisation.scale, dtype=torch.float64)
-        return self.model.covar_module.rho.detach().clone() * scale[1:] / scale[:-1]
+        return self.model_rho * scale[1:] / scale[:-1]
+
+    @property
+    def model_rho(self) -> Tensor:
+        """Fitted ``rho'_0 .. rho'_{L-2}`` in model units (each level's own standardisation):
+        ``y'_{m+1} = rho'_m y'_m + delta'_{m+1}``."""
+        return self.model.covar_module.rho.detach().clone()
+
+    def discrepancy_scales(self) -> Tensor:
+        """``xi_1 .. xi_{L-1}``: the prior standard deviation (model units) of each discrepancy
+        ``delta'_{m+1}``, ``sqrt(outputscale)`` of its kernel (a ``ScaleKernel`` over a
+        unit-variance kernel)."""
+        kernels = self.model.covar_module.base_kernels[1:]
+        return torch.stack([k.outputscale.detach().reshape(()) for k in kernels]).sqrt()
 
     def top_targets(self) -> Tensor:
-        """Training targets (model units) of the highest level."""
+        """Training targets (model units) of the top level."""
         model = self.model
         top = model.train_inputs[0][:, -1].round() == self.num_levels - 1
         return model.train_targets[top]
@@ -318,7 +329,7 @@ class FittedModel:
     def condition_on_pending(self, X_pending: Tensor, levels: Tensor | None = None) -> FittedModel:
         """Kriging believer: this model with pending points added at their posterior mean.
 
-        ``levels`` gives the level of each pending point (default: all at the highest
+        ``levels`` gives the level of each pending point (default: all at the top
         level). The returned model keeps the hyperparameters and the standardisation; its
         posterior variance shrinks around the pending points, so the acquisition does not
         pick them (or their close neighbours) again while they are being evaluated.
@@ -349,7 +360,7 @@ class FittedModel:
 
 
 class TopLevelModel(Model):
-    """BoTorch ``Model`` view of a :class:`FittedModel`'s highest level, for ``q = 1``.
+    """BoTorch ``Model`` view of a :class:`FittedModel`'s top level, for ``q = 1``.
 
     ``posterior(X)`` (``X``: ``(..., 1, d)``) returns independent normals with the
     marginals of :meth:`FittedModel.marginals`, which is all analytic acquisition functions
@@ -402,7 +413,7 @@ def fit_ar1_model(
     lengthscale_loc: float | None = None,
     ard: bool = True,
     cat_ard: bool = False,
-    robust: bool = True,
+    robust: bool = False,
     fit: bool = True,
 ) -> FittedModel:
     """Fit the AR1 co-kriging model to ``(X, levels, y)`` (``y``: larger is better).

@@ -28,8 +28,6 @@ from torch import nn
 
 from optuna_mfkd.nasbench201.space import EDGES, OPS, arch_str_to_ops
 
-#: Indices (into ``cells``) of the residual blocks.
-RESIDUAL_BLOCKS = (5, 11)
 #: Layers distilled by default: cells 2 and 3 of stages 1 and 2 and the first residual block.
 DEFAULT_DISTILL_LAYERS = (2, 3, 5, 8, 9)
 

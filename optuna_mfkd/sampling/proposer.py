@@ -1,0 +1,183 @@
+"""From observations to a point: fit (with the refit schedule) -> pending points -> maximise
+-> fallback. The one copy of this sequence; the strategies call it.
+
+Every function here is over arrays, tensors and the encoder; the observations come from
+:class:`~optuna_mfkd.sampling.history.History` and nothing here reads or writes storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Hashable, Iterator
+
+import numpy as np
+import optuna
+import torch
+
+from optuna_mfkd.gp import model as gp_model
+from optuna_mfkd.gp.acquisition import build_acquisition
+from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+from optuna_mfkd.gp.model import FittedModel
+from optuna_mfkd.gp.proposal import best_of_candidates, optimise
+from optuna_mfkd.sampling.candidates import Candidates, Grid
+from optuna_mfkd.sampling.history import Observations
+from optuna_mfkd.sampling.options import SamplerOptions
+
+_logger = optuna.logging.get_logger("optuna_mfkd.sampler")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (``None``: unchanged), restored afterwards."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def warn_failed(trial_number: int, doing: str, err: Exception, instead: str) -> None:
+    """Log that a numerical step failed and what the trial does instead (the study goes on)."""
+    _logger.warning(f"Trial {trial_number}: {doing} failed ({err!r}); {instead} for this trial.")
+
+
+def used_keys(candidates: Candidates, encoder: SearchSpaceEncoder, obs: Observations, level: int) -> set[Hashable]:
+    """Keys of the points observed or running at ``level``."""
+    X, levels, _, running = obs
+    used = set(candidates.keys(encoder, X[levels == level])) if (levels == level).any() else set()
+    used.update(candidates.keys(encoder, pt)[0] for lv, pt in running if lv == level)
+    return used
+
+
+class Proposer:
+    """Fits the AR1 model and maximises the top level's acquisition.
+
+    Hyperparameters are re-optimised once ``refit_every`` observations (and, with
+    ``refit_growth > 0``, that fraction of the data of the last fit) were added since the last
+    fit, which then starts from the previous optimum; in between only the data are updated.
+    The fitted hyperparameters are kept per (study, parameter names).
+    """
+
+    def __init__(self, options: SamplerOptions, candidates: Candidates, refit_growth: float = 0.0) -> None:
+        self.options = options
+        self.candidates = candidates
+        self.refit_growth = refit_growth
+        self._last_fit: dict[tuple, tuple[int, dict[str, torch.Tensor]]] = {}
+
+    def fit(self, key: tuple, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray) -> FittedModel:
+        """The AR1 model of ``(X, levels, y)`` (internal rows), refitted on the schedule."""
+        opts = self.options
+        n_fit_last, hyper = self._last_fit.get(key, (-(10**9), None))
+        every = opts.refit_every
+        if self.refit_growth > 0:
+            every = max(every, math.ceil(self.refit_growth * max(n_fit_last, 0)))
+        refit = len(y) - n_fit_last >= every or hyper is None
+        with torch.random.fork_rng():
+            torch.manual_seed(int(self.candidates.rng.integers(2**31 - 1)))
+            fitted = gp_model.fit_ar1_model(
+                encoder.encode(X),
+                torch.from_numpy(levels),
+                torch.from_numpy(y),
+                len(opts.names),
+                cat_dims=encoder.cat_dims,
+                warm_start=hyper,
+                max_iter=opts.max_fit_iter,
+                ard=opts.ard,
+                cat_ard=opts.cat_ard,
+                robust=opts.robust,
+                fit=refit,
+            )
+        if refit:
+            self._last_fit[key] = (len(y), fitted.hyperparameters())
+        return fitted
+
+    def maximise(
+        self, fitted: FittedModel, encoder: SearchSpaceEncoder, grid: Grid | None, used: set[Hashable], obs: Observations,
+    ) -> np.ndarray:
+        """The point maximising the top level's acquisition among points whose key is not
+        ``used`` (exhaustive, the paper's random candidates, or BoTorch's optimisers, started
+        from the best observed points)."""
+        opts, cands = self.options, self.candidates
+        X, levels, y, _ = obs
+        acqf = build_acquisition(opts.acquisition, fitted, opts.beta)
+        if grid is not None:
+            rows, feats, keys = grid
+            free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
+            return rows[best_of_candidates(acqf, feats, free, cands.rng)]
+        if isinstance(opts.n_candidates, int):
+            # The paper's rule: the best of n_candidates uniformly random points.
+            cand = encoder.sample(opts.n_candidates, cands.rng)
+            free = np.fromiter((k not in used for k in cands.keys(encoder, cand)), dtype=bool, count=len(cand))
+            if not free.any():
+                raise ValueError("every random candidate was already evaluated")
+            return cand[best_of_candidates(acqf, encoder.encode(cand), free, cands.rng)]
+        at_top = levels == opts.top
+        top_rows, top_y = (X[at_top], y[at_top]) if at_top.any() else (X, y)
+        best = top_rows[np.argsort(-top_y, kind="stable")[:5]]
+        return optimise(acqf, encoder, encoder.encode(best), cands.rng, used, lambda rows: cands.keys(encoder, rows))
+
+    def model_step(
+        self, key: tuple, encoder: SearchSpaceEncoder, obs: Observations, grid: Grid | None, used: set[Hashable],
+        every_level_pending: bool,
+    ) -> tuple[np.ndarray, FittedModel]:
+        """Fit, condition on the running points (kriging believer), maximise.
+
+        ``every_level_pending``: the running points of every level enter at their level's
+        posterior mean; otherwise those of the top level only, at the top level's.
+        Returns the point and the conditioned model; numerical errors propagate.
+        """
+        cands = self.candidates
+        X, levels, y, running = obs
+        fitted = self.fit(key, encoder, cands.representatives(encoder, X, grid), levels, y)
+        if every_level_pending and running:
+            P = cands.representatives(encoder, np.stack([pt for _, pt in running]), grid)
+            lv_p = torch.tensor([lv for lv, _ in running], dtype=torch.long)
+            fitted = fitted.condition_on_pending(encoder.encode(P), lv_p)
+        elif not every_level_pending:
+            pending = [pt for lv, pt in running if lv == self.options.top]
+            if pending:
+                P = cands.representatives(encoder, np.stack(pending), grid)
+                fitted = fitted.condition_on_pending(encoder.encode(P))
+        return self.maximise(fitted, encoder, grid, used, obs), fitted
+
+    def propose(
+        self, key: tuple, trial_number: int, encoder: SearchSpaceEncoder, obs: Observations, level: int, promote: bool,
+    ) -> tuple[np.ndarray, str]:
+        """A point for a trial at ``level`` and how it was chosen.
+
+        During the warm-up (a cheaper level, fewer top-level trials than its warm-up, or no
+        observation yet): with ``promote``, the best point of the level below not yet taken
+        at ``level`` (``"promote"``), else a random free point (``"random"``). After it: the
+        top level's acquisition (its name), or a random point when the fit fails
+        (``"fallback"``, logged) or when every point was taken (``"random"``, logged).
+        """
+        opts, cands = self.options, self.candidates
+        X, levels, y, running = obs
+        used = used_keys(cands, encoder, obs, level)
+        grid = cands.grid(encoder)
+        restricted = cands.restricted(encoder, level)
+        n_top = int((levels == opts.top).sum()) + sum(1 for lv, _ in running if lv == opts.top)
+        if level != opts.top or n_top < opts.n_warmup[opts.names[opts.top]] or len(y) == 0:
+            if promote and 0 < level and (levels == level - 1).any():
+                row = cands.promote(encoder, X, levels, y, level, used, restricted)
+                if row is not None:
+                    return row, "promote"
+            row = cands.random_free(encoder, used, grid, restricted)
+            if row is None:
+                row = cands.all_taken(trial_number, encoder, opts.names[level], restricted)
+            return row, "random"
+        if grid is not None and not any(k not in used for k in grid[2]):
+            return cands.all_taken(trial_number, encoder, opts.names[level]), "random"
+        try:
+            return self.model_step(key, encoder, obs, grid, used, every_level_pending=False)[0], opts.acquisition
+        except Exception as err:  # numerical failures must not stop the study
+            warn_failed(trial_number, "fitting or optimising the co-kriging model", err, "using a random point")
+            row = cands.random_free(encoder, used, grid, restricted)
+            if row is None:
+                row = cands.all_taken(trial_number, encoder, opts.names[level], restricted)
+            return row, "fallback"

@@ -1,0 +1,201 @@
+"""Which level a trial is evaluated at, and where the strategy chooses it, its point.
+
+A strategy turns a :class:`~optuna_mfkd.sampling.history.History` into a :class:`Plan`:
+
+- :class:`PaperStrategy` (the paper's Algorithm 1): warm-up trials per level, then every
+  trial at the top level; the point is proposed later, in ``sample_relative``.
+- :class:`CostAwareStrategy`: a warm-up sized by cost (random points at the cheapest level,
+  then the best points promoted level by level), then the point that maximises the top
+  level's acquisition, evaluated at the cheapest level where it is still more uncertain than
+  what that level can tell (MF-GP-UCB's rule, :mod:`optuna_mfkd.gp.fidelity_choice`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from optuna_mfkd.gp.acquisition import build_acquisition
+from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level
+from optuna_mfkd.gp.model import FittedModel
+from optuna_mfkd.gp.proposal import best_of_candidates
+from optuna_mfkd.sampling.candidates import Candidates, Grid, signature
+from optuna_mfkd.sampling.history import History
+from optuna_mfkd.sampling.options import COST_AWARE_WARMUP, REFIT_GROWTH, SamplerOptions
+from optuna_mfkd.sampling.proposer import Proposer, torch_threads, used_keys, warn_failed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A trial's level, and the point chosen with it (internal row of the search space with
+    ``signature``), or ``None`` when ``sample_relative`` proposes the point."""
+
+    level: int
+    point: np.ndarray | None = None
+    signature: tuple | None = None
+    how: str | None = None
+
+
+class Strategy:
+    """Warm-up and level choice. Subclasses set :attr:`promotes` (warm-up points of a level
+    are the best of the level below) and :attr:`refit_growth` (see
+    :class:`~optuna_mfkd.sampling.proposer.Proposer`) and may override :meth:`after_warmup`
+    and :meth:`warmup_stages`."""
+
+    promotes: bool = False
+    refit_growth: float = 0.0
+
+    def __init__(self, options: SamplerOptions, candidates: Candidates) -> None:
+        self.options = options
+        self.candidates = candidates
+        self.proposer = Proposer(options, candidates, self.refit_growth)
+
+    def warmup_stages(self, history: History) -> list[Mapping[str, int]]:
+        """Warm-up trials per level, in stages done one after the other."""
+        return [self.options.n_warmup]
+
+    def plan(self, history: History, trial_number: int, study_key: int) -> Plan:
+        """The level of a new trial: the cheapest level short of its warm-up target in the
+        first unfinished stage, else :meth:`after_warmup`."""
+        counts = history.counts()
+        stages = self.warmup_stages(history)
+        for targets in stages:
+            for level, name in enumerate(self.options.names):
+                if counts[level] < targets[name]:
+                    return Plan(level)
+        return self.after_warmup(history, trial_number, study_key, stages[-1])
+
+    def after_warmup(self, history: History, trial_number: int, study_key: int, warmup: Mapping[str, int]) -> Plan:
+        """The plan once the warm-up is done: the top level, its point proposed later."""
+        return Plan(self.options.top)
+
+    def propose(
+        self, history: History, trial_number: int, study_key: int, encoder: SearchSpaceEncoder, level: int
+    ) -> tuple[np.ndarray, str]:
+        """A point for a trial at ``level`` (:meth:`Proposer.propose`)."""
+        obs = history.observations(encoder)
+        key = (study_key, tuple(encoder.names))
+        return self.proposer.propose(key, trial_number, encoder, obs, level, self.promotes)
+
+
+class PaperStrategy(Strategy):
+    """The paper's Algorithm 1: ``n_warmup`` random trials per level, then the top level."""
+
+
+class CostAwareStrategy(Strategy):
+    """Warm-up sized by cost, then the point and its level chosen together (see the module)."""
+
+    promotes = True
+    refit_growth = REFIT_GROWTH
+
+    def warmup_stages(self, history: History) -> list[Mapping[str, int]]:
+        """``n_warmup``, or for the default warm-up (:data:`COST_AWARE_WARMUP`) a probe
+        (random points at the cheapest level, one promotion per level) and then the full
+        warm-up, whose cheapest-level count is sized by the costs once every level's cost is
+        known (given, or a COMPLETE trial at the level)."""
+        opts = self.options
+        if not opts.cost_sized:
+            return [opts.n_warmup]
+        cheapest, top = opts.names[0], opts.names[-1]
+        probe = min(int(COST_AWARE_WARMUP["probe"]), opts.n_warmup[cheapest])
+        first = {n: probe if i == 0 else min(1, opts.n_warmup[n]) for i, n in enumerate(opts.names)}
+        full = dict(opts.n_warmup)
+        seen = history.seen_levels()
+        if all(n in opts.costs or n in seen for n in (cheapest, top)):
+            costs = history.costs(opts.costs)
+            full[cheapest] = cheap_warmup_size(
+                costs[cheapest], costs[top], COST_AWARE_WARMUP["worth"], most=full[cheapest], least=probe
+            )
+        return [first, full]
+
+    def after_warmup(self, history: History, trial_number: int, study_key: int, warmup: Mapping[str, int]) -> Plan:
+        """The top level's acquisition maximiser and the level chosen for it; the top level
+        (point proposed later) when there is nothing to choose or the model fails."""
+        opts, cands = self.options, self.candidates
+        top = opts.top
+        space = history.search_space()
+        if top == 0 or not space:
+            return Plan(top)
+        encoder = SearchSpaceEncoder(space)
+        with torch_threads(opts.torch_threads):
+            obs = history.observations(encoder)
+            X, levels, y, running = obs
+            if not (levels == top).any():
+                return Plan(top)
+            used = [used_keys(cands, encoder, obs, lv) for lv in range(top + 1)]
+            grid = cands.grid(encoder)
+            if grid is not None and not any(k not in used[top] for k in grid[2]):
+                return Plan(top)
+            try:
+                row, fitted = self.proposer.model_step(
+                    (study_key, tuple(encoder.names)), encoder, obs, grid, used[top], every_level_pending=True
+                )
+                points, free = self._level_points(fitted, encoder, grid, row, used)
+                rep = cands.representatives(encoder, np.stack(points), grid)
+                covar_all = fitted.level_covariance(encoder.encode(rep))
+                std = torch.stack([covar_all[m, m, m] for m in range(top + 1)]).clamp_min(0.0).sqrt()
+                counts = np.bincount(levels, minlength=top + 1) + np.bincount(
+                    np.array([lv for lv, _ in running], dtype=np.int64), minlength=top + 1
+                )
+                allowed = [
+                    free[lv] and counts[lv] < warmup[opts.names[lv]] + opts.screen * counts[lv + 1]
+                    for lv in range(top)
+                ] + [True]
+                costs = history.costs(opts.costs)
+                level = choose_level(
+                    std, fitted.model_rho, fitted.discrepancy_scales(), [costs[n] for n in opts.names], allowed,
+                    opts.xi_min,
+                )
+            except Exception as err:  # numerical failures must not stop the study
+                warn_failed(trial_number, "choosing the level with the co-kriging model", err,
+                            "evaluating at the top level")
+                return Plan(top)
+        return Plan(level, points[level], signature(encoder), f"{opts.acquisition}+cost")
+
+    def _level_points(
+        self, fitted: FittedModel, encoder: SearchSpaceEncoder, grid: Grid | None, row: np.ndarray,
+        used: list[set[Hashable]],
+    ) -> tuple[list[np.ndarray], list[bool]]:
+        """The point the level choice considers at each level, and whether it is free there:
+        ``row`` (the top-level acquisition's maximiser) at unrestricted levels; at a level with
+        ``level_points``, ``row``'s own entry when its key is one of them, else the level's
+        free point that maximises the same acquisition."""
+        opts, cands = self.options, self.candidates
+        key = cands.keys(encoder, row)[0]
+        points, free = [], []
+        acqf = None
+        for lv in range(len(opts.names)):
+            restricted = cands.restricted(encoder, lv)
+            if restricted is None:
+                points.append(row)
+                free.append(key not in used[lv])
+                continue
+            rows, keys = restricted
+            if key in keys and key not in used[lv]:
+                points.append(rows[keys.index(key)])
+                free.append(True)
+                continue
+            mask = np.fromiter((k not in used[lv] for k in keys), dtype=bool, count=len(keys))
+            if not mask.any():
+                points.append(row)
+                free.append(False)
+                continue
+            if acqf is None:
+                acqf = build_acquisition(opts.acquisition, fitted, opts.beta)
+            feats = encoder.encode(cands.representatives(encoder, rows, grid))
+            points.append(rows[best_of_candidates(acqf, feats, mask, cands.rng)])
+            free.append(True)
+        return points, free
+
+
+#: Strategy name -> class.
+STRATEGY_CLASSES: dict[str, type[Strategy]] = {"paper": PaperStrategy, "cost-aware": CostAwareStrategy}
+
+
+def make_strategy(options: SamplerOptions, candidates: Candidates) -> Strategy:
+    """The strategy named by ``options.strategy``."""
+    return STRATEGY_CLASSES[options.strategy](options, candidates)
