@@ -12,6 +12,7 @@ These helpers work with any sampler, so one objective serves every method of a b
 
 from __future__ import annotations
 
+import datetime
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -20,13 +21,19 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_mfkd.log import get_logger
+
 FIDELITY_ATTR = "fidelity"
 FIDELITY_LEVEL_ATTR = "fidelity_level"
 COST_ATTR = "cost"
 #: Study system attribute holding the ordered list of fidelity names of a study.
 STUDY_FIDELITIES_ATTR = "mfkd:fidelities"
+#: Trial system attribute: when the sampler handed the trial its point (ISO time), so that a
+#: duration counts the objective alone, not the sampler's own step.
+OBJECTIVE_START_ATTR = "mfkd:objective_start"
 
 _TrialLike = optuna.trial.BaseTrial | FrozenTrial
+_logger = get_logger(__name__)
 
 
 def fidelity_of(trial: _TrialLike, default: str | None = None) -> str | None:
@@ -102,6 +109,32 @@ def trial_cost(trial: FrozenTrial, cost_attr: str = COST_ATTR) -> float:
         return 0.0
 
 
+def objective_start(trial: FrozenTrial) -> datetime.datetime | None:
+    """When ``trial``'s objective got its point (:data:`OBJECTIVE_START_ATTR`, recorded by
+    MFKDSampler), else when the trial started."""
+    stamp = trial.system_attrs.get(OBJECTIVE_START_ATTR)
+    if isinstance(stamp, str):
+        try:
+            return datetime.datetime.fromisoformat(stamp)
+        except ValueError:
+            pass
+    return trial.datetime_start
+
+
+def timed_levels(trials: Sequence[FrozenTrial], names: Sequence[str], cost_attr: str = COST_ATTR) -> list[str]:
+    """Levels whose COMPLETE trials exist but none carries a numeric ``cost_attr``: their
+    cost is learned from durations (:func:`level_costs`)."""
+    seen: dict[str, bool] = {}
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        level = fidelity_of(t, default=names[-1])
+        value = t.user_attrs.get(cost_attr)
+        has = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        seen[level] = seen.get(level, False) or has
+    return [n for n in names if n in seen and not seen[n]]
+
+
 def level_costs(
     trials: Sequence[FrozenTrial],
     names: Sequence[str],
@@ -112,7 +145,8 @@ def level_costs(
 
     A level named in ``given`` costs that. Otherwise its cost is the median ``cost_attr``
     user attribute of its COMPLETE trials that carry one; a level whose trials carry none
-    costs their median duration in seconds (``datetime_complete - datetime_start``); a level
+    costs their objective's median duration in seconds (:func:`objective_start` to
+    ``datetime_complete``, so the sampler's own step is not counted); a level
     with no such trial costs the dearest cost known (never cheaper than what was measured),
     or 1 when none is known. Trials without a level count at the highest level.
 
@@ -139,8 +173,8 @@ def level_costs(
             value = trial_cost(t, cost_attr)
             if math.isfinite(value) and value > 0:
                 attr[level].append(value)
-        elif t.datetime_start is not None and t.datetime_complete is not None:
-            seconds[level].append(max((t.datetime_complete - t.datetime_start).total_seconds(), 1e-6))
+        elif (start := objective_start(t)) is not None and t.datetime_complete is not None:
+            seconds[level].append(max((t.datetime_complete - start).total_seconds(), 1e-6))
     out: dict[str, float] = {}
     for n in names:
         if n in given:
@@ -177,14 +211,35 @@ class MaxCostCallback:
     """
 
     def __init__(self, budget: float, cost_attr: str = COST_ATTR) -> None:
-        if not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
             raise ValueError(f"budget must be a positive finite number, got {budget!r}.")
         self.budget = float(budget)
         self.cost_attr = cost_attr
+        self._warned: set[str] = set()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._check_cost(trial)
         if total_cost(study, self.cost_attr) >= self.budget:
             study.stop()
+
+    def _check_cost(self, trial: FrozenTrial) -> None:
+        """Warn once when a finished trial has no cost, or one that is not a number: it
+        counts 0 toward the budget."""
+        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+            return
+        value = trial.user_attrs.get(self.cost_attr)
+        if value is None:
+            kind, why = "missing", f"trial {trial.number} has no {self.cost_attr!r} user attribute"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            kind, why = "bad", f"trial {trial.number} has {self.cost_attr!r} = {value!r}, not a finite number"
+        else:
+            return
+        if kind not in self._warned:
+            self._warned.add(kind)
+            _logger.warning(
+                f"MaxCostCallback: {why}; it counts 0 toward the budget of {self.budget:g}. Set "
+                f"trial.set_user_attr({self.cost_attr!r}, <number>) in the objective."
+            )
 
     def __repr__(self) -> str:
         return f"MaxCostCallback(budget={self.budget!r}, cost_attr={self.cost_attr!r})"

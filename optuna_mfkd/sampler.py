@@ -42,22 +42,17 @@ __all__ = ["COST_AWARE_WARMUP", "HOW_ATTR", "MFKDSampler", "PAPER_SETTINGS", "PO
 class MFKDSampler(BaseSampler):
     """Multi-fidelity sampler with AR1 co-kriging (MF-KD).
 
-    Each trial gets a fidelity level before the objective runs, recorded as the user
-    attributes ``"fidelity"`` (the level's name) and ``"fidelity_level"`` (its position,
-    0 = cheapest), plus the level's settings when ``fidelities`` is a dict. The objective
-    reads the level with :func:`optuna_mfkd.fidelity_of`. Everything is derived from storage
-    (COMPLETE and RUNNING trials), so a resumed study or another process continues the search.
-
-    1. Warm-up: while a level has fewer than its warm-up trials, new trials go to the
-       cheapest such level and get a random point not yet evaluated (or running) there.
+    Each trial gets a level before the objective runs (user attributes ``"fidelity"``,
+    ``"fidelity_level"`` (0 = cheapest) and the level's settings; the objective reads it with
+    :func:`optuna_mfkd.fidelity_of`). All state is in storage, so a resumed study or another
+    process continues the search. 1. Warm-up: while a level is short of its warm-up trials,
+    new trials go to the cheapest such level at a random point not yet taken there.
     2. Search: the AR1 model ``y_{m+1}(x) = rho_m y_m(x) + delta_{m+1}(x)``
-       (:class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` over
-       :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` per level) is fitted to the
-       COMPLETE trials of all levels and the top level's acquisition is maximised
-       (:mod:`optuna_mfkd.gp.proposal`): point by point over a discrete space of at most
-       ``exhaustive_limit`` points (one per ``point_key``), else by BoTorch's optimisers.
-       Points evaluated or running at a level are not proposed there again; running ones
-       enter the model at their posterior mean (kriging believer).
+    (:class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel`) is fitted to the COMPLETE trials of all
+    levels and the top level's acquisition is maximised (:mod:`optuna_mfkd.gp.proposal`),
+    exhaustively over a discrete space of at most ``exhaustive_limit`` points, else by
+    BoTorch's optimisers; points taken at a level are not proposed there again (unless the
+    space is conditional) and running ones enter at their posterior mean.
 
     ``strategy="paper"`` (Algorithm 1) evaluates every trial after the warm-up at the top
     level. ``strategy="cost-aware"`` (default) chooses the level too
@@ -71,14 +66,15 @@ class MFKDSampler(BaseSampler):
 
     Acquisitions (:mod:`optuna_mfkd.gp.acquisition`), in standardised top-level units:
     ``"logei"`` (default, BoTorch's ``LogExpectedImprovement``), ``"ucb"`` (the paper's
-    ``mu + beta * sigma^2``) and ``"gp-ucb"``; :data:`PAPER_SETTINGS` are the paper's. One
-    level is single-fidelity GP BO. FAILED and PRUNED trials do not enter the model; a failed
+    ``mu + beta * sigma^2``); :data:`PAPER_SETTINGS` are the paper's. One level (the default:
+    ``MFKDSampler()`` is single-fidelity GP BO on any objective) has no level choice. FAILED and PRUNED trials do not enter the model; a failed
     fit logs a warning and gives that trial a random point. The direction is respected.
 
     Args:
         fidelities: level names ordered from cheapest to most expensive, or a dict
             ``{name: settings}`` whose settings (e.g. ``{"epochs": 1, "kd_loss": "nst"}``)
-            are recorded as user attributes of the trials at that level.
+            are recorded as user attributes of the trials at that level. Default: one level,
+            ``"high"`` (single-fidelity; declare levels for multi-fidelity search).
         n_warmup: warm-up trials per level (given counts are kept exactly, levels not named
             get 0). Default: 10 for one level; cost-aware: sized by cost (see above); paper:
             100 per cheaper level and 20 at the top.
@@ -88,7 +84,7 @@ class MFKDSampler(BaseSampler):
             random points (every point when the space is discrete and not larger).
         beta: UCB trade-off (``>= 0``), see above; unused by ``"logei"``.
         seed: seed of the warm-up draws, the optimiser's starts and the fit's restarts.
-        acquisition: ``"logei"``, ``"ucb"`` or ``"gp-ucb"`` (see above).
+        acquisition: ``"logei"`` or ``"ucb"`` (see above).
         exhaustive_limit: see ``n_candidates``.
         refit_every: re-optimise the hyperparameters once this many observations were
             added since the last fit (which then starts from the previous optimum); in
@@ -104,18 +100,15 @@ class MFKDSampler(BaseSampler):
             it tolerates a few broken runs but collapses on a tightly exploited level.
         torch_threads: torch threads used inside a step (restored afterwards); ``None``
             leaves torch's setting alone. One thread is fastest for these small matrices.
-        point_key: maps a parameter dict to a key; points with equal keys count as the
-            same point: a point whose key was already evaluated (or is running) at a level
-            is not proposed at that level again, and on the exhaustive path each key is one
-            point of the model. Use it for equivalent encodings, e.g. isomorphic
-            NAS-Bench-201 cells (:func:`optuna_mfkd.nasbench201.space.cell_key`). Default:
-            points are the same when all their parameter values are.
+        point_key: maps a parameter dict to a key; points with equal keys are one point
+            (not proposed again at a level where the key was evaluated or is running; one
+            point of the model on the exhaustive path), e.g. isomorphic NAS-Bench-201 cells
+            (:func:`optuna_mfkd.nasbench201.space.cell_key`). Default: all parameter values.
         strategy: ``"paper"`` or ``"cost-aware"`` (see above).
         costs: ``{level: cost of one evaluation}`` for the cost-aware strategy; levels not
             named are learned from the trials.
         screen: see the cost-aware strategy above (positive).
-        xi_min: smallest discrepancy scale of the cost-aware level choice
-            (:mod:`optuna_mfkd.gp.fidelity_choice`; standardised units, ``>= 0``).
+        xi_min: smallest discrepancy scale of the cost-aware level choice (``>= 0``).
         level_points: ``{level: [params, ...]}``: the only points a cheaper level can
             evaluate (e.g. the cells of a cached low-fidelity pool); the top level is
             never restricted. A restricted level's warm-up draws from its points (at most
@@ -124,12 +117,17 @@ class MFKDSampler(BaseSampler):
             top-level acquisition's maximiser if it is one of the level's points, else the
             level's best free point by that acquisition; the rule above compares each
             level's uncertainty at its own point.
+        constraints_func: ``trial -> [c_1, ...]``, feasible when every ``c_j <= 0`` (as
+            Optuna's samplers; ``trial.set_constraint(name, value)`` in the objective works
+            too). The acquisition is multiplied by the probability of feasibility at the top
+            level, each constraint modelled across the levels
+            (:class:`~optuna_mfkd.gp.acquisition.ConstrainedAcquisition`).
 
     """
 
     def __init__(
         self,
-        fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] = ("low", "high"),
+        fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
         n_warmup: Mapping[str, int] | None = None,
         n_candidates: int | str | None = None,
         beta: float = defaults.UCB_BETA,
@@ -149,12 +147,13 @@ class MFKDSampler(BaseSampler):
         screen: float = SCREEN_RATIO,
         xi_min: float = XI_MIN,
         level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
     ) -> None:
         self._options = build_options(
             fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition,
             exhaustive_limit=exhaustive_limit, refit_every=refit_every, max_fit_iter=max_fit_iter, ard=ard,
             cat_ard=cat_ard, robust=robust, torch_threads=torch_threads, point_key=point_key, strategy=strategy,
-            costs=costs, screen=screen, xi_min=xi_min, level_points=level_points,
+            costs=costs, screen=screen, xi_min=xi_min, level_points=level_points, constraints_func=constraints_func,
         )
         self._names = list(self._options.names)
         self._candidates = Candidates(self._options, np.random.default_rng(seed))
@@ -183,7 +182,7 @@ class MFKDSampler(BaseSampler):
 
     @property
     def acquisition(self) -> str:
-        """The acquisition's name (``"logei"``, ``"ucb"`` or ``"gp-ucb"``)."""
+        """The acquisition's name (``"logei"`` or ``"ucb"``)."""
         return self._options.acquisition
 
     @property
@@ -207,11 +206,8 @@ class MFKDSampler(BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         hist.record_heartbeat(study, trial)
-        if hist.is_multi_objective(study):
-            return
-        if hist.study_id(study) not in self._registered:
-            hist.register_levels(study, self._names)
-            self._registered.add(hist.study_id(study))
+        hist.admit(study, trial, self._names, register=hist.study_id(study) not in self._registered)
+        self._registered.add(hist.study_id(study))
         level = self._level_of(trial)  # enqueued or retried trials keep their level
         if level is None:
             with self._lock:
@@ -258,6 +254,7 @@ class MFKDSampler(BaseSampler):
     ) -> dict[str, Any]:
         self._raise_if_multi_objective(study)
         if not search_space:
+            hist.record_objective_start(study, trial)
             return {}
         encoder = SearchSpaceEncoder(search_space)
         level = self._level_of(trial)
@@ -267,6 +264,7 @@ class MFKDSampler(BaseSampler):
         with self._lock, torch_threads(self._options.torch_threads):
             if plan is not None and plan.signature == signature(encoder):
                 if not self._claimed_earlier(study, trial, encoder, level, plan.point):
+                    hist.record_objective_start(study, trial)
                     return encoder.to_params(plan.point)
             history = self._histories.pop(tid, None) or History(study, trial, self._names)
             for _ in range(3):
@@ -277,6 +275,7 @@ class MFKDSampler(BaseSampler):
                 if not self._claimed_earlier(study, trial, encoder, level, internal):
                     break
                 history = History(study, trial, self._names)
+        hist.record_objective_start(study, trial)
         return encoder.to_params(internal)
 
     def _claimed_earlier(
@@ -290,6 +289,8 @@ class MFKDSampler(BaseSampler):
     def after_trial(
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
+        if self._options.constraints_func is not None:
+            hist.record_constraints(study, trial, state, self._options.constraints_func)
         for cache in (self._independent, self._plans, self._histories):
             cache.pop(hist.trial_id(trial), None)
 

@@ -98,7 +98,7 @@ def test_multi_fidelity_beats_random_search_at_equal_cost():
         problem = TwoLevelProblem(seed)
         best = problem.best_high()
         mf = _run(
-            MFKDSampler(n_warmup={"low": 30, "high": 4}, n_candidates="all", seed=seed, max_fit_iter=50, strategy="paper"),
+            MFKDSampler(["low", "high"], n_warmup={"low": 30, "high": 4}, n_candidates="all", seed=seed, max_fit_iter=50, strategy="paper"),
             problem,
             budget,
         )
@@ -138,7 +138,7 @@ def test_fidelity_of_with_a_sampler_that_is_not_multi_fidelity():
 
 
 def test_enqueued_trial_keeps_its_level():
-    sampler = MFKDSampler(n_warmup={"low": 5, "high": 2}, seed=0, strategy="paper")
+    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 5, "high": 2}, seed=0, strategy="paper")
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial({"x": 1.0}, user_attrs={"fidelity": "high"})
     trial = study.ask({"x": FloatDistribution(0, 2)})
@@ -158,7 +158,7 @@ def test_failed_and_pruned_trials_do_not_enter_the_model():
     study.tell(t, state=TrialState.PRUNED)
     t = study.ask(space)
     assert t.params["x"] is not None
-    X, levels, y, running = History(study, study.trials[-1], sampler.fidelities).observations(sampler_encoder(space))
+    X, levels, y, running, _ = History(study, study.trials[-1], sampler.fidelities).observations(sampler_encoder(space))
     assert len(y) == 2 and sorted(y.tolist()) == [0.1, 0.2]
 
 
@@ -175,7 +175,7 @@ def test_fit_failure_falls_back_to_a_random_candidate(monkeypatch, caplog):
         raise RuntimeError("not positive definite")
 
     monkeypatch.setattr(gp_model, "fit_ar1_model", broken)
-    caplog.set_level(logging.WARNING, logger="optuna_mfkd.sampler")
+    caplog.set_level(logging.WARNING, logger="optuna.optuna_mfkd.sampler")
     sampler = MFKDSampler(fidelities=["high"], n_warmup={"high": 2}, seed=0)
     study = optuna.create_study(sampler=sampler)
     optuna.logging.enable_propagation()
@@ -190,7 +190,7 @@ def test_fit_failure_falls_back_to_a_random_candidate(monkeypatch, caplog):
 
 def test_n_jobs_2_runs_and_never_duplicates_highest_level_points():
     problem = TwoLevelProblem(5)
-    sampler = MFKDSampler(n_warmup={"low": 10, "high": 3}, n_candidates="all", seed=0, max_fit_iter=30, strategy="paper")
+    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 10, "high": 3}, n_candidates="all", seed=0, max_fit_iter=30, strategy="paper")
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(problem.objective, n_trials=24, n_jobs=2)
     assert len(study.trials) == 24
@@ -223,7 +223,7 @@ def test_sqlite_resume_in_a_new_process_continues_the_phase_counts(tmp_path):
         import optuna
         from optuna_mfkd import MFKDSampler, fidelity_of
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = MFKDSampler(n_warmup={{"low": 4, "high": 2}}, seed=0, max_fit_iter=20, strategy="paper")
+        sampler = MFKDSampler(["low", "high"], n_warmup={{"low": 4, "high": 2}}, seed=0, max_fit_iter=20, strategy="paper")
         study = optuna.create_study(study_name="s", storage="{url}", direction="maximize",
                                     sampler=sampler, load_if_exists=True)
         def objective(trial):
@@ -345,7 +345,7 @@ def test_trial_set_up_by_the_sampler_has_a_heartbeat(tmp_path):
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=1
     )
-    study = optuna.create_study(storage=storage, sampler=MFKDSampler(seed=0))
+    study = optuna.create_study(storage=storage, sampler=MFKDSampler(["low", "high"], seed=0))
     trial = study.ask()  # no heartbeat thread runs for an asked trial: like a dead worker
     assert trial.user_attrs["fidelity"] == "low"
     time.sleep(2.5)

@@ -19,10 +19,12 @@ FACTORIES = {
         fidelities=["high"], n_warmup={"high": 1}, n_candidates=256, seed=0, max_fit_iter=15
     ),
     # Two levels with the default warm-up: trials go to the low level first.
-    "two-level": lambda: MFKDSampler(seed=0),
+    "two-level": lambda: MFKDSampler(["low", "high"], seed=0),
+    # No levels declared: single-fidelity GP BO after 10 random trials.
+    "default": lambda: MFKDSampler(seed=0),
     # The cost-aware level choice after a short warm-up: the model picks level and point.
     "two-level-cost-aware": lambda: MFKDSampler(
-        n_warmup={"low": 2, "high": 1}, strategy="cost-aware", n_candidates=256, seed=0, max_fit_iter=15
+        ["low", "high"], n_warmup={"low": 2, "high": 1}, strategy="cost-aware", n_candidates=256, seed=0, max_fit_iter=15
     ),
 }
 

@@ -56,7 +56,7 @@ def _objective(trial: optuna.Trial) -> float:
 @pytest.mark.parametrize("strategy", ["paper", "cost-aware"])
 def test_one_full_scan_per_hook_and_two_per_trial(strategy: str) -> None:
     storage = CountingStorage()
-    sampler = MFKDSampler(n_warmup={"low": 6, "high": 2}, costs={"low": 1.0, "high": 10.0}, seed=0,
+    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 6, "high": 2}, costs={"low": 1.0, "high": 10.0}, seed=0,
                           strategy=strategy, max_fit_iter=20)
     study = optuna.create_study(storage=storage, sampler=sampler)
     n_trials = 16
@@ -76,7 +76,7 @@ def test_one_full_scan_per_hook_and_two_per_trial(strategy: str) -> None:
 
 
 def test_history_of_a_trial_leaves_it_out_and_orders_levels() -> None:
-    sampler = MFKDSampler(n_warmup={"low": 2, "high": 1}, seed=0, strategy="paper")
+    sampler = MFKDSampler(["low", "high"], n_warmup={"low": 2, "high": 1}, seed=0, strategy="paper")
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for value in (1.0, 2.0, 3.0):
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})

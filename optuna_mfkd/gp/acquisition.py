@@ -14,13 +14,27 @@ with ``mu`` and ``sigma^2`` the posterior mean and variance of ``y_L(x)`` in tho
 Both are BoTorch ``AcquisitionFunction`` objects over the model's features (without the
 level column), on :class:`~optuna_mfkd.gp.model.TopLevelModel`, so BoTorch's optimisers
 can use them; :func:`score` evaluates one over many candidates in chunks without gradients.
+
+With inequality constraints ``c_j(x) <= 0`` (:class:`ConstrainedAcquisition`), each constraint
+has its own AR1 model of ``-c_j`` and the acquisition becomes
+
+    log a(x) + sum_j log P(c_j(x) <= 0),   P(c_j(x) <= 0) = Phi((mu_j(x) - t_j) / sigma_j(x)),
+
+with ``mu_j, sigma_j`` the top level's posterior of ``-c_j`` and ``t_j`` the value 0 in that
+model's units; for ``"logei"`` this is the log of EI times the probability of feasibility
+(Gardner et al., 2014; BoTorch's constrained EI and Optuna's GPSampler do the same), with
+``f*`` the best **feasible** top-level value. Without a feasible top-level value yet, only the
+probability of feasibility is maximised.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from botorch.acquisition import AcquisitionFunction, LogExpectedImprovement
 from botorch.acquisition.analytic import AnalyticAcquisitionFunction
+from botorch.utils.probability.utils import log_ndtr
 from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
 
@@ -49,14 +63,58 @@ class VarianceUCB(AnalyticAcquisitionFunction):
         return (mean + self.beta * sigma**2).squeeze(-1)
 
 
-def build_acquisition(name: str, fitted: FittedModel, beta: float = 1.0) -> AcquisitionFunction:
-    """The acquisition ``name`` (see :data:`ACQUISITIONS`) on ``fitted``'s top level."""
+class ConstrainedAcquisition(AcquisitionFunction):
+    """``log a(x) + sum_j log P(c_j(x) <= 0)`` for ``q = 1`` (see the module).
+
+    Args:
+        base: the acquisition ``a`` (LogEI gives ``log EI`` already), or ``None`` to maximise
+            the probability of feasibility alone.
+        constraints: per constraint, the fitted model of ``-c_j`` and ``t_j``, the value 0 of
+            ``-c_j`` in that model's units of the top level.
+    """
+
+    def __init__(self, base: AcquisitionFunction | None, constraints: Sequence[tuple[FittedModel, float]]) -> None:
+        super().__init__(model=constraints[0][0].as_botorch_model() if base is None else base.model)
+        self.base = base
+        self.constraints = list(constraints)
+
+    def log_feasibility(self, X: Tensor) -> Tensor:
+        """``sum_j log P(c_j(x) <= 0)`` at each row of ``X`` (``(m, d)``)."""
+        out = torch.zeros(len(X), dtype=torch.float64)
+        for fitted, threshold in self.constraints:
+            mean, var = fitted.marginals(X)
+            out = out + log_ndtr((mean - threshold) / var.sqrt())
+        return out
+
+    @t_batch_mode_transform(expected_q=1)
+    def forward(self, X: Tensor) -> Tensor:
+        flat = X.reshape(-1, X.shape[-1])
+        out = self.log_feasibility(flat).reshape(X.shape[:-2])
+        return out if self.base is None else out + self.base(X)
+
+
+def build_acquisition(
+    name: str, fitted: FittedModel, beta: float = 1.0, constraints: Sequence[tuple[FittedModel, float]] = (),
+    best_f: float | None = None,
+) -> AcquisitionFunction:
+    """The acquisition ``name`` (see :data:`ACQUISITIONS`) on ``fitted``'s top level.
+
+    ``constraints``: see :class:`ConstrainedAcquisition`; ``best_f``: LogEI's incumbent in
+    model units (default: the best top-level target), ``-inf`` when no point is feasible yet
+    (then only the probability of feasibility is maximised).
+    """
+    if constraints:
+        if best_f is not None and best_f == float("-inf"):
+            return ConstrainedAcquisition(None, constraints)
+        return ConstrainedAcquisition(build_acquisition(name, fitted, beta, best_f=best_f), constraints)
     model = fitted.as_botorch_model()
     if name == "ucb":
         return VarianceUCB(model, beta)
     if name == "logei":
         top = fitted.top_targets()
-        if len(top):
+        if best_f is not None:
+            best = float(best_f)
+        elif len(top):
             best = float(top.max())
         else:  # no top-level data yet: the best posterior mean at the observed points
             X = fitted.model.train_inputs[0][:, :-1]

@@ -14,14 +14,14 @@ from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
-import optuna
 import torch
 
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
 from optuna_mfkd.gp.proposal import unique_representatives
+from optuna_mfkd.log import get_logger
 from optuna_mfkd.sampling.options import SamplerOptions, params_key
 
-_logger = optuna.logging.get_logger("optuna_mfkd.sampler")
+_logger = get_logger("optuna_mfkd.sampler")
 
 #: A grid: representative internal rows ``(g, p)``, their features, their keys.
 Grid = tuple[np.ndarray, torch.Tensor, list[Hashable]]

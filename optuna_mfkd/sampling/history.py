@@ -9,8 +9,9 @@ Optuna private names the sampler needs are used here and nowhere else in it:
 - ``Study._get_trials`` (a scan without copies; ``use_cache=False`` so other processes'
   trials are seen), ``Study._storage``, ``Study._study_id``, ``Study._is_multi_objective``,
   ``FrozenTrial._trial_id``, ``BaseDistribution._contains``;
-- ``optuna.storages._heartbeat.BaseHeartbeat`` and ``is_heartbeat_enabled``
-  (:data:`OPTUNA_PRIVATE_NAMES`).
+- ``optuna.storages._heartbeat.BaseHeartbeat`` and ``is_heartbeat_enabled``;
+- ``optuna.samplers._base._process_constraints_after_trial`` (``constraints_func``, as
+  Optuna's own samplers store it) (:data:`OPTUNA_PRIVATE_NAMES`).
 
 ``docs/architecture.md`` lists them with the Optuna versions checked, and
 ``tests/test_sampling_history.py`` fails when one of them disappears.
@@ -18,27 +19,44 @@ Optuna private names the sampler needs are used here and nowhere else in it:
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.samplers._base import _process_constraints_after_trial
 from optuna.search_space import intersection_search_space
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_mfkd.fidelity import STUDY_FIDELITIES_ATTR, fidelity_of, level_costs, record_user_attrs
+from optuna_mfkd.fidelity import (
+    OBJECTIVE_START_ATTR,
+    STUDY_FIDELITIES_ATTR,
+    fidelity_of,
+    level_costs,
+    record_user_attrs,
+    timed_levels,
+)
 
 #: Trial system attribute holding the point a trial was given (Optuna internal repr).
 POINT_ATTR = "mfkd:point"
 #: Trial system attribute saying how the point was chosen ("random", "fallback", or the acquisition).
 HOW_ATTR = "mfkd:how"
 
-#: Observations of one search space: internal rows ``(n, p)``, levels ``(n,)``, values ``(n,)``
-#: (larger is better), and the running points as ``(level, internal row)``.
-Observations = tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, np.ndarray]]]
+class Observations(NamedTuple):
+    """Observations of one search space: internal rows ``X`` ``(n, p)``, ``levels`` ``(n,)``,
+    values ``y`` ``(n,)`` (larger is better), the running points as ``(level, internal row)``,
+    and the constraint values ``(n, k)`` of the observed rows (``c <= 0`` is feasible; NaN
+    where a trial has none), or ``None`` when no trial has constraints."""
+
+    X: np.ndarray
+    levels: np.ndarray
+    y: np.ndarray
+    running: list[tuple[int, np.ndarray]]
+    constraints: np.ndarray | None = None
 
 
 #: Every private name of Optuna the sampler uses (all of them here), checked to exist by
@@ -52,6 +70,7 @@ OPTUNA_PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("optuna.distributions.BaseDistribution", "_contains"),
     ("optuna.storages._heartbeat", "BaseHeartbeat"),
     ("optuna.storages._heartbeat", "is_heartbeat_enabled"),
+    ("optuna.samplers._base", "_process_constraints_after_trial"),
 )
 
 
@@ -120,6 +139,10 @@ class History:
         """Cost of one evaluation per level (:func:`optuna_mfkd.fidelity.level_costs`)."""
         return level_costs(self.complete, self.names, given)
 
+    def timed_levels(self, given: Mapping[str, float]) -> list[str]:
+        """Levels not in ``given`` whose trials carry no numeric ``cost`` attribute."""
+        return [n for n in timed_levels(self.complete, self.names) if n not in given]
+
     def search_space(self) -> dict[str, BaseDistribution]:
         """The intersection search space of the COMPLETE trials, without single-valued
         parameters (as Optuna's ``IntersectionSearchSpace``, sorted by name)."""
@@ -128,12 +151,23 @@ class History:
             self._space = {name: dist for name, dist in space.items() if not dist.single()}
         return dict(self._space)
 
+    def space_is_whole(self) -> bool:
+        """Whether the search space holds every parameter of every COMPLETE trial (besides
+        single-valued ones), so that a point of the space is a whole trial's point. In a
+        conditional (define-by-run) space it is not: two trials with equal values in the
+        space may differ in their other parameters."""
+        space = self.search_space()
+        return all(
+            name in space or dist.single() for t in self.complete for name, dist in t.distributions.items()
+        )
+
     def observations(self, encoder: Any) -> Observations:
         """Observed ``(internal, level, y)`` of the COMPLETE trials inside ``encoder``'s space
-        with a finite value, and the running points per level (the point recorded under
-        :data:`POINT_ATTR`, else the trial's parameters when they lie in the space)."""
+        with a finite value (and their constraints), and the running points per level (the
+        point recorded under :data:`POINT_ATTR`, else the trial's parameters when they lie in
+        the space)."""
         top = len(self.names) - 1
-        rows, levels, values, running = [], [], [], []
+        rows, levels, values, running, constraints = [], [], [], [], []
         for t in self.trials:
             name = fidelity_of(t)
             if name is not None and name not in self.names:
@@ -151,12 +185,15 @@ class History:
             rows.append(encoder.to_internal(t.params))
             levels.append(level)
             values.append(self.sign * t.value)
+            constraints.append(t.constraints)
+        keys = sorted(set().union(*constraints))
         p = len(encoder.names)
-        return (
+        return Observations(
             np.array(rows, dtype=float).reshape(-1, p),
             np.array(levels, dtype=np.int64),
             np.array(values, dtype=float),
             running,
+            np.array([[c.get(k, np.nan) for k in keys] for c in constraints], dtype=float) if keys else None,
         )
 
     def used_point_keys(self, level: int, names: set[str], key: Callable[[dict[str, Any]], Hashable]) -> set[Hashable]:
@@ -193,19 +230,28 @@ def record_heartbeat(study: optuna.Study, trial: FrozenTrial) -> None:
         study._storage.record_heartbeat(trial._trial_id)
 
 
-def register_levels(study: optuna.Study, names: Sequence[str]) -> None:
-    """Store the study's level names on its first use; refuse a study run with other levels.
+def admit(study: optuna.Study, trial: FrozenTrial, names: Sequence[str], register: bool) -> None:
+    """Refuse a trial the sampler cannot serve, before anything else of it is written
+    (:func:`refuse`): a multi-objective study, a study run with other levels, a trial enqueued
+    at an unknown level. With ``register``, store the study's level names on its first use.
 
     Raises:
-        ValueError: the study was run with other fidelities.
+        ValueError: one line naming what does not fit.
     """
-    stored = study._storage.get_study_system_attrs(study._study_id).get(STUDY_FIDELITIES_ATTR)
-    if stored is None:
-        study._storage.set_study_system_attr(study._study_id, STUDY_FIDELITIES_ATTR, list(names))
-    elif list(stored) != list(names):
-        raise ValueError(
-            f"study {study.study_name!r} was run with fidelities {list(stored)}, this sampler has {list(names)}."
-        )
+    if study._is_multi_objective():
+        refuse(study, trial, f"MFKDSampler supports single-objective studies only; study "
+                             f"{study.study_name!r} has {len(study.directions)} objectives.")
+    if register:
+        stored = study._storage.get_study_system_attrs(study._study_id).get(STUDY_FIDELITIES_ATTR)
+        if stored is None:
+            study._storage.set_study_system_attr(study._study_id, STUDY_FIDELITIES_ATTR, list(names))
+        elif list(stored) != list(names):
+            refuse(study, trial, f"study {study.study_name!r} was run with fidelities {list(stored)}, "
+                                 f"this sampler has {list(names)}.")
+    name = fidelity_of(trial)
+    if name is not None and name not in names:
+        refuse(study, trial, f"trial {trial.number} was enqueued with fidelity {name!r}; "
+                             f"this sampler's fidelities are {list(names)}.")
 
 
 def record_level(study: optuna.Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
@@ -213,6 +259,32 @@ def record_level(study: optuna.Study, trial: FrozenTrial, attrs: Mapping[str, An
     missing = {k: v for k, v in attrs.items() if trial.user_attrs.get(k) != v}
     if missing:
         record_user_attrs(trial, study, missing)
+
+
+def refuse(study: optuna.Study, trial: FrozenTrial, message: str) -> None:
+    """Fail ``trial`` (so no trial is left RUNNING) and raise ``ValueError(message)``; the
+    message is kept as the trial's ``mfkd:refused`` system attribute.
+
+    Raises:
+        ValueError: always.
+    """
+    study._storage.set_trial_system_attr(trial._trial_id, "mfkd:refused", message)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    raise ValueError(message)
+
+
+def record_objective_start(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Note the time the objective got its point (:data:`~optuna_mfkd.fidelity.OBJECTIVE_START_ATTR`)."""
+    stamp = datetime.datetime.now().isoformat()
+    study._storage.set_trial_system_attr(trial._trial_id, OBJECTIVE_START_ATTR, stamp)
+
+
+def record_constraints(
+    study: optuna.Study, trial: FrozenTrial, state: TrialState, constraints_func: Callable[[FrozenTrial], Sequence[float]],
+) -> None:
+    """Store ``constraints_func(trial)`` for a COMPLETE or PRUNED trial, as Optuna's samplers
+    do (read back through ``FrozenTrial.constraints``)."""
+    _process_constraints_after_trial(constraints_func, study, trial, state)
 
 
 def record_point(study: optuna.Study, trial: FrozenTrial, row: np.ndarray, how: str) -> None:

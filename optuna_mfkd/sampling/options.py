@@ -27,6 +27,10 @@ PAPER_SETTINGS: dict[str, Any] = dict(defaults.PAPER_SAMPLER_SETTINGS)
 PAPER_WARMUP = {"cheap": defaults.N_WARMUP_LOW, "top": defaults.N_WARMUP_HIGH}
 #: Random warm-up of a single-level sampler (as Optuna's GPSampler's n_startup_trials).
 SINGLE_LEVEL_WARMUP = 10
+#: The one level of a sampler whose levels are not declared (``MFKDSampler()``): plain
+#: single-fidelity GP BO, since an objective that never reads its level gains nothing from
+#: cheap trials and would lose most of its budget to them.
+DEFAULT_LEVEL = "high"
 #: Level-choice strategies: the paper's Algorithm 1, and the cost-aware choice of
 #: :mod:`optuna_mfkd.gp.fidelity_choice`.
 STRATEGIES = defaults.STRATEGIES
@@ -81,11 +85,19 @@ class SamplerOptions:
     torch_threads: int | None
     point_key: Callable[[dict[str, Any]], Hashable] | None
     level_points: Mapping[int, list[dict[str, Any]]]
+    constraints_func: Callable[[Any], Sequence[float]] | None = None
 
     @property
     def top(self) -> int:
         """Position of the top (most expensive) level."""
         return len(self.names) - 1
+
+
+def _undeclared_hint(names: Sequence[str]) -> str:
+    """The reminder added to an unknown-level error of a sampler without declared levels."""
+    if list(names) == [DEFAULT_LEVEL]:
+        return " (without fidelities=[...] the sampler has one level; declare the levels, cheapest first)"
+    return ""
 
 
 def _is_number(value: Any) -> bool:
@@ -106,9 +118,12 @@ def _number(name: str, value: Any, low: float, strict: bool, what: str) -> float
 
 
 def normalise_fidelities(
-    fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] | None,
 ) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """Level names, cheapest first, and each level's settings (recorded on its trials)."""
+    """Level names, cheapest first, and each level's settings (recorded on its trials);
+    ``None``: the one level :data:`DEFAULT_LEVEL`."""
+    if fidelities is None:
+        return [DEFAULT_LEVEL], {DEFAULT_LEVEL: {}}
     if isinstance(fidelities, str):
         raise ValueError("fidelities must be a list of level names or a dict, not a string.")
     if isinstance(fidelities, Mapping):
@@ -156,7 +171,7 @@ def normalise_warmup(n_warmup: Mapping[str, int] | None, names: list[str], strat
         raise ValueError("n_warmup must be a dict mapping fidelity names to counts.")
     unknown = [k for k in n_warmup if k not in names]
     if unknown:
-        raise ValueError(f"n_warmup names unknown fidelities {unknown}; known: {names}.")
+        raise ValueError(f"n_warmup names unknown fidelities {unknown}; known: {names}{_undeclared_hint(names)}.")
     out = {}
     for n in names:
         count = n_warmup.get(n, 0)
@@ -177,7 +192,7 @@ def normalise_level_points(
     out = {}
     for name, points in level_points.items():
         if name not in names:
-            raise ValueError(f"level_points names unknown fidelity {name!r}; known: {names}.")
+            raise ValueError(f"level_points names unknown fidelity {name!r}; known: {names}{_undeclared_hint(names)}.")
         if name == names[-1]:
             raise ValueError(f"level_points[{name!r}]: the top level cannot be restricted.")
         if isinstance(points, (str, Mapping)) or not isinstance(points, Sequence) or not points:
@@ -195,7 +210,7 @@ def params_key(point_key: Callable[[dict[str, Any]], Hashable] | None) -> Callab
 
 
 def build_options(
-    fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    fidelities: Sequence[str] | Mapping[str, Mapping[str, Any]] | None,
     n_warmup: Mapping[str, int] | None,
     n_candidates: int | str | None,
     beta: float,
@@ -215,6 +230,7 @@ def build_options(
     screen: float,
     xi_min: float,
     level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    constraints_func: Callable[[Any], Sequence[float]] | None = None,
 ) -> SamplerOptions:
     """The checked :class:`SamplerOptions` of MFKDSampler's arguments.
 
@@ -229,6 +245,9 @@ def build_options(
     if costs is not None and not isinstance(costs, Mapping):
         raise ValueError(f"costs must be a dict mapping fidelity names to costs, got {costs!r}.")
     costs = dict(costs or {})
+    unknown = [k for k in costs if k not in names]
+    if unknown:
+        raise ValueError(f"costs names unknown fidelities {unknown}; known: {names}{_undeclared_hint(names)}.")
     level_costs([], names, costs)  # checks the given costs
     screen = _number("screen", screen, 0.0, True, "a positive finite number")
     xi_min = _number("xi_min", xi_min, 0.0, False, "a finite number >= 0")
@@ -249,6 +268,8 @@ def build_options(
         torch_threads = _positive_int("torch_threads", torch_threads)
     if point_key is not None and not callable(point_key):
         raise ValueError(f"point_key must be callable, got {point_key!r}.")
+    if constraints_func is not None and not callable(constraints_func):
+        raise ValueError(f"constraints_func must be callable, got {constraints_func!r}.")
     restricted = normalise_level_points(level_points, names)
     # Warm-up of a restricted level: at most as many trials as it has distinct points.
     for lv, points in restricted.items():
@@ -277,4 +298,5 @@ def build_options(
         torch_threads=torch_threads,
         point_key=point_key,
         level_points=restricted,
+        constraints_func=constraints_func,
     )

@@ -12,7 +12,6 @@ import math
 from collections.abc import Hashable, Iterator
 
 import numpy as np
-import optuna
 import torch
 
 from optuna_mfkd.gp import model as gp_model
@@ -20,11 +19,12 @@ from optuna_mfkd.gp.acquisition import build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
 from optuna_mfkd.gp.model import FittedModel
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise
+from optuna_mfkd.log import get_logger
 from optuna_mfkd.sampling.candidates import Candidates, Grid
 from optuna_mfkd.sampling.history import Observations
 from optuna_mfkd.sampling.options import SamplerOptions
 
-_logger = optuna.logging.get_logger("optuna_mfkd.sampler")
+_logger = get_logger("optuna_mfkd.sampler")
 
 
 @contextlib.contextmanager
@@ -46,9 +46,14 @@ def warn_failed(trial_number: int, doing: str, err: Exception, instead: str) -> 
     _logger.warning(f"Trial {trial_number}: {doing} failed ({err!r}); {instead} for this trial.")
 
 
-def used_keys(candidates: Candidates, encoder: SearchSpaceEncoder, obs: Observations, level: int) -> set[Hashable]:
-    """Keys of the points observed or running at ``level``."""
-    X, levels, _, running = obs
+def used_keys(
+    candidates: Candidates, encoder: SearchSpaceEncoder, obs: Observations, level: int, exclusive: bool = True
+) -> set[Hashable]:
+    """Keys of the points observed or running at ``level``; none when not ``exclusive`` (a
+    point of a conditional space's shared part may be taken again with other parameters)."""
+    if not exclusive:
+        return set()
+    X, levels, running = obs.X, obs.levels, obs.running
     used = set(candidates.keys(encoder, X[levels == level])) if (levels == level).any() else set()
     used.update(candidates.keys(encoder, pt)[0] for lv, pt in running if lv == level)
     return used
@@ -96,15 +101,48 @@ class Proposer:
             self._last_fit[key] = (len(y), fitted.hyperparameters())
         return fitted
 
+    def fit_constraints(
+        self, key: tuple, encoder: SearchSpaceEncoder, obs: Observations, grid: Grid | None,
+    ) -> list[tuple[FittedModel, float]]:
+        """One AR1 model of ``-c_j`` per constraint (on the rows that have it), each with the
+        value 0 in its model units of the top level (for
+        :class:`~optuna_mfkd.gp.acquisition.ConstrainedAcquisition`)."""
+        if obs.constraints is None:
+            return []
+        X = self.candidates.representatives(encoder, obs.X, grid)
+        top = torch.tensor([self.options.top])
+        out = []
+        for j, c in enumerate(obs.constraints.T):
+            has = np.isfinite(c)
+            if has.any():
+                fitted = self.fit((*key, "constraint", j), encoder, X[has], obs.levels[has], -c[has])
+                zero = fitted.standardisation.apply(torch.zeros(1, dtype=torch.float64), top)
+                out.append((fitted, float(zero[0])))
+        return out
+
+    def _best_feasible(self, fitted: FittedModel, obs: Observations) -> float | None:
+        """LogEI's incumbent under constraints: the best feasible top-level value in model
+        units (``-inf`` when none is feasible); ``None`` without constraints."""
+        if obs.constraints is None:
+            return None
+        feasible = (obs.levels == self.options.top) & np.all(obs.constraints <= 0, axis=1)
+        if not feasible.any():
+            return float("-inf")
+        z = fitted.standardisation.apply(torch.from_numpy(obs.y[feasible]), torch.from_numpy(obs.levels[feasible]))
+        return float(z.max())
+
     def maximise(
         self, fitted: FittedModel, encoder: SearchSpaceEncoder, grid: Grid | None, used: set[Hashable], obs: Observations,
+        constraints: list[tuple[FittedModel, float]] = (),
     ) -> np.ndarray:
-        """The point maximising the top level's acquisition among points whose key is not
-        ``used`` (exhaustive, the paper's random candidates, or BoTorch's optimisers, started
-        from the best observed points)."""
+        """The point maximising the top level's acquisition (times the probability of
+        feasibility under ``constraints``) among points whose key is not ``used``
+        (exhaustive, the paper's random candidates, or BoTorch's optimisers, started from
+        the best observed points)."""
         opts, cands = self.options, self.candidates
-        X, levels, y, _ = obs
-        acqf = build_acquisition(opts.acquisition, fitted, opts.beta)
+        X, levels, y = obs.X, obs.levels, obs.y
+        best_f = self._best_feasible(fitted, obs) if constraints else None
+        acqf = build_acquisition(opts.acquisition, fitted, opts.beta, constraints, best_f)
         if grid is not None:
             rows, feats, keys = grid
             free = np.fromiter((k not in used for k in keys), dtype=bool, count=len(keys))
@@ -125,15 +163,17 @@ class Proposer:
         self, key: tuple, encoder: SearchSpaceEncoder, obs: Observations, grid: Grid | None, used: set[Hashable],
         every_level_pending: bool,
     ) -> tuple[np.ndarray, FittedModel]:
-        """Fit, condition on the running points (kriging believer), maximise.
+        """Fit (the objective, and each constraint), condition on the running points
+        (kriging believer), maximise.
 
         ``every_level_pending``: the running points of every level enter at their level's
         posterior mean; otherwise those of the top level only, at the top level's.
         Returns the point and the conditioned model; numerical errors propagate.
         """
         cands = self.candidates
-        X, levels, y, running = obs
+        X, levels, y, running = obs.X, obs.levels, obs.y, obs.running
         fitted = self.fit(key, encoder, cands.representatives(encoder, X, grid), levels, y)
+        constraints = self.fit_constraints(key, encoder, obs, grid)
         if every_level_pending and running:
             P = cands.representatives(encoder, np.stack([pt for _, pt in running]), grid)
             lv_p = torch.tensor([lv for lv, _ in running], dtype=torch.long)
@@ -143,10 +183,11 @@ class Proposer:
             if pending:
                 P = cands.representatives(encoder, np.stack(pending), grid)
                 fitted = fitted.condition_on_pending(encoder.encode(P))
-        return self.maximise(fitted, encoder, grid, used, obs), fitted
+        return self.maximise(fitted, encoder, grid, used, obs, constraints), fitted
 
     def propose(
         self, key: tuple, trial_number: int, encoder: SearchSpaceEncoder, obs: Observations, level: int, promote: bool,
+        exclusive: bool = True,
     ) -> tuple[np.ndarray, str]:
         """A point for a trial at ``level`` and how it was chosen.
 
@@ -155,10 +196,12 @@ class Proposer:
         at ``level`` (``"promote"``), else a random free point (``"random"``). After it: the
         top level's acquisition (its name), or a random point when the fit fails
         (``"fallback"``, logged) or when every point was taken (``"random"``, logged).
+        ``exclusive``: points observed or running at ``level`` are not proposed again
+        (:func:`used_keys`).
         """
         opts, cands = self.options, self.candidates
-        X, levels, y, running = obs
-        used = used_keys(cands, encoder, obs, level)
+        X, levels, y, running = obs.X, obs.levels, obs.y, obs.running
+        used = used_keys(cands, encoder, obs, level, exclusive)
         grid = cands.grid(encoder)
         restricted = cands.restricted(encoder, level)
         n_top = int((levels == opts.top).sum()) + sum(1 for lv, _ in running if lv == opts.top)

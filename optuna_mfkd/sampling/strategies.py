@@ -23,10 +23,13 @@ from optuna_mfkd.gp.encoding import SearchSpaceEncoder
 from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level
 from optuna_mfkd.gp.model import FittedModel
 from optuna_mfkd.gp.proposal import best_of_candidates
+from optuna_mfkd.log import get_logger
 from optuna_mfkd.sampling.candidates import Candidates, Grid, signature
 from optuna_mfkd.sampling.history import History
 from optuna_mfkd.sampling.options import COST_AWARE_WARMUP, REFIT_GROWTH, SamplerOptions
 from optuna_mfkd.sampling.proposer import Proposer, torch_threads, used_keys, warn_failed
+
+_logger = get_logger("optuna_mfkd.sampler")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ class Strategy:
         """A point for a trial at ``level`` (:meth:`Proposer.propose`)."""
         obs = history.observations(encoder)
         key = (study_key, tuple(encoder.names))
-        return self.proposer.propose(key, trial_number, encoder, obs, level, self.promotes)
+        return self.proposer.propose(
+            key, trial_number, encoder, obs, level, self.promotes, exclusive=history.space_is_whole()
+        )
 
 
 class PaperStrategy(Strategy):
@@ -91,6 +96,7 @@ class CostAwareStrategy(Strategy):
 
     promotes = True
     refit_growth = REFIT_GROWTH
+    _warned_timed = False
 
     def warmup_stages(self, history: History) -> list[Mapping[str, int]]:
         """``n_warmup``, or for the default warm-up (:data:`COST_AWARE_WARMUP`) a probe
@@ -123,10 +129,11 @@ class CostAwareStrategy(Strategy):
         encoder = SearchSpaceEncoder(space)
         with torch_threads(opts.torch_threads):
             obs = history.observations(encoder)
-            X, levels, y, running = obs
+            levels, running = obs.levels, obs.running
             if not (levels == top).any():
                 return Plan(top)
-            used = [used_keys(cands, encoder, obs, lv) for lv in range(top + 1)]
+            exclusive = history.space_is_whole()
+            used = [used_keys(cands, encoder, obs, lv, exclusive) for lv in range(top + 1)]
             grid = cands.grid(encoder)
             if grid is not None and not any(k not in used[top] for k in grid[2]):
                 return Plan(top)
@@ -146,6 +153,7 @@ class CostAwareStrategy(Strategy):
                     for lv in range(top)
                 ] + [True]
                 costs = history.costs(opts.costs)
+                self._warn_if_timed(history)
                 level = choose_level(
                     std, fitted.model_rho, fitted.discrepancy_scales(), [costs[n] for n in opts.names], allowed,
                     opts.xi_min,
@@ -155,6 +163,17 @@ class CostAwareStrategy(Strategy):
                             "evaluating at the top level")
                 return Plan(top)
         return Plan(level, points[level], signature(encoder), f"{opts.acquisition}+cost")
+
+    def _warn_if_timed(self, history: History) -> None:
+        """Say once that a level's cost is learned from the objective's wall time."""
+        timed = history.timed_levels(self.options.costs)
+        if timed and not self._warned_timed:
+            self._warned_timed = True
+            _logger.warning(
+                f"MFKDSampler: the trials of fidelities {timed} carry no numeric 'cost' user attribute and "
+                "costs= does not name them, so their costs are learned from the objective's wall time; set "
+                "trial.set_user_attr('cost', ...) in the objective or pass costs={...} for the level choice."
+            )
 
     def _level_points(
         self, fitted: FittedModel, encoder: SearchSpaceEncoder, grid: Grid | None, row: np.ndarray,
