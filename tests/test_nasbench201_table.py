@@ -115,7 +115,7 @@ def test_empty_paths_and_folders_are_refused(tmp_path, monkeypatch):
 def test_wrong_columns_named(tmp_path):
     path = tmp_path / "wrong.csv"
     pd.DataFrame({"index": [0], "arch_str": ["x"], "acc": [1.0]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"wrong.csv.*lacks the columns.*cifar10_valid_val_acc_12ep"):
+    with pytest.raises(ValueError, match=r"wrong.csv.*lacks the compact table's columns.*cifar10_valid_val_acc_12ep"):
         CompactTable(path)
     assert "cifar10_train_seconds_per_epoch" in compact_columns()
 

@@ -75,6 +75,13 @@ def nonempty_path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def study_name(text: str) -> str:
+    """A study name: not empty, no leading or trailing blanks."""
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: a study name must be non-empty without leading or trailing blanks")
+    return text
+
+
 def existing_path(text: str) -> Path:
     """A path argument that must exist."""
     path = nonempty_path(text)

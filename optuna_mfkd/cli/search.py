@@ -34,6 +34,7 @@ from optuna_mfkd.cli.common import (
     positive_int,
     sigterm_interrupts,
     source,
+    study_name,
 )
 from optuna_mfkd.cli.config import (
     ACQUISITIONS,
@@ -224,6 +225,15 @@ def requeue_interrupted(study: Any, trial_id: int | None) -> None:
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
+def _new_sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL that does not exist yet (the command creates it)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+        return None
+    path = Path(url[len(prefix):])
+    return None if path.exists() else path
+
+
 def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
     """Create/resume (``search``) or join (``worker``) a study and run trials in this process."""
     import logging
@@ -234,11 +244,17 @@ def cmd_search(args: argparse.Namespace, join: bool = False) -> int:
     for handler in logging.getLogger("optuna").handlers:
         handler.addFilter(no_interrupt_traceback)
     url = args.storage
-    storage = open_storage(url, args.heartbeat, args.grace_period)
-    study_id, stored = existing_study(storage, args.study_name, url, join)
-    config = resolve_config(args, stored)  # checks the rules between options
-    objective = build_objective(config, args)  # checks data paths before anything is stored
-    sampler = build_sampler(config, args.seed)
+    new_file = _new_sqlite_file(url)
+    try:
+        storage = open_storage(url, args.heartbeat, args.grace_period)
+        study_id, stored = existing_study(storage, args.study_name, url, join)
+        config = resolve_config(args, stored)  # checks the rules between options
+        objective = build_objective(config, args)  # checks data paths before anything is stored
+        sampler = build_sampler(config, args.seed)
+    except Exception:
+        if new_file is not None and new_file.exists():  # a refused command leaves no empty database
+            new_file.unlink()
+        raise
     if study_id is None:
         study = optuna.create_study(
             storage=storage, study_name=args.study_name, direction="maximize", sampler=sampler
@@ -279,7 +295,7 @@ def add_study_options(p: argparse.ArgumentParser, join: bool) -> None:
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"Optuna storage URL, or grpc://HOST:PORT of an '{PROG} proxy' "
                         f"(default: {DEFAULT_STORAGE} in this folder)")
-    p.add_argument("--study-name", default=None if join else "mfkd", required=join,
+    p.add_argument("--study-name", type=study_name, default=None if join else "mfkd", required=join,
                    help="study to join" if join else "study name; an existing study is resumed (default: mfkd)")
     p.add_argument("--table", type=existing_path, help=TABLE_HELP)
     p.add_argument("--data-root", type=nonempty_path,
@@ -318,7 +334,9 @@ def register(sub: Any) -> None:
     p.add_argument("--e1", type=positive_int, help="low-fidelity epochs (default: 12 tabular, 1 otherwise)")
     p.add_argument("--e2", type=positive_int, help="high-fidelity epochs (default: 200 tabular, 12 otherwise)")
     p.add_argument("--n1", type=nonneg_int, help=f"random warm-up trials at low fidelity (default: {defaults.CLI_N_WARMUP_LOW})")
-    p.add_argument("--n2", type=nonneg_int, help=f"random warm-up trials at high fidelity (default: {defaults.CLI_N_WARMUP_HIGH})")
+    p.add_argument("--n2", type=nonneg_int,
+                   help="warm-up trials at high fidelity: the best low-fidelity cells, promoted (cost-aware "
+                        f"strategy), or random cells (--strategy paper) (default: {defaults.CLI_N_WARMUP_HIGH})")
     p.add_argument("--beta", type=nonneg_float, help=f"UCB weight of the variance (default: {defaults.UCB_BETA})")
     p.add_argument("--acquisition", choices=ACQUISITIONS,
                    help="logei (default) or the paper's ucb (mean + beta * variance)")

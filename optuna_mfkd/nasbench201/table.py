@@ -116,10 +116,9 @@ class CompactTable(NB201Table):
             raise ValueError(f"NB201 table {str(self.path)!r} could not be read as CSV: {exc}") from exc
         missing = [c for c in compact_columns() if c not in df.columns]
         if missing:
-            raise ValueError(
-                f"NB201 table {str(self.path)!r} lacks the columns {missing}; "
-                f"expected columns {compact_columns()}."
-            )
+            what = (f"has none of the compact table's columns {missing}" if len(missing) == len(compact_columns())
+                    else f"lacks the compact table's columns {missing}")
+            raise ValueError(f"NB201 table {str(self.path)!r} {what}.")
         if len(df) != NUM_ARCHS or sorted(df["index"].tolist()) != list(range(NUM_ARCHS)):
             raise ValueError(
                 f"NB201 table {str(self.path)!r} must hold one row per index 0..{NUM_ARCHS - 1}, "
@@ -208,8 +207,8 @@ class OfficialTable(NB201Table):
                 from nas_201_api import NASBench201API
             except ImportError as exc:
                 raise ImportError(
-                    "reading the official NB201 file needs nas_201_api: pip install nas-bench-201 "
-                    "(or use the compact CSV table)."
+                    f"NB201 table {str(self.path)!r} is not a compact CSV table (.csv or .csv.gz); reading it "
+                    "as the official NB201 file needs nas_201_api: pip install nas-bench-201."
                 ) from exc
             if not self.path.exists():
                 raise FileNotFoundError(f"official NB201 file not found at {str(self.path)!r}.")
