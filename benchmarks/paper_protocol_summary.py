@@ -71,7 +71,7 @@ def _side(spec: str, default_setting: str) -> tuple[str, str]:
 def summary_markdown(settings: dict[str, Path], pairs: Sequence[str], command: str | None = None) -> str:
     tables = {name: read_setting(folder) for name, folder in settings.items()}
     from optuna_mfkd.bench.methods import METHODS
-    from optuna_mfkd.bench.report import holm
+    from optuna_mfkd.bench.statistics import holm
 
     present = {m for wide, _ in tables.values() for m in wide.index}
     methods = [m for m in METHODS if m in present] + sorted(present - set(METHODS))

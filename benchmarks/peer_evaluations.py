@@ -23,7 +23,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from optuna_mfkd.bench.harness import FINISHED_ATTR, _storage, parse_seeds, parse_study_name
+from optuna_mfkd.bench.runs import (
+    FINISHED_ATTR,
+    META_ATTR,
+    as_storage,
+    current_name,
+    parse_seeds,
+    parse_study_name,
+)
 from optuna_mfkd.fidelity import trial_cost
 from optuna_mfkd.nasbench201.tabular import EVALUATED_AT_ATTR
 
@@ -48,10 +55,10 @@ def run_stats(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, float]:
 
 
 def summarise(storage: str, seeds: Sequence[int] | None = None) -> pd.DataFrame:
-    st = _storage(storage)
+    st = as_storage(storage)
     rows: dict[tuple[str, str, str], list[dict[str, float]]] = defaultdict(list)
     for study in st.get_all_studies():
-        parsed = parse_study_name(study.study_name)
+        parsed = parse_study_name(current_name(study.study_name, study.user_attrs.get(META_ATTR, {})))
         if parsed is None or not study.user_attrs.get(FINISHED_ATTR):
             continue
         protocol, dataset, method, seed = parsed

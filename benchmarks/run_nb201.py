@@ -9,7 +9,11 @@ interrupted run holds about the same number of seeds per method::
 
 ``--stages`` picks stages by name (default: all, in the order below). ``--chunk K`` runs the
 seeds K at a time through all stages, so a run stopped early holds about as many seeds for
-every stage.
+every stage. The runs are those of ``optuna-mfkd benchmark --protocol ...`` and the report
+that of ``optuna-mfkd report`` (the same functions), with the NAS-Bench-201 introduction and
+published figures of ``report_text.py``. The two-level MFKDSampler with the paper's settings
+is ``mfkd-paper`` (stored as ``mfkd`` before it had a name of its own; such studies are read as
+``mfkd-paper``).
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report_text  # noqa: E402
 
 from optuna_mfkd.bench import harness  # noqa: E402
+from optuna_mfkd.bench.runs import parse_seeds  # noqa: E402
 
 SINGLE = ["random", "tpe", "gp", "re", "mfkd-gpr"]
-MULTI = ["random", "tpe", "gp", "re", "mfkd-gpr", "bohb", "hyperband", "mfkd"]
+MULTI = ["random", "tpe", "gp", "re", "mfkd-gpr", "bohb", "hyperband", "mfkd-paper"]
 
 #: name -> (protocol, datasets, methods)
 STAGES: dict[str, tuple[str, list[str], list[str]]] = {
@@ -41,7 +50,7 @@ STAGES: dict[str, tuple[str, list[str], list[str]]] = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", required=True)
-    p.add_argument("--seeds", type=harness.parse_seeds, default=list(range(100)))
+    p.add_argument("--seeds", type=parse_seeds, default=list(range(100)))
     p.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     p.add_argument("--table", default=None)
     p.add_argument("--n-jobs", type=int, default=1)
@@ -65,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             command = "OMP_NUM_THREADS=1 NB201_TABLE=... python benchmarks/run_nb201.py " + " ".join(
                 shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
             )
-            report.write_report(args.storage, args.out, command=command)
+            report.write_report(args.storage, args.out, command=command, **report_text.for_storage(args.storage))
     return 1 if failed else 0
 
 

@@ -1,8 +1,10 @@
 """The sampler suite: every problem and method side by side in one storage, then the report.
 
-Problems, methods and the report are described in ``optuna_mfkd/bench/suite.py``; every
-run is an Optuna study ``<problem>/<variant>/<method>/seed-<k>`` in one storage, so the
-command resumes where it stopped (finished studies are skipped)::
+Problems, methods, groups and the report's notes are the settings of ``suite_settings.py``
+beside this script; the runs and the report are those of ``optuna-mfkd benchmark`` and
+``optuna-mfkd report`` (the same functions of ``optuna_mfkd.bench``). Every run is an Optuna
+study ``<problem>/<variant>/<method>/seed-<k>`` in one storage, so the command resumes where
+it stopped (finished studies are skipped)::
 
     OMP_NUM_THREADS=1 NB201_TABLE=/path/nb201_compact.csv python benchmarks/sampler_suite.py \\
         --storage sqlite:///benchmarks/results/sampler-suite/studies.db --problems all \\
@@ -34,8 +36,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from optuna_mfkd.bench import harness, records, suite  # noqa: E402
+import suite_settings as suite  # noqa: E402
+
+from optuna_mfkd.bench import records  # noqa: E402
+from optuna_mfkd.bench.runs import parse_seeds  # noqa: E402
 from optuna_mfkd.storage import rdb_storage  # noqa: E402
 
 DEFAULT_OUT = "benchmarks/results/sampler-suite"
@@ -47,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", nargs="+", default=["all"],
                    help=f"problem ids, names or groups ({', '.join(suite.GROUPS)}); default: all")
     p.add_argument("--methods", nargs="+", default=list(suite.METHOD_NAMES), help="default: %(default)s")
-    p.add_argument("--seeds", type=harness.parse_seeds, default=list(range(30)), help="e.g. 0-29 or 0,3,5-7")
+    p.add_argument("--seeds", type=parse_seeds, default=list(range(30)), help="e.g. 0-29 or 0,3,5-7")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--table", default=None, help="NB201 table (default $NB201_TABLE)")
     p.add_argument("--pool", default=None,
-                   help="low-fidelity pool of mf3 (default $MFKD_POOL, else " + suite.DEFAULT_POOL + ")")
+                   help="low-fidelity pool of mf3 (default $MFKD_POOL, else benchmarks/results/paper-protocol/pool-snapshot.csv)")
     p.add_argument("--redo", nargs="+", default=[], metavar="METHOD",
                    help="delete the stored studies of these methods (of the selected runs) and run them again")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (README.md, CSVs, PNGs)")
@@ -87,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.report_only:
             results = suite.run_suite(args.storage, problems, args.methods, args.seeds, n_jobs=args.n_jobs,
                                       table_path=args.table, progress=not args.no_progress, redo=args.redo,
-                                      pool_path=args.pool)
+                                      pool=args.pool)
             ran = [r for r in results if not r.get("skipped")]
             errors = sum("error" in r for r in ran)
             print(json.dumps({"studies": len(results), "ran": len(ran), "skipped": len(results) - len(ran),

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from optuna_mfkd.bench import harness
+from optuna_mfkd.bench.runs import parse_seeds
 
 PROBLEMS = ("mf/cifar10", "augmented-hartmann/3-level")
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -39,10 +39,10 @@ FRACTIONS = (0.25, 0.5, 1.0)
 
 def _run(problem_id: str, variant: str, spec: str | dict, seed: int, table: str | None) -> dict:
     import optuna
+    import suite_settings as suite  # beside this script
     import torch
 
     from optuna_mfkd import MaxCostCallback, MFKDSampler
-    from optuna_mfkd.bench import suite
     from optuna_mfkd.bench.incumbent import incumbent_curve
 
     torch.set_num_threads(1)
@@ -137,7 +137,7 @@ def main() -> None:
             r[f] = float(r[f])
         r["seed"], r["top_trials"] = int(r["seed"]), int(r["top_trials"])
     done = {(r["problem"], r["variant"], r["seed"]) for r in rows}
-    todo = [(p, v, s) for s in harness.parse_seeds(args.seeds) for p in args.problems for v in variants if (p, v, s) not in done]
+    todo = [(p, v, s) for s in parse_seeds(args.seeds) for p in args.problems for v in variants if (p, v, s) not in done]
     new = not path.exists()
     with ProcessPoolExecutor(args.jobs) as pool, path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)

@@ -7,7 +7,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from optuna_mfkd.bench import harness, report
+from optuna_mfkd.bench import bulk_copy, harness, report, results, statistics
+from optuna_mfkd.bench import runs as bench_runs
 from optuna_mfkd.bench.incumbent import incumbent_curve
 from optuna_mfkd.bench.protocols import get_protocol
 
@@ -39,7 +40,7 @@ def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol
     finals, halves = {}, {}
     for name in (r["study"] for r in res):
         study = optuna.load_study(study_name=name, storage=storage)
-        assert study.user_attrs[harness.FINISHED_ATTR] is True
+        assert study.user_attrs[bench_runs.FINISHED_ATTR] is True
         costs = [t.user_attrs["cost"] for t in study.trials]
         assert sum(costs) >= 1500 > sum(costs[:-1])  # stops on the first trial past the budget
         finals[name] = _best_test(study)
@@ -68,7 +69,7 @@ def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol
     for row in runs.itertuples():
         assert row.final_test_acc == pytest.approx(finals[f"tiny/cifar10/{row.method}/seed-{row.seed}"])
     # The summaries stored with the studies give what the trials give.
-    fast, slow = report.load_runs(sqlite_url), report.load_runs(sqlite_url, use_records=False)
+    fast, slow = results.load_runs(sqlite_url), results.load_runs(sqlite_url, use_records=False)
     key = lambda r: (r.method, r.seed)  # noqa: E731
     for a, b in zip(sorted(fast, key=key), sorted(slow, key=key), strict=True):
         assert (a.final_test, a.final_val, a.n_trials) == (b.final_test, b.final_val, b.n_trials)
@@ -85,10 +86,10 @@ def test_smoke_run_resume_and_report(sqlite_url, nb201_table_path, tiny_protocol
 
 
 def test_study_names_and_seed_lists():
-    assert harness.study_name("nb201", "cifar10", "tpe", 7) == "nb201/cifar10/tpe/seed-7"
-    assert harness.parse_study_name("nb201/cifar10/tpe/seed-7") == ("nb201", "cifar10", "tpe", 7)
-    assert harness.parse_study_name("something else") is None
-    assert harness.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    assert bench_runs.study_name("nb201", "cifar10", "tpe", 7) == "nb201/cifar10/tpe/seed-7"
+    assert bench_runs.parse_study_name("nb201/cifar10/tpe/seed-7") == ("nb201", "cifar10", "tpe", 7)
+    assert bench_runs.parse_study_name("something else") is None
+    assert bench_runs.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
 
 
 def test_bad_requests(tiny_protocol):
@@ -104,8 +105,8 @@ def test_bad_requests(tiny_protocol):
 
 def test_holm_matches_hand_computation():
     # sorted: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> monotone 0.06.
-    assert report.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    adj = report.holm([0.5, float("nan"), 0.001])
+    assert statistics.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adj = statistics.holm([0.5, float("nan"), 0.001])
     assert adj[0] == pytest.approx(0.5) and np.isnan(adj[1]) and adj[2] == pytest.approx(0.002)
 
 
@@ -178,7 +179,7 @@ def test_store_study_copies_everything(sqlite_url):
 
     mem.optimize(objective, n_trials=25)
     target = optuna.storages.RDBStorage(sqlite_url)
-    harness._bulk_copy(mem, target)  # the fast path itself, not its fallback
+    bulk_copy._bulk_copy(mem, target)  # the fast path itself, not its fallback
     back = optuna.load_study(study_name="copy/x/y/seed-0", storage=target)
     assert back.user_attrs == {"u": {"a": 1}}
     assert target.get_study_system_attrs(back._study_id) == {"s": [1, 2]}
@@ -197,9 +198,9 @@ def test_bulk_copy_writes_every_column_of_optunas_trial_tables():
     # changes: check the bulk copy against the new tables, then update BULK_COPY_COLUMNS.
     from optuna.storages._rdb import models
 
-    assert harness.schema_differences() == {}, f"Optuna {optuna.__version__} changed its trial tables"
-    assert harness.bulk_copy_matches_schema()
-    for name, written in harness.BULK_COPY_COLUMNS.items():
+    assert bulk_copy.schema_differences() == {}, f"Optuna {optuna.__version__} changed its trial tables"
+    assert bulk_copy.bulk_copy_matches_schema()
+    for name, written in bulk_copy.BULK_COPY_COLUMNS.items():
         columns = getattr(models, name).__table__.columns
         assert {c.name for c in columns if not c.primary_key} == written, name
 
@@ -235,7 +236,7 @@ def test_bulk_copy_equals_optunas_copy_study(tmp_path):
                                              optuna.trial.TrialState.FAIL}
     bulk = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'bulk.db'}")
     ref = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ref.db'}")
-    harness._bulk_copy(mem, bulk)
+    bulk_copy._bulk_copy(mem, bulk)
     optuna.copy_study(from_study_name=mem.study_name, from_storage=mem._storage, to_storage=ref)
 
     a_id, b_id = bulk.get_study_id_from_name(mem.study_name), ref.get_study_id_from_name(mem.study_name)

@@ -10,6 +10,9 @@ import pytest
 
 from optuna_mfkd.bench import harness, report
 from optuna_mfkd.bench.protocols import LowFidelityPool, get_protocol
+from optuna_mfkd.bench.results import load_runs
+from optuna_mfkd.bench.runs import META_ATTR, as_storage, finished_studies
+from optuna_mfkd.cli import benchmark as benchmark_cli
 from optuna_mfkd.nasbench201.space import Architecture
 from optuna_mfkd.nasbench201.table import load_table
 
@@ -107,19 +110,19 @@ def test_kd_pool_method_and_report_over_two_storages(pool_csv, nb201_table_path,
         index = t.user_attrs["nb201_index"]
         assert t.value == pytest.approx(table.val_acc("cifar10", index) - 25.0)
         assert t.user_attrs["cost"] == pytest.approx(0.22 * table.seconds_per_epoch("cifar10", index))
-    assert study.user_attrs[harness.META_ATTR]["pool_cells"] == len(KD_CELLS)
+    assert study.user_attrs[META_ATTR]["pool_cells"] == len(KD_CELLS)
 
     readme = report.write_report([base, multi], tmp_path / "rep")
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
     assert sorted(zip(runs["method"], runs["seed"])) == [("mfkd-kd", 0), ("mfkd-kd", 1), ("random", 0), ("random", 1)]
     assert "vs mfkd-kd" in readme.read_text()
     with pytest.raises(ValueError, match="finished in both"):
-        report.load_runs([base, multi, base])
+        load_runs([base, multi, base])
     # A warm-up larger than the KD scores is refused before anything is stored.
     big = dataclasses.replace(protocol, n_warmup_low=len(KD_CELLS) + 1)
     res = harness.run_benchmark(multi, big, ["cifar10"], ["mfkd-kd"], [7], table_path=str(nb201_table_path), progress=False)
     assert "fewer than n_warmup_low" in res[0]["error"]
-    assert "paper-tiny/cifar10/mfkd-kd/seed-7" not in harness.finished_studies(harness._storage(multi))
+    assert "paper-tiny/cifar10/mfkd-kd/seed-7" not in finished_studies(as_storage(multi))
 
 
 def test_cost_aware_replay_queries_the_low_level_on_the_pool_only(pool_csv, nb201_table_path, sqlite_url):
@@ -193,7 +196,7 @@ def test_live_protocol_end_to_end(tiny_live, nb201_table_path, sqlite_url, tmp_p
             assert t.user_attrs["cost"] == pytest.approx(0.5 * table.seconds_per_epoch("cifar10", index) * ratio)
         for t in high:
             assert t.value == table.val_acc("cifar10", t.user_attrs["nb201_index"], 12)
-        meta = study.user_attrs[harness.META_ATTR]
+        meta = study.user_attrs[META_ATTR]
         assert meta["low_fidelity"]["live"] and meta["low_fidelity"]["time_ratio_to_ce"] == ratio
     assert len(EvaluationCache(sqlite_url)) == 4  # every live evaluation is cached
     text = report.write_report(sqlite_url, tmp_path / "rep").read_text()
@@ -205,23 +208,23 @@ def test_live_protocol_bad_input(tiny_live, tmp_path):
         get_protocol("nb201", pool=LowFidelityPool({"ce": {0: 1.0}}, {"ce": 1.0}), live=tiny_live)
     with pytest.raises(ValueError, match="'mf'"):
         get_protocol("mf", live=tiny_live)
-    args = harness.build_parser().parse_args(["--live-low", "--data-root", str(tmp_path), "--time-ratio", "nst:2"])
+    args = benchmark_cli.build_parser().parse_args(["--live-low", "--data-root", str(tmp_path), "--time-ratio", "nst:2"])
     with pytest.raises(ValueError, match="--time-ratio"):
-        harness.protocol_from_args(args)
+        benchmark_cli.protocol_from_args(args)
 
 
 def test_three_level_protocol_mf3(pool_csv, nb201_table_path, sqlite_url, tmp_path, monkeypatch):
     """mf3: the pool's NST score -> 12 -> 200 epochs; multi-level methods use all three levels
     (NST on the pool's cells only), single-level ones the 200-epoch level."""
-    from optuna_mfkd.bench import suite
+    from optuna_mfkd.bench import catalog
     from optuna_mfkd.nasbench201.tabular import ScoreLevel
 
     with pytest.raises(ValueError, match="needs a low-fidelity pool"):
         get_protocol("mf3")
     monkeypatch.setenv("MFKD_POOL", str(tmp_path / "absent.csv"))
     with pytest.raises(FileNotFoundError, match="absent.csv"):
-        suite.make_problem("mf3/cifar10", str(nb201_table_path))
-    problem = suite.make_problem("mf3/cifar10", str(nb201_table_path), pool_path=pool_csv)
+        catalog.make_problem("mf3/cifar10", str(nb201_table_path))
+    problem = catalog.make_problem("mf3/cifar10", str(nb201_table_path), pool_path=pool_csv)
     protocol = problem.protocol
     assert protocol.pool_level == "nst" and problem.budget() == get_protocol("mf").budget(problem.table(), "cifar10")
     with pytest.raises(ValueError, match="pool's scores are for cifar10"):
@@ -242,6 +245,6 @@ def test_three_level_protocol_mf3(pool_csv, nb201_table_path, sqlite_url, tmp_pa
     assert {t.user_attrs["nb201_index"] for t in by_level["nst"]} <= set(POOL_CELLS)
     for t in by_level["nst"]:
         assert t.value == pytest.approx(table.val_acc("cifar10", t.user_attrs["nb201_index"]) - 20.0)
-    assert study.user_attrs[harness.META_ATTR]["pool_cells"] == len(POOL_CELLS)
+    assert study.user_attrs[META_ATTR]["pool_cells"] == len(POOL_CELLS)
     gp = optuna.load_study(study_name="mf3/cifar10/gp/seed-0", storage=sqlite_url)
     assert {t.user_attrs.get("fidelity", "200ep") for t in gp.trials} == {"200ep"}

@@ -19,6 +19,8 @@ from optuna_mfkd.bench.methods import METHODS, MethodContext
 from optuna_mfkd.bench.peers import EXTRA_HINT, PEERS
 from optuna_mfkd.bench.peers.common import BUDGET_ATTR, PEER_TRIAL_ATTR, Levels, SearchSpace
 from optuna_mfkd.bench.protocols import get_protocol
+from optuna_mfkd.bench.runs import META_ATTR, RESULT_ATTR
+from optuna_mfkd.cli import report as report_cli
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR, MaxCostCallback, fidelity_of
 
 #: Package each peer's adapter imports.
@@ -230,7 +232,7 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
     storage = optuna.storages.RDBStorage(sqlite_url)
     for method in methods:
         study = optuna.load_study(study_name=f"mf-tiny/cifar10/{method}/seed-0", storage=storage)
-        meta = study.user_attrs[harness.META_ATTR]
+        meta = study.user_attrs[META_ATTR]
         assert meta["peer"]["method"] == method and all(meta["peer"]["versions"].values())
         costs = []
         for t in study.trials:
@@ -242,14 +244,14 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
         assert sum(costs) >= budget > sum(costs[:-1])
         top = [t for t in study.trials if t.user_attrs[FIDELITY_ATTR] == "200ep"]
         best = max(top, key=lambda t: (t.value, -t.number)) if top else None
-        record = study.user_attrs[harness.RESULT_ATTR]
+        record = study.user_attrs[RESULT_ATTR]
         assert record["final_test"] == (None if best is None else pytest.approx(best.user_attrs["test_acc_200ep"]))
     # The report (command line): anytime columns up to the whole budget with their tests, a
     # title and notes, and the versions each study recorded.
     notes = tmp_path / "notes.md"
     notes.write_text("## Summary\n\nPeers side by side.\n")
     out = tmp_path / "report"
-    assert report.main(["--storage", sqlite_url, "--out", str(out), "--anytime", "0.5", "1", "--anytime-tests",
+    assert report_cli.main(["--storage", sqlite_url, "--out", str(out), "--anytime", "0.5", "1", "--anytime-tests",
                         "--title", "Peers", "--notes", str(notes)]) == 0
     text = (out / "README.md").read_text()
     assert text.startswith("# Peers\n") and "## Summary\n\nPeers side by side." in text
@@ -309,13 +311,14 @@ def _tiny_synthetic(pid: str, budget: float):
 
 
 def test_synthetic_problems_give_the_peers_space_and_levels():
-    from optuna_mfkd.bench import suite
-    from optuna_mfkd.bench.methods import SUITE_METHODS
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import suite_settings as suite
+
     from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 
     for pid in suite.GROUPS["synthetic-mf"]:
         problem = SYNTHETIC_PROBLEMS[pid]()
-        assert problem.methods == tuple(SUITE_METHODS)  # the suite's default list is unchanged
+        assert problem.methods == suite.METHOD_NAMES  # the suite's default list is unchanged
         ctx = problem.context("dehb")
         assert ctx.level_resources == {lv.name: lv.cost for lv in problem.levels}
         assert list(ctx.level_resources) == list(ctx.levels)
@@ -389,7 +392,7 @@ def test_peer_on_a_synthetic_mf_problem(method, pid, budget):
     total = np.cumsum([t.user_attrs["cost"] for t in trials])
     assert total[-1] >= budget > total[-2]
     assert {t.user_attrs[FIDELITY_ATTR] for t in trials} >= {problem.levels[0].name, problem.top_level}
-    meta = study.user_attrs[harness.META_ATTR]
+    meta = study.user_attrs[META_ATTR]
     assert meta["method"] == method and all(meta["peer"]["versions"].values())
     assert meta["peer"]["settings"]["eta"] == pytest.approx(10.0)
     assert meta["peer"]["settings"]["min_budget"] == problem.levels[0].cost

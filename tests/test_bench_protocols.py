@@ -28,7 +28,8 @@ def test_method_registry_builds():
     pruner = built["bohb"][1]
     assert isinstance(pruner, optuna.pruners.HyperbandPruner) and isinstance(built["bohb"][0], optuna.samplers.TPESampler)
     assert {m for m in METHODS if m.startswith("mfkd")} == {
-        "mfkd", "mfkd-gpr", "mfkd-nst", "mfkd-ce", "mfkd-kd", "mfkd-nst-ca", "mfkd-ce-ca", "mfkd-kd-ca", "mfkd-gpr-ca"
+        "mfkd", "mfkd-gpr", "mfkd-nst", "mfkd-ce", "mfkd-kd", "mfkd-nst-ca", "mfkd-ce-ca", "mfkd-kd-ca", "mfkd-gpr-ca",
+        "mfkd-paper",
     }
 
 

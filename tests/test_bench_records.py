@@ -13,7 +13,9 @@ import numpy as np
 import optuna
 import pytest
 
-from optuna_mfkd.bench import harness, records, report
+from optuna_mfkd.bench import harness, records
+from optuna_mfkd.bench.results import load_runs
+from optuna_mfkd.bench.runs import FINISHED_ATTR, RESULT_ATTR, RunSpec
 from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _runs():
     problem = dataclasses.replace(SYNTHETIC_PROBLEMS["branin/1-level"](), budget_top_evals=5)
-    return [harness.RunSpec(problem, m, s) for m in ("random", "tpe") for s in (0, 1)]
+    return [RunSpec(problem, m, s) for m in ("random", "tpe") for s in (0, 1)]
 
 
 def _rows(storage):
@@ -31,7 +33,7 @@ def _rows(storage):
     return sorted(
         (r.protocol, r.dataset, r.method, r.seed, plain(r.final_test), r.n_trials, r.cpu_seconds,
          plain(r.curve_cost), plain(r.curve_test))
-        for r in report.load_runs(storage)
+        for r in load_runs(storage)
     )
 
 
@@ -71,12 +73,12 @@ def test_an_interrupted_study_is_replaced_and_a_finished_one_kept(finished, tmp_
     interrupted = optuna.create_study(storage=other, study_name="branin/1-level/random/seed-0")
     interrupted.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     kept = optuna.create_study(storage=other, study_name="branin/1-level/tpe/seed-0")
-    kept.set_user_attr(harness.FINISHED_ATTR, True)
-    kept.set_user_attr(harness.RESULT_ATTR, {"n_trials": 0, "final_test": None, "final_val": None, "cost": [], "test": []})
+    kept.set_user_attr(FINISHED_ATTR, True)
+    kept.set_user_attr(RESULT_ATTR, {"n_trials": 0, "final_test": None, "final_val": None, "cost": [], "test": []})
     assert records.import_runs(path, other) == 3
     replaced = optuna.load_study(study_name="branin/1-level/random/seed-0", storage=other)
-    assert replaced.trials == [] and replaced.user_attrs[harness.FINISHED_ATTR] is True
-    assert optuna.load_study(study_name="branin/1-level/tpe/seed-0", storage=other).user_attrs[harness.RESULT_ATTR]["n_trials"] == 0
+    assert replaced.trials == [] and replaced.user_attrs[FINISHED_ATTR] is True
+    assert optuna.load_study(study_name="branin/1-level/tpe/seed-0", storage=other).user_attrs[RESULT_ATTR]["n_trials"] == 0
 
 
 @pytest.mark.parametrize(
@@ -126,7 +128,7 @@ def test_sampler_suite_continues_from_a_records_file(finished, tmp_path):
     assert '"imported": 4' in done.stdout and '"ran": 1' in done.stdout and '"written": 5' in done.stdout
     names = [r["study"] for r in records.read_runs(path)]
     assert "branin/1-level/random/seed-2" in names and len(names) == 5
-    rows = {(r.method, r.seed): r for r in report.load_runs(url)}
+    rows = {(r.method, r.seed): r for r in load_runs(url)}
     assert set(rows) == {("random", 0), ("random", 1), ("random", 2), ("tpe", 0), ("tpe", 1)}
     assert np.isfinite(rows[("random", 2)].final_test)
     assert (out / "README.md").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,17 @@ import pandas as pd
 import pytest
 from scipy.stats import mannwhitneyu
 
-from optuna_mfkd.bench import harness, suite
-from optuna_mfkd.bench.methods import SUITE_METHODS, get_method
+from optuna_mfkd.bench import harness
+from optuna_mfkd.bench.methods import get_method
+from optuna_mfkd.bench.protocols import get_protocol
+from optuna_mfkd.bench.runs import FINISHED_ATTR, as_storage, finished_studies
 from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 from optuna_mfkd.fidelity import FIDELITY_ATTR
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import suite_settings as suite  # noqa: E402  (benchmarks/suite_settings.py: the suite's settings)
+
 METHODS = ["mfkd", "tpe", "random"]
 SEEDS = [0, 1]
 
@@ -58,10 +64,10 @@ def test_tiny_suite_run_resume_and_report(sqlite_url, tmp_path):
     assert all(r["skipped"] for r in harness.run_specs(sqlite_url, runs, progress=False))
     storage = optuna.storages.RDBStorage(sqlite_url)
     name = "augmented-branin/2-level/tpe/seed-1"
-    storage.set_study_user_attr(storage.get_study_id_from_name(name), harness.FINISHED_ATTR, False)
+    storage.set_study_user_attr(storage.get_study_id_from_name(name), FINISHED_ATTR, False)
     again = harness.run_specs(sqlite_url, runs, progress=False)
     assert [r["study"] for r in again if not r["skipped"]] == [name]
-    assert suite.forget(sqlite_url, runs, ["random"]) == [r.name for r in runs if r.method == "random"]
+    assert harness.forget(sqlite_url, runs, ["random"]) == [r.name for r in runs if r.method == "random"]
     again = harness.run_specs(sqlite_url, runs, progress=False)
     assert sorted(r["study"] for r in again if not r["skipped"]) == sorted(r.name for r in runs if r.method == "random")
 
@@ -111,15 +117,19 @@ def test_problem_names_groups_and_methods():
     assert suite.METHOD_NAMES == ("mfkd", "mfkd-paper", "gp", "tpe", "random")
     # mfkd: the sampler with the problem's levels and nothing else; mfkd-paper: the paper's warm-up.
     hart = SYNTHETIC_PROBLEMS["augmented-hartmann/3-level"]()
-    sampler, pruner, _ = SUITE_METHODS["mfkd"].build(3, hart.context("mfkd"))
+    sampler, pruner, _ = get_method("mfkd").build(3, hart.context("mfkd"))
     assert sampler.fidelities == ["s0.5", "s0.75", "s1"] and pruner is None
-    paper, _, _ = get_method("mfkd-paper", "suite").build(3, hart.context("mfkd-paper"))
+    paper, _, _ = get_method("mfkd-paper").build(3, hart.context("mfkd-paper"))
     assert paper.n_warmup == {"s0.5": 100, "s0.75": 100, "s1": 20} and paper.beta == 1.0
-    one, _, _ = SUITE_METHODS["mfkd-paper"].build(0, SYNTHETIC_PROBLEMS["branin/1-level"]().context("mfkd-paper"))
+    one, _, _ = get_method("mfkd-paper").build(0, SYNTHETIC_PROBLEMS["branin/1-level"]().context("mfkd-paper"))
     assert one.fidelities == ["top"] and one.n_warmup == {"top": 20}
-    # The default registry keeps its own mfkd (two levels, the protocol's warm-up).
-    with pytest.raises(ValueError, match="unknown method 'mfkd-paper'"):
-        get_method("mfkd-paper")
+    # One name, one meaning: the NB201 protocols' two-level MFKDSampler with the paper's
+    # settings is mfkd-paper as well (studies stored as mfkd before: runs.LEGACY_METHODS).
+    mf = get_protocol("mf")
+    assert "mfkd-paper" in mf.methods and "mfkd" not in mf.methods
+    assert mf.check("mfkd-paper", "cifar10") is get_method("mfkd-paper")
+    with pytest.raises(ValueError, match="unknown method 'mfkd-suite'"):
+        get_method("mfkd-suite")
 
 
 def test_nb201_problems_run_the_suite_methods(nb201_table_path):
@@ -147,7 +157,7 @@ def test_command_line(sqlite_url, tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as exc:
             mod.main(["--storage", sqlite_url, "--out", str(tmp_path / "r"), "--no-progress", *bad])
         assert exc.value.code == 2
-    assert "branin/1-level/random/seed-0" in harness.finished_studies(harness._storage(sqlite_url))
+    assert "branin/1-level/random/seed-0" in finished_studies(as_storage(sqlite_url))
     assert mod.main(["--storage", sqlite_url, "--problems", "branin", "--report-only", "--out", str(tmp_path / "r")]) == 0
     assert "branin/1-level/random/seed-0" in pd.read_csv(tmp_path / "r" / "runs.csv").pipe(
         lambda d: d.protocol + "/" + d.dataset + "/" + d.method + "/seed-" + d.seed.astype(str)).tolist()

@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from optuna_mfkd.bench import harness
+from optuna_mfkd.bench.runs import META_ATTR, RunSpec
 from optuna_mfkd.bench.synthetic import REGRET_FLOOR, SYNTHETIC_PROBLEMS, SyntheticProblem
 from optuna_mfkd.fidelity import FIDELITY_ATTR
 
@@ -158,7 +159,7 @@ def test_bad_level_and_space():
 
 def test_harness_stops_at_the_budget_with_cheap_levels(sqlite_url):
     problem = _problem("augmented-branin/2-level", budget_top_evals=3.0)
-    spec = harness.RunSpec(problem, "mfkd", 0)
+    spec = RunSpec(problem, "mfkd", 0)
     assert spec.name == "augmented-branin/2-level/mfkd/seed-0"
     harness.run_one(spec, sqlite_url)
     study = optuna.load_study(study_name=spec.name, storage=sqlite_url)
@@ -168,10 +169,10 @@ def test_harness_stops_at_the_budget_with_cheap_levels(sqlite_url):
         level = t.user_attrs[FIDELITY_ATTR]
         assert t.user_attrs["cost"] == problem.level(level).cost
         assert t.value == pytest.approx(problem.evaluate([t.params["x0"], t.params["x1"]], level))
-    meta = study.user_attrs[harness.META_ATTR]
+    meta = study.user_attrs[META_ATTR]
     assert meta["levels"] == ["s0.5", "s1"] and meta["cost_unit"] == "top-level evaluations"
     assert meta["metric"]["attr"] == "log10_regret" and study.direction == optuna.study.StudyDirection.MINIMIZE
 
-    single = harness.RunSpec(_problem("hartmann6/1-level", budget_top_evals=4), "tpe", 1)
+    single = RunSpec(_problem("hartmann6/1-level", budget_top_evals=4), "tpe", 1)
     harness.run_one(single, sqlite_url)
     assert len(optuna.load_study(study_name=single.name, storage=sqlite_url).trials) == 4

@@ -20,7 +20,7 @@ def test_engine_kwargs() -> None:
 
 
 def test_every_opener_waits_for_sqlite_locks(sqlite_url: str) -> None:
-    from optuna_mfkd.bench.harness import _storage
+    from optuna_mfkd.bench.runs import as_storage as _storage
     from optuna_mfkd.cli import open_storage
     from optuna_mfkd.training.cache import EvaluationCache
 

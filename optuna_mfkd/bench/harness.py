@@ -1,101 +1,53 @@
 """Run benchmark studies side by side in one Optuna storage.
 
-Each run is an Optuna study named ``<problem>/<variant>/<method>/seed-<k>`` in one storage
-(an SQLite file by default; any RDB URL works): for an NB201 protocol
-``<protocol>/<dataset>/<method>/seed-<k>``, for any other problem
-(:mod:`optuna_mfkd.bench.problems`) its name and variant. A run executes in an in-memory storage and
-is copied to the target storage when it ends, then marked finished (study user attribute
-``bench:finished``); on a restart, finished studies are skipped and unfinished ones
-(interrupted mid-copy) are deleted and run again, so the harness resumes where it stopped.
-Runs go in the order seed, problem (dataset), method, so an interrupted benchmark holds about
-the same number of seeds for every method.
+A run (:class:`~optuna_mfkd.bench.runs.RunSpec`: a problem, a method, a seed) executes in an
+in-memory storage and is copied to the target storage when it ends
+(:func:`~optuna_mfkd.bench.bulk_copy.store_study`), then marked finished; on a restart,
+finished studies are skipped and unfinished ones (interrupted mid-copy) are deleted and run
+again, so the harness resumes where it stopped. Runs go in the order seed, problem (dataset),
+method, so an interrupted benchmark holds about the same number of seeds for every method.
+Names and stored attributes: :mod:`optuna_mfkd.bench.runs`.
 
-Entry points: :func:`run_benchmark` (NB201 protocols), :func:`run_specs` (any problems;
-the sampler suite, ``benchmarks/sampler_suite.py``) and :func:`main` (command line)::
-
-    python -m optuna_mfkd.bench.harness --storage sqlite:///nb201.db --protocol nb201 \\
-        --datasets cifar10 --methods random tpe gp re --seeds 0-99
+Entry points: :func:`run_benchmark` (an NB201 protocol on datasets), :func:`run_problems`
+(any problems, e.g. from :func:`optuna_mfkd.bench.catalog.make_problem`) and
+:func:`run_specs` (given runs). The command line is ``optuna-mfkd benchmark``
+(:mod:`optuna_mfkd.cli.benchmark`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
 import sys
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 
+from optuna_mfkd.bench.bulk_copy import store_study
 from optuna_mfkd.bench.incumbent import result_record
-from optuna_mfkd.bench.methods import check_installed
-from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric, Problem
-from optuna_mfkd.bench.protocols import (
-    LiveLowFidelity,
-    LowFidelityPool,
-    NB201Problem,
-    Protocol,
-    get_protocol,
+from optuna_mfkd.bench.problems import Problem
+from optuna_mfkd.bench.protocols import NB201Problem, Protocol, get_protocol
+from optuna_mfkd.bench.runs import (
+    FINISHED_ATTR,
+    META_ATTR,
+    RESULT_ATTR,
+    RunSpec,
+    as_storage,
+    check_no_legacy_clash,
+    finished_studies,
+    parse_study_name,
+    problem_specs,
+    stored_runs,
+    study_metric,
 )
-from optuna_mfkd.datasets import DATASETS
-from optuna_mfkd.defaults import N_WARMUP_LOW
 from optuna_mfkd.fidelity import MaxCostCallback
-from optuna_mfkd.storage import rdb_storage
 
-FINISHED_ATTR = "bench:finished"
-META_ATTR = "bench:meta"
-RESULT_ATTR = "bench:result"
 #: Safety cap on the trials of one run (the budget stops every run before it). Asynchronous
 #: successive halving on the wing weight's four levels (cheapest 1/1000 of the top) takes about
 #: 9,600 trials to spend 40 top-level evaluations, so the cap is far above that.
 MAX_TRIALS = 50_000
-
-
-def study_name(problem: str, variant: str, method: str, seed: int) -> str:
-    return f"{problem}/{variant}/{method}/seed-{seed}"
-
-
-def parse_study_name(name: str) -> tuple[str, str, str, int] | None:
-    """Inverse of :func:`study_name`; ``None`` for names the harness did not make."""
-    parts = name.split("/")
-    if len(parts) != 4 or not parts[3].startswith("seed-"):
-        return None
-    try:
-        return parts[0], parts[1], parts[2], int(parts[3][5:])
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run: a problem (e.g. an NB201 protocol on one dataset), a method and a seed."""
-
-    problem: Problem
-    method: str
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return study_name(self.problem.name, self.problem.variant, self.method, self.seed)
-
-
-def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage
-    if "://" not in storage:
-        raise ValueError(f"storage must be an RDB URL such as 'sqlite:///bench.db', got {storage!r}.")
-    return rdb_storage(storage)
-
-
-def finished_studies(storage: optuna.storages.BaseStorage) -> set[str]:
-    """Names of the studies in ``storage`` that a run completed."""
-    return {s.study_name for s in storage.get_all_studies() if s.user_attrs.get(FINISHED_ATTR)}
 
 
 def run_one(
@@ -115,7 +67,7 @@ def run_one(
 
         torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    target = _storage(storage)
+    target = as_storage(storage)
     name = spec.name
     try:
         study_id = target.get_study_id_from_name(name)
@@ -168,11 +120,6 @@ def run_one(
     return {"study": name, "skipped": False, "trials": len(study.trials), "wall_seconds": wall}
 
 
-def study_metric(meta: dict[str, Any]) -> Metric:
-    """The metric a study's ``bench:meta`` records (NB201's test accuracy for older studies)."""
-    return Metric.from_json(meta["metric"]) if "metric" in meta else NB201_TEST_ACCURACY
-
-
 def backfill_results(storage: optuna.storages.BaseStorage) -> int:
     """Store the result summary of finished studies that lack one (made by older versions).
 
@@ -201,114 +148,6 @@ def _run_safely(spec: RunSpec, *args: Any) -> dict[str, Any]:
         return {"study": spec.name, "skipped": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-#: What the bulk copy writes into Optuna's private RDB models (``optuna.storages._rdb.models``):
-#: model name -> the columns it fills (the primary keys are left to the database). Optuna
-#: changes these tables with its schema versions; :func:`bulk_copy_matches_schema` compares
-#: them with the installed Optuna, and the bulk copy runs only while they agree.
-BULK_COPY_COLUMNS: dict[str, frozenset[str]] = {
-    "TrialModel": frozenset({"study_id", "number", "state", "datetime_start", "datetime_complete"}),
-    "TrialValueModel": frozenset({"trial_id", "objective", "value", "value_type"}),
-    "TrialParamModel": frozenset({"trial_id", "param_name", "param_value", "distribution_json"}),
-    "TrialUserAttributeModel": frozenset({"trial_id", "key", "value_json"}),
-    "TrialSystemAttributeModel": frozenset({"trial_id", "key", "value_json"}),
-    "TrialIntermediateValueModel": frozenset(
-        {"trial_id", "step", "intermediate_value", "intermediate_value_type"}
-    ),
-}
-
-
-def schema_differences() -> dict[str, tuple[set[str], set[str]]]:
-    """Model name -> (columns Optuna has that the bulk copy does not write, columns it writes
-    that Optuna lacks), for every model where the two differ (empty: they agree)."""
-    from optuna.storages._rdb import models
-
-    out = {}
-    for name, written in BULK_COPY_COLUMNS.items():
-        model = getattr(models, name, None)
-        table = getattr(model, "__table__", None)
-        have = set() if table is None else {c.name for c in table.columns if not c.primary_key}
-        if have != written:
-            out[name] = (have - written, written - have)
-    return out
-
-
-def bulk_copy_matches_schema() -> bool:
-    """Whether the installed Optuna's trial tables are the ones :data:`BULK_COPY_COLUMNS` fills."""
-    try:
-        return not schema_differences()
-    except ImportError:
-        return False
-
-
-def store_study(study: optuna.Study, target: optuna.storages.BaseStorage) -> None:
-    """Copy a finished in-memory ``study`` into ``target`` under the same name.
-
-    For an :class:`~optuna.storages.RDBStorage` whose trial tables match
-    :data:`BULK_COPY_COLUMNS`, all trials are written in one transaction (Optuna's
-    ``copy_study`` writes trial by trial, about 50 ms each on SQLite, which dominated the
-    harness's time); other storages, or an Optuna whose schema differs, use
-    :func:`optuna.copy_study`. ``tests/test_bench_harness.py`` checks the columns against
-    the installed Optuna and compares the copy with ``copy_study``'s, field by field.
-    """
-    if isinstance(target, optuna.storages.RDBStorage) and bulk_copy_matches_schema():
-        try:
-            _bulk_copy(study, target)
-            return
-        except (ImportError, AttributeError, TypeError):  # private Optuna API changed
-            try:
-                optuna.delete_study(study_name=study.study_name, storage=target)
-            except KeyError:
-                pass
-    optuna.copy_study(from_study_name=study.study_name, from_storage=study._storage, to_storage=target)
-
-
-def _bulk_copy(study: optuna.Study, target: optuna.storages.RDBStorage) -> None:
-    from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    def row(name: str, **columns: Any) -> Any:
-        if columns.keys() != BULK_COPY_COLUMNS[name]:  # the declaration describes this code
-            raise TypeError(f"bulk copy of {name}: columns {sorted(columns)} are not BULK_COPY_COLUMNS")
-        return getattr(models, name)(**columns)
-
-    study_id = target.create_new_study(study.directions, study.study_name)
-    for key, value in study._storage.get_study_system_attrs(study._study_id).items():
-        target.set_study_system_attr(study_id, key, value)
-    for key, value in study.user_attrs.items():
-        target.set_study_user_attr(study_id, key, value)
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    with _create_scoped_session(target.scoped_session) as session:
-        rows = [
-            row("TrialModel", study_id=study_id, number=t.number, state=t.state,
-                datetime_start=t.datetime_start, datetime_complete=t.datetime_complete)
-            for t in trials
-        ]
-        session.add_all(rows)
-        session.flush()  # assigns trial ids
-        children: list[Any] = []
-        for parent, t in zip(rows, trials, strict=True):
-            tid = parent.trial_id
-            for objective, value in enumerate(t.values or []):
-                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                children.append(row("TrialValueModel", trial_id=tid, objective=objective, value=stored,
-                                    value_type=kind))
-            for pname, pvalue in t.params.items():
-                dist = t.distributions[pname]
-                children.append(row("TrialParamModel", trial_id=tid, param_name=pname,
-                                    param_value=dist.to_internal_repr(pvalue),
-                                    distribution_json=distribution_to_json(dist)))
-            for key, value in t.user_attrs.items():
-                children.append(row("TrialUserAttributeModel", trial_id=tid, key=key, value_json=json.dumps(value)))
-            for key, value in t.system_attrs.items():
-                children.append(row("TrialSystemAttributeModel", trial_id=tid, key=key, value_json=json.dumps(value)))
-            for step, value in t.intermediate_values.items():
-                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-                children.append(row("TrialIntermediateValueModel", trial_id=tid, step=step,
-                                    intermediate_value=stored, intermediate_value_type=kind))
-        session.add_all(children)
-
-
 def make_specs(
     protocol: Protocol,
     datasets: Sequence[str],
@@ -319,17 +158,6 @@ def make_specs(
     """All runs of an NB201 protocol in the order seed, dataset, method (validated up front)."""
     problems = [NB201Problem(protocol, d, table_path) for d in datasets]
     return problem_specs(problems, methods, seeds)
-
-
-def problem_specs(problems: Sequence[Problem], methods: Sequence[str] | None, seeds: Iterable[int]) -> list[RunSpec]:
-    """All runs in the order seed, problem, method, each method checked against each problem.
-
-    ``methods`` ``None``: each problem's own methods.
-    """
-    for p in problems:
-        for m in methods or p.methods:
-            check_installed(p.method(m))
-    return [RunSpec(p, m, s) for s in seeds for p in problems for m in (methods or p.methods)]
 
 
 def run_benchmark(
@@ -388,8 +216,9 @@ def run_specs(
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("the runs name the same study twice (a problem, method or seed given twice).")
-    target = _storage(storage)
+    target = as_storage(storage)
     backfill_results(target)
+    check_no_legacy_clash(target, specs)
     done = finished_studies(target)
     todo = [s for s in specs if s.name not in done]
     results: list[dict[str, Any]] = [{"study": s.name, "skipped": True} for s in specs if s.name in done]
@@ -416,101 +245,43 @@ def run_specs(
     return results
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-99"`` -> 0..99; ``"0,3,5-7"`` -> [0, 3, 5, 6, 7]."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        try:
-            seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"bad seed list {text!r} (use e.g. '0-99' or '0,3,5-7').") from exc
-    return seeds
+def forget(storage: str | optuna.storages.BaseStorage, runs: Sequence[RunSpec], methods: Sequence[str]) -> list[str]:
+    """Delete the stored studies of ``runs`` whose method is in ``methods`` (to run them again,
+    e.g. after a change of the sampler); returns their names."""
+    target = as_storage(storage)
+    stored = stored_runs(target)
+    gone = [r.name for r in runs if r.method in methods and r.name in stored]
+    for name in gone:
+        optuna.delete_study(study_name=stored[name].study_name, storage=target)
+    return gone
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="optuna-mfkd benchmark", description=__doc__.split("\n\n")[0])
-    p.add_argument("--storage", default="sqlite:///nb201-bench.db", help="RDB URL holding all studies")
-    p.add_argument("--protocol", default="nb201", help="nb201, nb201-12k or mf")
-    p.add_argument("--datasets", nargs="+", default=["cifar10"], help=" ".join(DATASETS))
-    p.add_argument("--methods", nargs="+", default=None, help="default: the protocol's methods")
-    p.add_argument("--seeds", type=parse_seeds, default=list(range(10)), help="e.g. 0-99 or 0,3,5-7")
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel processes")
-    p.add_argument("--table", default=None, help="NB201 table (default $NB201_TABLE)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--live", action="store_true", help="write each trial to the storage as it happens")
-    p.add_argument("--pool", default=None, help="low-fidelity pool CSV (adds mfkd-nst / mfkd-ce / mfkd-kd, by the losses it holds, to nb201)")
-    p.add_argument("--pool-train-size", type=int, default=25_000, help="images of the table's training split")
-    p.add_argument("--n-warmup-low", type=int, default=None, help=f"low-fidelity warm-up trials (default {N_WARMUP_LOW})")
-    g = p.add_argument_group("live low fidelity (protocol nb201-live: mfkd-nst / mfkd-ce / mfkd-kd train their low level)")
-    g.add_argument("--live-low", action="store_true", help="train the low level live instead of reading a pool")
-    g.add_argument("--data-root", default=None, help="CIFAR-10 zip or folder (default $MFKD_CIFAR10)")
-    g.add_argument("--teacher", default=None, help="teacher checkpoint (default: $MFKD_TEACHERS's CIFAR-10 teacher)")
-    g.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
-    g.add_argument("--train-images", type=int, default=6000, help="training images of one low-fidelity run")
-    g.add_argument("--eval-images", type=int, default=2000, help="validation images scoring it")
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--low-epochs", type=int, default=1)
-    g.add_argument("--time-ratio", default=None,
-                   help="loss=ratio,... training-time ratios to CE charged to the low level "
-                        "(default: the measured optuna_mfkd.training.objectives.TIME_RATIOS)")
-    return p
+def run_problems(
+    storage: str,
+    problems: Sequence[Problem],
+    methods: Sequence[str] | None = None,
+    seeds: Iterable[int] = range(10),
+    n_jobs: int = 1,
+    progress: bool = True,
+    redo: Sequence[str] = (),
+    in_memory: bool = True,
+    threads: int | None = 1,
+    desc: str = "bench",
+) -> list[dict[str, Any]]:
+    """Run every (seed, problem, method) of ``problems`` not yet finished in ``storage``.
 
-
-def _live_from_args(args: argparse.Namespace) -> LiveLowFidelity:
-    from optuna_mfkd.training.objectives import TIME_RATIOS
-
-    data = args.data_root or os.environ.get("MFKD_CIFAR10")
-    if not data:
-        raise ValueError("--live-low needs --data-root (or $MFKD_CIFAR10): the CIFAR-10 images to train on.")
-    ratios = dict(TIME_RATIOS)
-    for part in filter(None, (args.time_ratio or "").split(",")):
-        loss, sep, value = part.partition("=")
-        try:
-            ratio = float(value)
-        except ValueError:
-            ratio = math.nan
-        if not sep or not ratio > 0:
-            raise ValueError(f"--time-ratio {args.time_ratio!r}: expected loss=ratio pairs with ratio > 0, e.g. nst=1.1")
-        ratios[loss.strip()] = ratio
-    settings = {"epochs": args.low_epochs, "train_images": args.train_images,
-                "eval_images": args.eval_images, "batch_size": args.batch_size}
-    return LiveLowFidelity(data_root=str(data), settings=settings, cache=args.storage, time_ratios=ratios,
-                           teacher=args.teacher, device=args.device)
-
-
-def protocol_from_args(args: argparse.Namespace) -> Protocol:
-    pool = None
-    if args.pool:
-        pool = LowFidelityPool.from_csv(args.pool, train_size=args.pool_train_size)
-    live = _live_from_args(args) if args.live_low else None
-    protocol = get_protocol(args.protocol, pool, live)
-    if args.n_warmup_low is not None:
-        protocol = replace(protocol, n_warmup_low=args.n_warmup_low)
-    return protocol
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    results = run_benchmark(
-        storage=args.storage,
-        protocol=protocol_from_args(args),
-        datasets=args.datasets,
-        methods=args.methods,
-        seeds=args.seeds,
-        n_jobs=args.n_jobs,
-        table_path=args.table,
-        progress=not args.no_progress,
-        in_memory=not args.live,
-    )
-    ran = [r for r in results if not r.get("skipped")]
-    errors = [r for r in ran if "error" in r]
-    print(json.dumps({"studies": len(results), "ran": len(ran), "skipped": len(results) - len(ran), "errors": len(errors)}))
-    return 1 if errors else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    ``methods`` ``None``: each problem's own methods; ``redo``: methods whose stored studies
+    among these runs are deleted first and run again. A missing NB201 table fails here, not
+    once per run. Returns what :func:`run_specs` returns.
+    """
+    for problem in problems:
+        if isinstance(problem, NB201Problem):
+            problem.table()
+    runs = problem_specs(problems, methods, list(seeds))
+    if redo:
+        unknown = [m for m in redo if m not in {r.method for r in runs}]
+        if unknown:
+            raise ValueError(f"--redo names methods that are not run: {unknown}.")
+        forget(storage, runs, redo)
+    return run_specs(storage, runs, n_jobs=n_jobs, progress=progress, in_memory=in_memory, threads=threads,
+                     desc=desc)

@@ -100,13 +100,9 @@ class Problem(Protocol):
         ...
 
 
-def resolve_method(name: str, owner: str, allowed: Sequence[str], registry: str = "default") -> Method:
-    """The method ``name`` of ``registry`` for ``owner`` (a problem running ``allowed`` methods).
-
-    The sampler suite's problems use the ``"suite"`` registry, whose ``mfkd`` is the sampler
-    with its defaults (:data:`~optuna_mfkd.bench.methods.SUITE_METHODS`).
-    """
-    method = get_method(name, registry)
+def resolve_method(name: str, owner: str, allowed: Sequence[str]) -> Method:
+    """The method ``name`` for ``owner`` (a problem running ``allowed`` methods)."""
+    method = get_method(name)
     if name not in allowed:
         raise ValueError(f"method {name!r} is not part of {owner} (methods: {list(allowed)}).")
     return method

@@ -10,17 +10,25 @@
   pool (protocol ``nb201-live``), the low level is trained live (the paper's hybrid
   protocol at the scale its settings give) and the sampler draws its own random warm-up.
   Named explicitly, the cost-aware replays ``mfkd-nst-ca`` / ``mfkd-ce-ca`` / ``mfkd-kd-ca``
-  (with a pool) and ``mfkd-gpr-ca`` (see :data:`COST_AWARE_KD_METHODS`).
+  (with a pool) and ``mfkd-gpr-ca`` (methods with
+  :attr:`~optuna_mfkd.bench.methods.Method.pool_cells_only` /
+  :attr:`~optuna_mfkd.bench.methods.Method.top_level_only`), and ``mfkd`` / ``mfkd-paper``.
 - ``nb201-12k``: as ``nb201`` with 12,000 s on every dataset (the budget NB201's scripts
   use; only about 18 queries fit on ImageNet16-120).
 - ``mf``: levels 12-epoch and 200-epoch validation accuracy; budget 50 x the median
   200-epoch cost of the space; single-fidelity methods evaluate 200-epoch values only,
-  Hyperband methods use the two rungs, ``mfkd`` both levels; the peers
-  (:mod:`optuna_mfkd.bench.peers`, named explicitly) run their own brackets on the two levels.
+  Hyperband methods use the two rungs, ``mfkd-paper`` (and ``mfkd``, named explicitly) both
+  levels; the peers (:mod:`optuna_mfkd.bench.peers`, named explicitly) run their own brackets
+  on the two levels.
 - ``mf3`` (CIFAR-10, needs a pool): three levels, a pool's one-epoch score (NST by default;
   only the pool's cells have one), then ``mf``'s 12- and 200-epoch levels and budget;
-  multi-level methods use all three levels (the cheapest on the pool's cells only),
-  single-fidelity methods the 200-epoch level.
+  multi-level methods (``mfkd``, and ``mfkd-paper`` named explicitly) use all three levels
+  (the cheapest on the pool's cells only), single-fidelity methods the 200-epoch level.
+
+What a method needs from a protocol is data on the method
+(:class:`~optuna_mfkd.bench.methods.Method`): its mode, the loss of its low level
+(``low_loss``), whether that level is restricted to the pool's cells (``pool_cells_only``) or
+dropped (``top_level_only``); the protocol never branches on a method's name.
 
 Every protocol reports the 200-epoch test accuracy of the incumbent: the best trial at the
 protocol's top level (ties: the earlier trial).
@@ -29,15 +37,15 @@ protocol's top level (ties: the earlier trial).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from optuna_mfkd.bench.methods import MULTI, TWO_RUNG, Method, MethodContext
+from optuna_mfkd.bench.lowfi import LiveLowFidelity, LowFidelityPool
+from optuna_mfkd.bench.methods import METHODS, MULTI, TWO_RUNG, Method, MethodContext, get_method
 from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import NB201_TEST_ACCURACY, Metric, resolve_method
 from optuna_mfkd.datasets import DATASETS, canonical_dataset
@@ -48,160 +56,14 @@ from optuna_mfkd.nasbench201.table import NB201Table, load_table
 from optuna_mfkd.nasbench201.tabular import ScoreLevel, TabularObjective
 
 SINGLE_FIDELITY_METHODS = ("random", "tpe", "gp", "re", "mfkd-gpr")
-#: The paper's MF-KD methods and the loss of their low level (a pool's scores or live training).
-KD_METHODS: Mapping[str, str] = {"mfkd-nst": "nst", "mfkd-ce": "ce", "mfkd-kd": "kd"}
-#: Cost-aware replays of the paper protocol (named explicitly): MFKDSampler's defaults (the
-#: cost-aware strategy) with a pool's score as the low level, queried on the pool's cells
-#: only (``level_points``), and the high level anywhere; ``mfkd-gpr-ca`` is the same sampler
-#: on the high level alone (no low level).
-COST_AWARE_KD_METHODS: Mapping[str, str] = {"mfkd-nst-ca": "nst", "mfkd-ce-ca": "ce", "mfkd-kd-ca": "kd"}
-#: Every method whose low level is a pool's (or a live) score, and the loss of that score.
-LOW_LOSS: Mapping[str, str] = {**KD_METHODS, **COST_AWARE_KD_METHODS}
-#: Columns a low-fidelity pool CSV needs (long format, one row per cell and loss).
-POOL_COLUMNS = ("index", "loss", "score", "wall_seconds", "epochs", "train_images")
+#: MFKDSampler over the protocol's levels, with its defaults or the paper's settings; every
+#: protocol runs them when named.
+MFKD_METHODS = ("mfkd", "mfkd-paper")
 
 
 def nb201_search_space() -> dict[str, BaseDistribution]:
     """The distributions :func:`~optuna_mfkd.nasbench201.space.suggest_architecture` suggests."""
     return {name: CategoricalDistribution(OPS) for name in EDGE_PARAM_NAMES}
-
-
-@dataclass(frozen=True)
-class LowFidelityPool:
-    """Cached low-fidelity scores of a pool of cells (the paper protocol's low level).
-
-    Attributes:
-        scores: loss name (``"nst"``, ``"ce"``, ``"kd"``) -> {NB201 index: score}.
-        cost_epochs: loss name -> cost of one evaluation in epochs of the table's per-epoch
-            seconds (``epochs x data fraction x measured time ratio to CE``).
-        dataset: the dataset the scores were computed on.
-        source: where the scores came from (shown in reports).
-    """
-
-    scores: Mapping[str, Mapping[int, float]]
-    cost_epochs: Mapping[str, float]
-    dataset: str = "cifar10"
-    source: str = ""
-
-    @classmethod
-    def from_csv(
-        cls,
-        path: str | Path,
-        losses: Sequence[str] | None = None,
-        reference_loss: str = "ce",
-        train_size: int = 25_000,
-        dataset: str = "cifar10",
-    ) -> LowFidelityPool:
-        """Read a pool CSV in long format: one row per (cell, loss).
-
-        ``losses``: the losses to read (default: every loss of :data:`KD_METHODS` the CSV
-        has; a pool may hold, e.g., Hinton KD scores for fewer cells than CE and NST).
-        Needed columns: ``index``, ``loss``, ``score``, ``wall_seconds``, ``epochs``,
-        ``train_images``. The cost of a loss in epochs of the table's per-epoch seconds is
-        ``epochs x train_images / train_size x r``, with ``r`` the median over cells scored
-        with both losses of ``seconds[loss] / seconds[reference_loss]`` (1 for the
-        reference loss): the measured time ratio of, e.g., NST to plain cross-entropy.
-        ``seconds`` is the training CPU time (``train_cpu_seconds``) where the pool has it,
-        since wall time depends on whatever else ran on the machine, else ``wall_seconds``.
-        ``train_size`` is the training split the table's epochs run over (25,000 images of
-        cifar10-valid).
-        """
-        import pandas as pd
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"low-fidelity pool not found at {str(path)!r} (a CSV with columns {list(POOL_COLUMNS)})."
-            )
-        df = pd.read_csv(path)
-        missing = [c for c in POOL_COLUMNS if c not in df.columns]
-        if missing:
-            raise ValueError(f"pool {str(path)!r} lacks columns {missing}; expected {list(POOL_COLUMNS)}.")
-        df = df.dropna(subset=["score", "wall_seconds"])
-        timing = "wall_seconds"
-        if "train_cpu_seconds" in df.columns and df["train_cpu_seconds"].notna().any():
-            timing = "train_cpu_seconds"
-        timed = df.dropna(subset=[timing])
-        wall = {loss: dict(zip(g["index"].astype(int), g[timing].astype(float))) for loss, g in timed.groupby("loss")}
-        if losses is None:
-            losses = [loss for loss in dict.fromkeys(KD_METHODS.values()) if loss in set(df["loss"])]
-            if not losses:
-                raise ValueError(
-                    f"pool {str(path)!r} has no rows with a known loss {sorted(set(KD_METHODS.values()))}; "
-                    f"it has {sorted(df['loss'].unique())}."
-                )
-        scores: dict[str, dict[int, float]] = {}
-        cost: dict[str, float] = {}
-        for loss in losses:
-            sub = df[df["loss"] == loss]
-            if sub.empty:
-                raise ValueError(f"pool {str(path)!r} has no rows with loss {loss!r}; it has {sorted(df['loss'].unique())}.")
-            if sub["epochs"].nunique() != 1 or sub["train_images"].nunique() != 1:
-                raise ValueError(f"pool {str(path)!r}: the {loss!r} rows mix several epochs/train_images settings.")
-            scores[loss] = dict(zip(sub["index"].astype(int), sub["score"].astype(float)))
-            ratio = 1.0
-            if loss != reference_loss:
-                ref = wall.get(reference_loss, {})
-                both = [i for i in wall.get(loss, {}) if i in ref]
-                if not both:
-                    raise ValueError(f"pool {str(path)!r}: no cell has both {loss!r} and {reference_loss!r} timings.")
-                ratio = float(np.median([wall[loss][i] / ref[i] for i in both]))
-            cost[loss] = float(sub["epochs"].iloc[0]) * float(sub["train_images"].iloc[0]) / train_size * ratio
-        return cls(scores, cost, canonical_dataset(dataset), str(path))
-
-
-@dataclass(frozen=True)
-class LiveLowFidelity:
-    """A low level trained live on CIFAR-10 (the hybrid protocol's ``mfkd-nst``/``mfkd-ce``).
-
-    Attributes:
-        data_root: CIFAR-10 location (zip or ImageFolder of JPEGs, torchvision folder).
-        settings: training settings shared by both losses (``train_images``,
-            ``eval_images``, ``batch_size``, ``epochs``, ``lr``, ``nst_beta``, ...; see
-            :mod:`optuna_mfkd.training.objectives`); the loss comes from the method.
-        cache: URL of the evaluation cache (repeated cells are served from it).
-        time_ratios: loss -> training-time ratio to cross-entropy, charged on top of
-            ``epochs x data fraction x the cell's seconds per epoch``.
-        teacher: teacher checkpoint (None: ``$MFKD_TEACHERS``).
-        device: torch device (None: CUDA when present, else CPU).
-        seed: training seed.
-    """
-
-    data_root: str
-    settings: Mapping[str, Any]
-    cache: str
-    time_ratios: Mapping[str, float]
-    teacher: str | None = None
-    device: str | None = None
-    seed: int = 0
-
-    def objective(self, table: NB201Table, dataset: str, loss: str, high_level: str) -> Any:
-        """A :class:`~optuna_mfkd.training.objectives.HybridNB201Objective` for ``loss``."""
-        from optuna_mfkd.training.objectives import HybridNB201Objective
-
-        if loss not in self.time_ratios:
-            raise ValueError(f"no measured time ratio for loss {loss!r} (time_ratios has {sorted(self.time_ratios)}).")
-        return HybridNB201Objective(
-            table, _live_evaluator(self), {**self.settings, "kd_loss": loss},
-            time_ratio=self.time_ratios[loss], low_name=loss, high_name=high_level, dataset=dataset,
-            seed=self.seed, default_fidelity=high_level,
-        )
-
-
-_EVALUATORS: dict[tuple[Any, ...], Any] = {}
-
-
-def _live_evaluator(live: LiveLowFidelity) -> Any:
-    # One evaluator per process and data/teacher/cache: the data and the teacher's cached
-    # outputs are loaded once and shared by all runs of a benchmark.
-    from optuna_mfkd.training.objectives import CellEvaluator
-
-    key = (live.data_root, live.teacher, live.cache, live.device)
-    if key not in _EVALUATORS:
-        _EVALUATORS[key] = CellEvaluator(
-            "cifar10", live.data_root, teacher=live.teacher, cache=live.cache, device=live.device, progress=False
-        )
-    return _EVALUATORS[key]
 
 
 @dataclass(frozen=True)
@@ -222,8 +84,6 @@ class Protocol:
     n_warmup_single: int = N_WARMUP_HIGH
     pool: LowFidelityPool | None = None
     live: LiveLowFidelity | None = None
-    #: The method registry (:data:`~optuna_mfkd.bench.methods.REGISTRIES`; the suite's: ``"suite"``).
-    method_registry: str = "default"
     #: Methods a run may name that are not run by default (the peers: an optional extra).
     extra_methods: tuple[str, ...] = ()
     #: A pool loss whose score is an extra cheapest level of every multi-level method (``mf3``).
@@ -241,16 +101,15 @@ class Protocol:
         return float(self.budgets[ds])
 
     def check(self, method: str, dataset: str) -> Method:
-        m = resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods,
-                           self.method_registry)
-        if method in COST_AWARE_KD_METHODS and self.pool is None:
+        m = resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods)
+        if m.pool_cells_only and self.pool is None:
             raise ValueError(f"method {method!r} needs a low-fidelity pool (protocol {self.name!r} has none).")
-        if method in LOW_LOSS:
+        if m.low_loss is not None:
             if self.pool is None and self.live is None:
                 raise ValueError(
                     f"method {method!r} needs a low-fidelity pool or a live low fidelity (protocol {self.name!r} has neither)."
                 )
-            loss = LOW_LOSS[method]
+            loss = m.low_loss
             if self.pool is not None and loss not in self.pool.scores:
                 raise ValueError(
                     f"method {method!r} needs {loss!r} scores; the pool {self.pool.source!r} has {sorted(self.pool.scores)}."
@@ -269,13 +128,14 @@ class Protocol:
         return m
 
     def context(self, method: str) -> MethodContext:
+        m = get_method(method)
         low = self.low_level
         options: dict[str, Any] = {}
-        if method in LOW_LOSS:
-            low = LOW_LOSS[method]
-        if method in COST_AWARE_KD_METHODS and self.pool is not None:
+        if m.low_loss is not None:
+            low = m.low_loss
+        if m.pool_cells_only and self.pool is not None:
             options = self._pool_points(low)
-        elif method == "mfkd-gpr-ca":
+        elif m.top_level_only:
             low = None
         levels = (low, self.top_level) if low is not None else (self.top_level,)
         if self.pool_level is not None and self._mode(method) == MULTI:
@@ -303,21 +163,20 @@ class Protocol:
         return {"level_points": {loss: [Architecture.from_index(i).params for i in cells]}}
 
     def _mode(self, method: str) -> str:
-        return resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods,
-                              self.method_registry).mode
+        return resolve_method(method, f"protocol {self.name!r}", self.methods + self.extra_methods).mode
 
     def objective(self, table: NB201Table, dataset: str, method: str) -> Any:
         """The objective of ``method``: table lookups, or the hybrid one with a live low level."""
         m = self.check(method, dataset)
-        if self.live is not None and method in KD_METHODS:
-            return self.live.objective(table, canonical_dataset(dataset), KD_METHODS[method], self.top_level)
+        if self.live is not None and m.pool_warmup:
+            return self.live.objective(table, canonical_dataset(dataset), m.low_loss, self.top_level)
         levels: dict[str, int | ScoreLevel] = dict(self.levels)
         promotion = None
         if m.mode == TWO_RUNG:
             if self.low_level is None:
                 raise ValueError(f"method {method!r} needs two table levels; protocol {self.name!r} has one.")
             promotion = (self.low_level, self.top_level)
-        loss = LOW_LOSS.get(method)
+        loss = m.low_loss
         if self.pool_level is not None and m.mode == MULTI:
             loss = self.pool_level
         if loss is not None:
@@ -337,9 +196,10 @@ class Protocol:
         ``n_warmup_low`` cells drawn uniformly without replacement from the pool
         (``numpy.random.default_rng(seed)``), each with its fidelity set.
         """
-        if method not in KD_METHODS or self.pool is None:
+        m = get_method(method)
+        if not m.pool_warmup or self.pool is None:
             return []  # a live low level: the sampler draws its own random warm-up
-        loss = KD_METHODS[method]
+        loss = m.low_loss
         cells = sorted(self.pool.scores[loss])
         if len(cells) < self.n_warmup_low:
             raise ValueError(f"the pool holds {len(cells)} {loss} scores, fewer than n_warmup_low={self.n_warmup_low}.")
@@ -414,7 +274,8 @@ class NB201Problem:
         table = self.table()
         protocol = self.protocol
         meta: dict[str, Any] = {"table": table.source, "best_test_acc_in_space": table.best_test_acc(self.dataset)}
-        loss = LOW_LOSS.get(method)
+        m = get_method(method)
+        loss = m.low_loss
         if protocol.pool_level is not None and protocol._mode(method) == MULTI:
             loss = protocol.pool_level
         if loss is not None and protocol.pool is not None:
@@ -424,7 +285,7 @@ class NB201Problem:
         if loss is not None and protocol.live is not None:
             meta["low_fidelity"] = {"live": True, "loss": loss, **dict(protocol.live.settings),
                                     "time_ratio_to_ce": protocol.live.time_ratios[loss], "seed": protocol.live.seed}
-        if method in KD_METHODS:
+        if m.pool_warmup:
             meta["n_warmup_low"] = protocol.n_warmup_low
         return meta
 
@@ -437,16 +298,13 @@ def nb201_protocol(
 ) -> Protocol:
     if pool is not None and live is not None:
         raise ValueError("give a low-fidelity pool or a live low fidelity, not both.")
-    if pool is not None:
-        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in pool.scores)
-    elif live is not None:
-        kd_methods = tuple(m for m, loss in KD_METHODS.items() if loss in live.time_ratios)
-    else:
-        kd_methods = ()
+    losses = pool.scores if pool is not None else live.time_ratios if live is not None else {}
+    kd_methods = tuple(m.name for m in METHODS.values() if m.pool_warmup and m.low_loss in losses)
     methods = SINGLE_FIDELITY_METHODS + kd_methods
-    extra = ("mfkd-gpr-ca",)
+    extra = tuple(m.name for m in METHODS.values() if m.top_level_only)
     if pool is not None:
-        extra += tuple(m for m, loss in COST_AWARE_KD_METHODS.items() if loss in pool.scores)
+        extra += tuple(m.name for m in METHODS.values() if m.pool_cells_only and m.low_loss in pool.scores)
+    extra += MFKD_METHODS
     return Protocol(
         name=name,
         description="maximise 12-epoch validation accuracy; each query costs the 12-epoch training time",
@@ -470,8 +328,8 @@ def mf_protocol() -> Protocol:
         top_level="200ep",
         low_level="12ep",
         budget_median_top_evals=50.0,
-        methods=SINGLE_FIDELITY_METHODS + ("bohb", "hyperband", "mfkd"),
-        extra_methods=tuple(PEERS),
+        methods=SINGLE_FIDELITY_METHODS + ("bohb", "hyperband", "mfkd-paper"),
+        extra_methods=tuple(PEERS) + ("mfkd",),
     )
 
 
@@ -485,7 +343,7 @@ def mf3_protocol(pool: LowFidelityPool, loss: str = "nst") -> Protocol:
         description=f"levels {loss} one-epoch score (pool cells), 12- and 200-epoch validation accuracy; "
                     "budget 50 x median 200-epoch cost",
         methods=SINGLE_FIDELITY_METHODS + ("mfkd",),
-        extra_methods=(),
+        extra_methods=("mfkd-paper",),
         pool=pool,
         pool_level=loss,
     )

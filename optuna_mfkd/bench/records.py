@@ -9,7 +9,7 @@ in another storage. A run recorded in the file then counts as finished there: th
 skips it and the report includes it, so a benchmark that needs more CPU time than one
 machine session has can be continued elsewhere from the committed file::
 
-    python benchmarks/sampler_suite.py --records benchmarks/results/X/runs.jsonl.gz ...
+    optuna-mfkd benchmark --records benchmarks/results/X/runs.jsonl.gz ...
 
 Each line: ``{"study": name, "direction": "minimize" | "maximize", "user_attrs": {...}}``,
 sorted by study name.
@@ -30,7 +30,7 @@ from typing import IO, Any
 import optuna
 from optuna.study import StudyDirection
 
-from optuna_mfkd.bench.harness import FINISHED_ATTR, META_ATTR, RESULT_ATTR, parse_study_name
+from optuna_mfkd.bench.runs import FINISHED_ATTR, META_ATTR, RESULT_ATTR, parse_study_name
 
 #: The user attributes a record carries (all a report reads).
 RECORD_ATTRS = (META_ATTR, RESULT_ATTR, FINISHED_ATTR)

@@ -53,7 +53,7 @@ corner (150, 220, 6, 0, 16, 0.5, 0.18, 2.5, 1700, 0.025), value 123.2537; ``f*``
 
 The multi-fidelity problems also run the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
 ``syne-bohb``, ``syne-asha``, ``smac-mf``, ``smac-hb``) when a run names them
-(``extra_methods``; they are not among the suite's default methods). Their context gives the
+(``extra_methods``; they are not among :data:`SYNTHETIC_METHODS`). Their context gives the
 search space (a ``FloatDistribution(low, high)`` per input, a ``CategoricalDistribution`` for
 choices) and each level's cost as its resource: the costs grow by a factor 10 per level, so
 the peers run with ``eta = 10`` and their rungs are exactly the levels. A single-level
@@ -72,7 +72,7 @@ import optuna
 import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from optuna_mfkd.bench.methods import SUITE_METHODS, Method, MethodContext
+from optuna_mfkd.bench.methods import Method, MethodContext
 from optuna_mfkd.bench.peers import PEERS
 from optuna_mfkd.bench.problems import Metric, resolve_method
 from optuna_mfkd.fidelity import COST_ATTR, fidelity_of
@@ -83,6 +83,9 @@ LOG10_REGRET = Metric("log10_regret", "log10 simple regret of the incumbent", Fa
 #: Smallest simple regret counted (log10: -12).
 REGRET_FLOOR = 1e-12
 
+#: Methods a synthetic problem runs by default: MFKDSampler with its defaults and with the
+#: paper's settings, and Optuna's GPSampler, TPESampler and RandomSampler.
+SYNTHETIC_METHODS: tuple[str, ...] = ("mfkd", "mfkd-paper", "gp", "tpe", "random")
 #: Methods the multi-fidelity problems run on request (not by default): the peers.
 PEER_METHODS: tuple[str, ...] = tuple(PEERS)
 
@@ -135,9 +138,7 @@ class SyntheticProblem:
         minimiser: a minimiser of the top level (over ``params``, in their order).
         fidelity_index: the function's fidelity input (``None``: single-fidelity function).
         description: one line for reports.
-        methods: the methods this problem runs (by default).
-        method_registry: where their names are looked up
-            (:data:`~optuna_mfkd.bench.methods.REGISTRIES`; default the suite's).
+        methods: the methods this problem runs (by default; :data:`SYNTHETIC_METHODS`).
         extra_methods: methods a run may name that are not run by default (the
             multi-fidelity problems: the peers, an optional extra; they need two levels or more).
     """
@@ -151,8 +152,7 @@ class SyntheticProblem:
     minimiser: tuple[float, ...]
     fidelity_index: int | None = None
     description: str = ""
-    methods: tuple[str, ...] = tuple(SUITE_METHODS)
-    method_registry: str = "suite"
+    methods: tuple[str, ...] = SYNTHETIC_METHODS
     extra_methods: tuple[str, ...] = ()
 
     direction: ClassVar[str] = "minimize"
@@ -213,8 +213,7 @@ class SyntheticProblem:
         if name in PEERS and len(self.levels) < 2:
             raise ValueError(f"method {name!r} is a multi-fidelity peer and needs two levels or more; "
                              f"problem '{self.problem_id}' has one level.")
-        return resolve_method(name, f"problem '{self.problem_id}'", self.methods + self.extra_methods,
-                              self.method_registry)
+        return resolve_method(name, f"problem '{self.problem_id}'", self.methods + self.extra_methods)
 
     def budget(self) -> float:
         return float(self.budget_top_evals)

@@ -7,8 +7,10 @@ Subcommands, one module each:
   process/machine).
 - ``proxy`` (:mod:`~optuna_mfkd.cli.proxy`): serve the study database to many workers through
   Optuna's gRPC storage proxy.
-- ``benchmark`` / ``report`` / ``teacher`` (:mod:`~optuna_mfkd.cli.passthrough`): the
-  benchmark harness, its report, and teacher training (arguments pass through).
+- ``benchmark`` (:mod:`~optuna_mfkd.cli.benchmark`) / ``report``
+  (:mod:`~optuna_mfkd.cli.report`): the benchmark harness and its report; ``teacher``:
+  teacher training (the three registered by :mod:`~optuna_mfkd.cli.passthrough`, arguments
+  pass through to their own parsers).
 - ``nb201`` (:mod:`~optuna_mfkd.cli.nb201`): look up a NAS-Bench-201 cell by index or arch string.
 
 Shared parts: :mod:`~optuna_mfkd.cli.common` (errors, argument types),

@@ -1,5 +1,6 @@
-"""``optuna-mfkd benchmark`` / ``report`` / ``teacher``: other modules' command lines, arguments
-passed through unchanged."""
+"""``optuna-mfkd benchmark`` / ``report`` / ``teacher``: command lines with parsers of their own
+(:mod:`optuna_mfkd.cli.benchmark`, :mod:`optuna_mfkd.cli.report`,
+:mod:`optuna_mfkd.training.teacher_training`), arguments passed through unchanged."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 #: Subcommand -> (module whose ``main(argv)`` runs it, help line).
 PASSTHROUGH: dict[str, tuple[str, str]] = {
-    "benchmark": ("optuna_mfkd.bench.harness", "run the benchmark harness (see its --help)"),
-    "report": ("optuna_mfkd.bench.report", "summarise benchmark results (see its --help)"),
+    "benchmark": ("optuna_mfkd.cli.benchmark", "run benchmark studies into one storage (see its --help)"),
+    "report": ("optuna_mfkd.cli.report", "summarise benchmark results (see its --help)"),
     "teacher": ("optuna_mfkd.training.teacher_training", "load, train or fine-tune a teacher (see its --help)"),
 }
 
