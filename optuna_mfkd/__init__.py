@@ -3,6 +3,7 @@
 Public names:
 
 - :class:`MFKDSampler`: the AR1 co-kriging multi-fidelity sampler for Optuna.
+- :class:`MFKDPruner`: the model-based pruner of its step (learning-curve) mode.
 - :func:`fidelity_of`, :func:`best_high_fidelity_trial`, :class:`MaxCostCallback`,
   :func:`level_costs`: helpers for multi-fidelity objectives and studies.
 - :class:`NB201TrainingObjective`: trains NAS-Bench-201 cells, optionally with distillation.
@@ -27,12 +28,14 @@ warnings.filterwarnings(
 from optuna_mfkd.fidelity import MaxCostCallback, best_high_fidelity_trial, fidelity_of, level_costs  # noqa: E402
 
 if TYPE_CHECKING:
+    from optuna_mfkd.pruning import MFKDPruner
     from optuna_mfkd.sampler import MFKDSampler
     from optuna_mfkd.training.objectives import NB201TrainingObjective
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MFKDPruner",
     "MFKDSampler",
     "MaxCostCallback",
     "NB201TrainingObjective",
@@ -43,6 +46,7 @@ __all__ = [
 
 #: Public names that need torch, and the module defining each.
 _LAZY = {
+    "MFKDPruner": "optuna_mfkd.pruning",
     "MFKDSampler": "optuna_mfkd.sampler",
     "NB201TrainingObjective": "optuna_mfkd.training.objectives",
 }

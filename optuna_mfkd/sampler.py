@@ -30,6 +30,7 @@ from optuna_mfkd.sampling.options import (
     EXHAUSTIVE_LIMIT,
     PAPER_SETTINGS,
     SCREEN_RATIO,
+    SamplerOptions,
     build_options,
     params_key,
 )
@@ -86,43 +87,37 @@ class MFKDSampler(BaseSampler):
         seed: seed of the warm-up draws, the optimiser's starts and the fit's restarts.
         acquisition: ``"logei"`` or ``"ucb"`` (see above).
         exhaustive_limit: see ``n_candidates``.
-        refit_every: re-optimise the hyperparameters once this many observations were
-            added since the last fit (which then starts from the previous optimum); in
-            between, the last hyperparameters are kept and only the data are updated, so
-            the posterior stays exact for those hyperparameters.
+        refit_every: re-optimise the hyperparameters (from the last optimum) once this many
+            observations were added; in between only the data are updated.
         max_fit_iter: L-BFGS-B iteration cap of one fit.
-        ard: one GP length scale per numerical parameter and level (default) instead of
-            one shared by them.
+        ard: one length scale per numerical parameter and level (default), not one shared.
         cat_ard: one length scale per categorical parameter and level instead of one
             shared by them (default).
         robust: per-level median and scaled MAD with the lower tail compressed instead of
             mean and standard deviation (default; :func:`optuna_mfkd.gp.model.standardise`):
             it tolerates a few broken runs but collapses on a tightly exploited level.
-        torch_threads: torch threads used inside a step (restored afterwards); ``None``
-            leaves torch's setting alone. One thread is fastest for these small matrices.
-        point_key: maps a parameter dict to a key; points with equal keys are one point
-            (not proposed again at a level where the key was evaluated or is running; one
-            point of the model on the exhaustive path), e.g. isomorphic NAS-Bench-201 cells
-            (:func:`optuna_mfkd.nasbench201.space.cell_key`). Default: all parameter values.
-        strategy: ``"paper"`` or ``"cost-aware"`` (see above).
+        torch_threads: torch threads inside a step (restored after; ``None``: untouched).
+        point_key: params -> key; points with equal keys are one point (e.g. isomorphic NB201
+            cells, :func:`optuna_mfkd.nasbench201.space.cell_key`). Default: all the values.
+        strategy: ``"paper"`` or ``"cost-aware"`` (default; see above).
         costs: ``{level: cost of one evaluation}`` for the cost-aware strategy; levels not
             named are learned from the trials.
         screen: see the cost-aware strategy above (positive).
         xi_min: smallest discrepancy scale of the cost-aware level choice (``>= 0``).
         level_points: ``{level: [params, ...]}``: the only points a cheaper level can
-            evaluate (e.g. the cells of a cached low-fidelity pool); the top level is
-            never restricted. A restricted level's warm-up draws from its points (at most
-            as many trials as it has distinct points) and only its points are promoted to
-            it. In the cost-aware choice, the point considered at a restricted level is the
-            top-level acquisition's maximiser if it is one of the level's points, else the
-            level's best free point by that acquisition; the rule above compares each
-            level's uncertainty at its own point.
+            evaluate (e.g. a cached low-fidelity pool); its warm-up draws from them, only they
+            are promoted to it, and the level choice weighs it at the acquisition's best of
+            them (docs/method.md).
         constraints_func: ``trial -> [c_1, ...]``, feasible when every ``c_j <= 0`` (as
             Optuna's samplers; ``trial.set_constraint(name, value)`` in the objective works
             too). The acquisition is multiplied by the probability of feasibility at the top
             level, each constraint modelled across the levels
             (:class:`~optuna_mfkd.gp.acquisition.ConstrainedAcquisition`).
-
+        steps: the step (learning-curve) mode, e.g. ``[1, 3, 9, 27]``: the objective reports
+            ``trial.report(value, step)`` and needs no levels; rung ``m`` is the value at the
+            largest reported step in ``(steps[m-1], steps[m]]``, the last the final value.
+            Every trial, COMPLETE, PRUNED or RUNNING, gives its rungs to the model; pair it
+            with :class:`~optuna_mfkd.pruning.MFKDPruner` or any Optuna pruner.
     """
 
     def __init__(
@@ -142,18 +137,20 @@ class MFKDSampler(BaseSampler):
         robust: bool = False,
         torch_threads: int | None = 1,
         point_key: Callable[[dict[str, Any]], Hashable] | None = None,
-        strategy: str = defaults.DEFAULT_STRATEGY,
+        strategy: str | None = None,
         costs: Mapping[str, float] | None = None,
         screen: float = SCREEN_RATIO,
         xi_min: float = XI_MIN,
         level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+        steps: Sequence[float] | None = None,
     ) -> None:
         self._options = build_options(
             fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition,
             exhaustive_limit=exhaustive_limit, refit_every=refit_every, max_fit_iter=max_fit_iter, ard=ard,
             cat_ard=cat_ard, robust=robust, torch_threads=torch_threads, point_key=point_key, strategy=strategy,
             costs=costs, screen=screen, xi_min=xi_min, level_points=level_points, constraints_func=constraints_func,
+            steps=steps,
         )
         self._names = list(self._options.names)
         self._candidates = Candidates(self._options, np.random.default_rng(seed))
@@ -187,7 +184,7 @@ class MFKDSampler(BaseSampler):
 
     @property
     def strategy(self) -> str:
-        """``"paper"`` or ``"cost-aware"``."""
+        """``"paper"``, ``"cost-aware"`` or ``"steps"`` (the step mode)."""
         return self._options.strategy
 
     def reseed_rng(self) -> None:
@@ -198,10 +195,16 @@ class MFKDSampler(BaseSampler):
         name = fidelity_of(trial)
         return self._names.index(name) if name in self._names else None
 
-    def _history(self, study: optuna.Study, trial: FrozenTrial) -> History:
+    @property
+    def options(self) -> SamplerOptions:
+        """The checked options (read by :class:`~optuna_mfkd.pruning.MFKDPruner`)."""
+        return self._options
+
+    def _history(self, study: optuna.Study, trial: FrozenTrial, keep: bool = True) -> History:
         """A new scan of the study for ``trial``'s hook, kept for the rest of the hook."""
-        history = History(study, trial, self._names)
-        self._histories[hist.trial_id(trial)] = history
+        history = History(study, trial, self._names, self._strategy.with_pruned)
+        if keep:
+            self._histories[hist.trial_id(trial)] = history
         return history
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -217,7 +220,8 @@ class MFKDSampler(BaseSampler):
                 hist.record_point(study, trial, plan.point, plan.how)
                 self._plans[hist.trial_id(trial)] = plan
         name = self._names[level]
-        hist.record_level(study, trial, {FIDELITY_ATTR: name, FIDELITY_LEVEL_ATTR: level, **self._options.settings[name]})
+        if self._strategy.records_level:
+            hist.record_level(study, trial, {FIDELITY_ATTR: name, FIDELITY_LEVEL_ATTR: level, **self._options.settings[name]})
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if hist.is_multi_objective(study):
@@ -227,7 +231,6 @@ class MFKDSampler(BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        self._raise_if_multi_objective(study)
         level = self._level_of(trial)
         if level in self._options.level_points:
             # A restricted level takes every parameter outside the relative space (e.g. all
@@ -252,7 +255,6 @@ class MFKDSampler(BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        self._raise_if_multi_objective(study)
         if not search_space:
             hist.record_objective_start(study, trial)
             return {}
@@ -266,7 +268,7 @@ class MFKDSampler(BaseSampler):
                 if not self._claimed_earlier(study, trial, encoder, level, plan.point):
                     hist.record_objective_start(study, trial)
                     return encoder.to_params(plan.point)
-            history = self._histories.pop(tid, None) or History(study, trial, self._names)
+            history = self._histories.pop(tid, None) or self._history(study, trial, keep=False)
             for _ in range(3):
                 internal, how = self._strategy.propose(history, trial.number, hist.study_id(study), encoder, level)
                 hist.record_point(study, trial, internal, how)
@@ -274,7 +276,7 @@ class MFKDSampler(BaseSampler):
                 # claim wins and this trial proposes again (the claim is now visible).
                 if not self._claimed_earlier(study, trial, encoder, level, internal):
                     break
-                history = History(study, trial, self._names)
+                history = self._history(study, trial, keep=False)
         hist.record_objective_start(study, trial)
         return encoder.to_params(internal)
 
@@ -284,7 +286,8 @@ class MFKDSampler(BaseSampler):
         def key(row: np.ndarray) -> Hashable:
             return self._candidates.keys(encoder, row)[0]
 
-        return hist.claimed_earlier(study, trial, self._names[level], len(internal), key(internal), key)
+        name = self._names[level] if self._strategy.records_level else None  # the step mode has no levels
+        return hist.claimed_earlier(study, trial, name, len(internal), key(internal), key)
 
     def after_trial(
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
@@ -293,7 +296,3 @@ class MFKDSampler(BaseSampler):
             hist.record_constraints(study, trial, state, self._options.constraints_func)
         for cache in (self._independent, self._plans, self._histories):
             cache.pop(hist.trial_id(trial), None)
-
-    def _raise_if_multi_objective(self, study: optuna.Study) -> None:
-        if hist.is_multi_objective(study):
-            raise ValueError("MFKDSampler supports single-objective studies only.")

@@ -95,19 +95,24 @@ def study_id(study: optuna.Study) -> int:
 
 
 class History:
-    """One scan of ``study``'s COMPLETE and RUNNING trials, ``trial`` left out.
+    """One scan of ``study``'s COMPLETE and RUNNING trials (and PRUNED ones with
+    ``with_pruned``), ``trial`` left out.
 
     Args:
         study: the study.
-        trial: the trial being sampled (not part of its own history).
+        trial: the trial being sampled (not part of its own history), or ``None``.
         names: the sampler's level names, cheapest first; a trial without a level counts
             at the top level, one with an unknown level is left out of the observations.
+        with_pruned: scan PRUNED trials too (their reported steps are observations in the
+            step mode, :meth:`rung_observations`).
     """
 
-    def __init__(self, study: optuna.Study, trial: FrozenTrial, names: Sequence[str]) -> None:
-        states = (TrialState.COMPLETE, TrialState.RUNNING)
+    def __init__(
+        self, study: optuna.Study, trial: FrozenTrial | None, names: Sequence[str], with_pruned: bool = False
+    ) -> None:
+        states = (TrialState.COMPLETE, TrialState.RUNNING, *((TrialState.PRUNED,) if with_pruned else ()))
         scanned = study._get_trials(deepcopy=False, states=states, use_cache=False)
-        self.trials: list[FrozenTrial] = [t for t in scanned if t.number != trial.number]
+        self.trials: list[FrozenTrial] = [t for t in scanned if trial is None or t.number != trial.number]
         self.names = list(names)
         self.sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
         self._space: dict[str, BaseDistribution] | None = None
@@ -196,6 +201,45 @@ class History:
             np.array([[c.get(k, np.nan) for k in keys] for c in constraints], dtype=float) if keys else None,
         )
 
+    def rung_observations(self, encoder: Any, steps: Sequence[float], max_per_rung: int) -> Observations:
+        """Observations of the step (learning-curve) mode: every trial in ``encoder``'s space,
+        whatever its state, gives one observation per rung it reached.
+
+        Rung ``m`` below the top is the value reported at the largest step ``s`` with
+        ``steps[m-1] < s <= steps[m]``; the top rung is the final value of a COMPLETE trial. A
+        RUNNING trial is also a running point at the top level. Each rung below the top keeps
+        its ``max_per_rung`` most recent trials.
+        """
+        top = len(steps) - 1
+        rows, levels, values, running = [], [], [], []
+
+        def add(x: np.ndarray, level: int, value: float) -> None:
+            rows.append(x)
+            levels.append(level)
+            values.append(self.sign * value)
+
+        for t in self.trials:
+            if not encoder.contains(t.params):
+                continue
+            x = encoder.to_internal(t.params)
+            reported = sorted(t.intermediate_values.items())
+            for m in range(top):
+                low = steps[m - 1] if m else -math.inf
+                at = [v for s, v in reported if low < s <= steps[m]]
+                if at and at[-1] is not None and math.isfinite(at[-1]):
+                    add(x, m, at[-1])
+            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
+                add(x, top, t.value)
+            elif t.state == TrialState.RUNNING:
+                running.append((top, x))
+        levels_ = np.array(levels, dtype=np.int64)
+        keep = np.ones(len(levels_), dtype=bool)
+        for m in range(top):
+            at = np.flatnonzero(levels_ == m)
+            keep[at[: max(len(at) - max_per_rung, 0)]] = False
+        X = np.array(rows, dtype=float).reshape(-1, len(encoder.names))
+        return Observations(X[keep], levels_[keep], np.array(values, dtype=float)[keep], running)
+
     def used_point_keys(self, level: int, names: set[str], key: Callable[[dict[str, Any]], Hashable]) -> set[Hashable]:
         """Keys of the points (their parameters ``names``) evaluated or running at ``level``."""
         return {
@@ -206,7 +250,7 @@ class History:
 
 
 def claimed_earlier(
-    study: optuna.Study, trial: FrozenTrial, level: str, width: int, mine: Hashable,
+    study: optuna.Study, trial: FrozenTrial, level: str | None, width: int, mine: Hashable,
     key: Callable[[np.ndarray], Hashable],
 ) -> bool:
     """Whether a RUNNING trial numbered before ``trial`` at ``level`` holds a recorded point

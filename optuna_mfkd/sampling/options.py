@@ -48,6 +48,10 @@ COST_AWARE_WARMUP = {"cheapest": defaults.N_WARMUP_LOW, "promoted": 3, "probe": 
 #: trial of the level above (it screens points for that level, as Hyperband's reduction
 #: factor does), so a very cheap level cannot take thousands of trials.
 SCREEN_RATIO = 3.0
+#: Step (learning-curve) mode: at most this many observations per rung enter the model, the
+#: most recent trials' (the top level, the final values, is never cut), so a step costs about
+#: the same after 200 trials as after 60.
+MAX_PER_RUNG = 150
 #: Cost-aware strategy: the hyperparameters are refitted once the observations grew by this
 #: fraction since the last fit (and by at least ``refit_every``); in between only the data
 #: are updated.
@@ -86,6 +90,7 @@ class SamplerOptions:
     point_key: Callable[[dict[str, Any]], Hashable] | None
     level_points: Mapping[int, list[dict[str, Any]]]
     constraints_func: Callable[[Any], Sequence[float]] | None = None
+    steps: tuple[float, ...] | None = None
 
     @property
     def top(self) -> int:
@@ -152,11 +157,43 @@ def normalise_fidelities(
     return names, settings
 
 
+def step_level_name(step: float) -> str:
+    """The level name of a rung: ``"step 3"``."""
+    return f"step {step:g}"
+
+
+def normalise_steps(
+    steps: Sequence[float], fidelities: Any, strategy: str | None, level_points: Any,
+) -> list[float]:
+    """The rungs of the step (learning-curve) mode, increasing; the last is the end of
+    training (its level is the trial's final value).
+
+    Raises:
+        ValueError: steps that are not at least two increasing positive numbers, or given
+            together with ``fidelities``, ``strategy`` or ``level_points``.
+    """
+    for name, value in (("fidelities", fidelities), ("strategy", strategy), ("level_points", level_points)):
+        if value is not None:
+            raise ValueError(f"steps makes the levels the reported steps: {name} cannot be given with it.")
+    if isinstance(steps, (str, Mapping)) or not isinstance(steps, Sequence):
+        raise ValueError(f"steps must be a list of increasing positive steps, got {steps!r}.")
+    out = []
+    for s in steps:
+        if not _is_number(s) or not math.isfinite(s) or s <= 0 or (out and s <= out[-1]):
+            raise ValueError(f"steps must be a list of increasing positive steps, got {list(steps)!r}.")
+        out.append(float(s) if not float(s).is_integer() else int(s))
+    if len(out) < 2:
+        raise ValueError(f"steps needs at least two steps (a rung and the end of training), got {list(steps)!r}.")
+    return out
+
+
 def default_warmup(names: Sequence[str], strategy: str) -> dict[str, int]:
     """Warm-up per level when none is given: :data:`SINGLE_LEVEL_WARMUP` for one level,
     :data:`COST_AWARE_WARMUP`'s counts, or the paper's (:data:`PAPER_WARMUP`)."""
     if len(names) == 1:
         return {names[0]: SINGLE_LEVEL_WARMUP}
+    if strategy == "steps":  # trials counted at the top level, whatever rung they reached
+        return {n: SINGLE_LEVEL_WARMUP if i == len(names) - 1 else 0 for i, n in enumerate(names)}
     if strategy == "cost-aware":
         return {n: COST_AWARE_WARMUP["cheapest" if i == 0 else "promoted"] for i, n in enumerate(names)}
     top = len(names) - 1
@@ -225,12 +262,13 @@ def build_options(
     robust: bool,
     torch_threads: int | None,
     point_key: Callable[[dict[str, Any]], Hashable] | None,
-    strategy: str,
+    strategy: str | None,
     costs: Mapping[str, float] | None,
     screen: float,
     xi_min: float,
     level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None,
     constraints_func: Callable[[Any], Sequence[float]] | None = None,
+    steps: Sequence[float] | None = None,
 ) -> SamplerOptions:
     """The checked :class:`SamplerOptions` of MFKDSampler's arguments.
 
@@ -239,8 +277,13 @@ def build_options(
     """
     from optuna_mfkd.gp.acquisition import ACQUISITIONS  # loads torch; options stay light otherwise
 
+    if steps is not None:
+        steps = normalise_steps(steps, fidelities, strategy, level_points)
+        fidelities, strategy = [step_level_name(s) for s in steps], "steps"
+    elif strategy is None:
+        strategy = defaults.DEFAULT_STRATEGY
     names, settings = normalise_fidelities(fidelities)
-    if strategy not in STRATEGIES:
+    if strategy not in (*STRATEGIES, "steps"):
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}.")
     if costs is not None and not isinstance(costs, Mapping):
         raise ValueError(f"costs must be a dict mapping fidelity names to costs, got {costs!r}.")
@@ -299,4 +342,5 @@ def build_options(
         point_key=point_key,
         level_points=restricted,
         constraints_func=constraints_func,
+        steps=None if steps is None else tuple(steps),
     )

@@ -187,7 +187,7 @@ class Proposer:
 
     def propose(
         self, key: tuple, trial_number: int, encoder: SearchSpaceEncoder, obs: Observations, level: int, promote: bool,
-        exclusive: bool = True,
+        exclusive: bool = True, warm: bool | None = None, used: set[Hashable] | None = None,
     ) -> tuple[np.ndarray, str]:
         """A point for a trial at ``level`` and how it was chosen.
 
@@ -197,15 +197,18 @@ class Proposer:
         top level's acquisition (its name), or a random point when the fit fails
         (``"fallback"``, logged) or when every point was taken (``"random"``, logged).
         ``exclusive``: points observed or running at ``level`` are not proposed again
-        (:func:`used_keys`).
+        (:func:`used_keys`). ``warm`` and ``used`` replace the warm-up test and the keys not
+        to propose where the caller knows better (the step mode).
         """
         opts, cands = self.options, self.candidates
         X, levels, y, running = obs.X, obs.levels, obs.y, obs.running
-        used = used_keys(cands, encoder, obs, level, exclusive)
+        used = used_keys(cands, encoder, obs, level, exclusive) if used is None else used
         grid = cands.grid(encoder)
         restricted = cands.restricted(encoder, level)
         n_top = int((levels == opts.top).sum()) + sum(1 for lv, _ in running if lv == opts.top)
-        if level != opts.top or n_top < opts.n_warmup[opts.names[opts.top]] or len(y) == 0:
+        if warm is None:
+            warm = level != opts.top or n_top < opts.n_warmup[opts.names[opts.top]] or len(y) == 0
+        if warm:
             if promote and 0 < level and (levels == level - 1).any():
                 row = cands.promote(encoder, X, levels, y, level, used, restricted)
                 if row is not None:

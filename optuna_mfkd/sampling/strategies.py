@@ -4,6 +4,8 @@ A strategy turns a :class:`~optuna_mfkd.sampling.history.History` into a :class:
 
 - :class:`PaperStrategy` (the paper's Algorithm 1): warm-up trials per level, then every
   trial at the top level; the point is proposed later, in ``sample_relative``.
+- :class:`LearningCurveStrategy`: the step mode; rungs of reported values are the levels,
+  every trial a whole run that a pruner may stop (:mod:`optuna_mfkd.pruning`).
 - :class:`CostAwareStrategy`: a warm-up sized by cost (random points at the cheapest level,
   then the best points promoted level by level), then the point that maximises the top
   level's acquisition, evaluated at the cheapest level where it is still more uncertain than
@@ -25,8 +27,13 @@ from optuna_mfkd.gp.model import FittedModel
 from optuna_mfkd.gp.proposal import best_of_candidates
 from optuna_mfkd.log import get_logger
 from optuna_mfkd.sampling.candidates import Candidates, Grid, signature
-from optuna_mfkd.sampling.history import History
-from optuna_mfkd.sampling.options import COST_AWARE_WARMUP, REFIT_GROWTH, SamplerOptions
+from optuna_mfkd.sampling.history import History, Observations
+from optuna_mfkd.sampling.options import (
+    COST_AWARE_WARMUP,
+    MAX_PER_RUNG,
+    REFIT_GROWTH,
+    SamplerOptions,
+)
 from optuna_mfkd.sampling.proposer import Proposer, torch_threads, used_keys, warn_failed
 
 _logger = get_logger("optuna_mfkd.sampler")
@@ -51,6 +58,11 @@ class Strategy:
 
     promotes: bool = False
     refit_growth: float = 0.0
+    #: Whether trials carry their level as user attributes (not in the step mode, where every
+    #: trial is one training run and its rungs are its reported steps).
+    records_level: bool = True
+    #: Whether PRUNED trials are observations (their reported steps, in the step mode).
+    with_pruned: bool = False
 
     def __init__(self, options: SamplerOptions, candidates: Candidates) -> None:
         self.options = options
@@ -211,8 +223,74 @@ class CostAwareStrategy(Strategy):
         return points, free
 
 
+class LearningCurveStrategy(Strategy):
+    """The step (learning-curve) mode, ``MFKDSampler(steps=[...])``: every trial is one
+    training run that reports ``trial.report(value, step)`` and may be pruned; rung ``m`` is
+    the value reported at ``steps[m]`` (:meth:`History.rung_observations`), the top rung the
+    final value. COMPLETE, PRUNED and RUNNING trials all give their rungs to the AR1 model,
+    and each new trial gets the top level's acquisition maximiser (RUNNING trials pending at
+    the top). :meth:`improvement_probability` serves the pruner
+    (:class:`~optuna_mfkd.pruning.MFKDPruner`)."""
+
+    records_level = False
+    with_pruned = True
+
+    def plan(self, history: History, trial_number: int, study_key: int) -> Plan:
+        """Every trial is a whole run: the top level, its point proposed later."""
+        return Plan(self.options.top)
+
+    def _observe(self, history: History, encoder: SearchSpaceEncoder) -> Observations:
+        return history.rung_observations(encoder, self.options.steps, MAX_PER_RUNG)
+
+    def _warming_up(self, history: History) -> bool:
+        return len(history.trials) < self.options.n_warmup[self.options.names[-1]]
+
+    def propose(
+        self, history: History, trial_number: int, study_key: int, encoder: SearchSpaceEncoder, level: int
+    ) -> tuple[np.ndarray, str]:
+        """A random point during the warm-up (counted in trials of any state), else the top
+        level's acquisition maximiser; points of earlier trials are not proposed again."""
+        obs = self._observe(history, encoder)
+        exclusive = history.space_is_whole()
+        used: set[Hashable] = set()
+        if exclusive:
+            keys = self.candidates.keys
+            used = set(keys(encoder, obs.X)) if len(obs.X) else set()
+            used.update(keys(encoder, pt)[0] for _, pt in obs.running)
+        return self.proposer.propose(
+            (study_key, tuple(encoder.names)), trial_number, encoder, obs, self.options.top, False,
+            exclusive=exclusive, warm=self._warming_up(history), used=used,
+        )
+
+    def improvement_probability(self, history: History, study_key: int, params: Mapping[str, object]) -> float | None:
+        """``P(y_top(x) > f*)`` for the trial at ``params``: the AR1 posterior of its final
+        value given everything observed, its own rungs included, against the best final value
+        ``f*`` (model units; latent values, no noise). ``None`` during the warm-up, before any
+        final value, or when ``params`` lie outside the modelled space."""
+        space = history.search_space()
+        if self._warming_up(history) or not space:
+            return None
+        encoder = SearchSpaceEncoder(space)
+        if not encoder.contains(params):
+            return None
+        obs = self._observe(history, encoder)
+        if not (obs.levels == self.options.top).any():
+            return None
+        with torch_threads(self.options.torch_threads):
+            grid = self.candidates.grid(encoder)
+            X = self.candidates.representatives(encoder, obs.X, grid)
+            fitted = self.proposer.fit((study_key, tuple(encoder.names)), encoder, X, obs.levels, obs.y)
+            x = encoder.encode(self.candidates.representatives(encoder, encoder.to_internal(params)[None], grid))
+            with torch.no_grad():
+                mean, var = fitted.marginals(x)
+            best = float(fitted.top_targets().max())
+        return float(torch.special.ndtr((mean[0] - best) / var[0].sqrt()))
+
+
 #: Strategy name -> class.
-STRATEGY_CLASSES: dict[str, type[Strategy]] = {"paper": PaperStrategy, "cost-aware": CostAwareStrategy}
+STRATEGY_CLASSES: dict[str, type[Strategy]] = {
+    "paper": PaperStrategy, "cost-aware": CostAwareStrategy, "steps": LearningCurveStrategy,
+}
 
 
 def make_strategy(options: SamplerOptions, candidates: Candidates) -> Strategy:

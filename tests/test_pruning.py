@@ -1,0 +1,140 @@
+"""The step (learning-curve) mode: rungs of reported values as levels, MFKDPruner, and
+Optuna's own pruners beside it."""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from optuna_mfkd import MFKDPruner, MFKDSampler
+from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+from optuna_mfkd.pruning import rung_reached
+from optuna_mfkd.sampling.history import History
+
+SPACE = {"x": FloatDistribution(0.0, 1.0)}
+
+
+def _curve(x: float, step: int) -> float:
+    """A learning curve that rises to 1 - (x - 0.7)^2 (maximised)."""
+    return (1 - (x - 0.7) ** 2) * (1 - math.exp(-step / 3))
+
+
+def _trial(x: float, steps: list[int], state=TrialState.COMPLETE):
+    values = {s: _curve(x, s) for s in steps}
+    final = values[steps[-1]] if state == TrialState.COMPLETE else None
+    return create_trial(state=state, value=final, params={"x": x}, distributions=SPACE, intermediate_values=values)
+
+
+def test_rungs_are_the_last_report_at_or_below_each_step() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0.1, [1, 2, 4, 5, 9]))           # complete: rungs 1, 3 (step 2), final
+    study.add_trial(_trial(0.5, [1, 2, 3], TrialState.PRUNED))  # pruned after step 3
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.3}, distributions=SPACE))
+    running = study.ask(SPACE)
+    running.report(0.25, 2)
+    history = History(study, None, ["step 1", "step 3", "step 9"], with_pruned=True)
+    obs = history.rung_observations(SearchSpaceEncoder(SPACE), (1, 3, 9), max_per_rung=100)
+    got = sorted(zip(obs.X[:, 0].round(6), obs.levels, obs.y.round(9)))
+    want = sorted([
+        (0.1, 0, round(_curve(0.1, 1), 9)), (0.1, 1, round(_curve(0.1, 2), 9)), (0.1, 2, round(_curve(0.1, 9), 9)),
+        (0.5, 0, round(_curve(0.5, 1), 9)), (0.5, 1, round(_curve(0.5, 3), 9)),
+        (round(running.params["x"], 6), 1, 0.25),
+    ])
+    assert got == want
+    assert [lv for lv, _ in obs.running] == [2]  # the running trial is pending at the top
+    # each lower rung keeps its most recent trials only
+    capped = history.rung_observations(SearchSpaceEncoder(SPACE), (1, 3, 9), max_per_rung=1)
+    assert collections.Counter(capped.levels.tolist()) == {0: 1, 1: 1, 2: 1}
+
+
+def test_rung_reached_is_the_first_report_past_a_step() -> None:
+    steps = (1, 3, 9)
+    assert rung_reached(steps, []) is None
+    assert rung_reached(steps, [1]) == 0
+    assert rung_reached(steps, [1, 2]) is None
+    assert rung_reached(steps, [1, 2, 3]) == 1
+    assert rung_reached(steps, [2, 5]) == 1
+    assert rung_reached(steps, [0.5, 10]) == 1  # the final step is no rung: the trial ends there
+    assert rung_reached(steps, [1, 2, 3, 9]) is None
+
+
+def _study_with_history(seed: int) -> tuple[optuna.Study, MFKDPruner]:
+    sampler = MFKDSampler(steps=[1, 3, 9], seed=seed, max_fit_iter=30)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    rng = np.random.default_rng(seed)
+    for x in rng.random(12):
+        study.add_trial(_trial(float(x), list(range(1, 10))))
+    return study, MFKDPruner(sampler)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_pruner_stops_a_poor_curve_and_keeps_a_good_one(seed: int) -> None:
+    study, pruner = _study_with_history(seed)
+    verdicts = {}
+    for x in (0.02, 0.7):
+        study.enqueue_trial({"x": x})
+        trial = study.ask(SPACE)
+        trial.report(_curve(x, 1), 1)
+        frozen = study.get_trials(deepcopy=False)[-1]
+        verdicts[x] = pruner.prune(study, frozen)
+        attrs = study.get_trials(deepcopy=False)[-1].user_attrs
+        assert 0.0 <= attrs["p_improve@1"] <= 1.0
+        study.tell(trial, state=TrialState.PRUNED if verdicts[x] else TrialState.FAIL)
+    assert verdicts == {0.02: True, 0.7: False}
+    pruned = [t for t in study.trials if t.user_attrs.get("pruned_by")]
+    assert len(pruned) == 1 and pruned[0].params["x"] == 0.02
+
+
+def _objective(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    y = trial.suggest_float("y", 0.0, 1.0)
+    value = 0.0
+    for step in range(1, 10):
+        value = _curve(x, step) - 0.3 * (y - 0.2) ** 2
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+@pytest.mark.parametrize("pruner", ["mfkd", "hyperband"])
+def test_the_step_mode_runs_optunas_pruning_objective(pruner: str) -> None:
+    sampler = MFKDSampler(steps=[1, 3, 9], seed=0, max_fit_iter=20)
+    chosen = MFKDPruner(sampler) if pruner == "mfkd" else optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=chosen)
+    study.optimize(_objective, n_trials=24)
+    states = collections.Counter(t.state for t in study.trials)
+    assert states[TrialState.PRUNED] > 0 and states[TrialState.COMPLETE] > 0
+    how = [t.system_attrs.get("mfkd:how") for t in study.trials[10:]]
+    assert all(h == "logei" for h in how), how  # model-based after 10 trials, pruned ones counted
+    assert "fidelity" not in study.trials[-1].user_attrs
+    optimum = _curve(0.7, 9)  # at y = 0.2
+    assert study.best_value > optimum - 0.02
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": [3, 1]}, "increasing positive steps"),
+        ({"steps": [3]}, "at least two steps"),
+        ({"steps": "1,3"}, "list of increasing positive steps"),
+        ({"steps": [1, 3], "fidelities": ["a", "b"]}, "fidelities cannot be given with it"),
+        ({"steps": [1, 3], "strategy": "paper"}, "strategy cannot be given with it"),
+    ],
+)
+def test_bad_steps_are_refused(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        MFKDSampler(**kwargs)
+
+
+def test_the_pruner_needs_the_step_mode() -> None:
+    with pytest.raises(ValueError, match="step mode"):
+        MFKDPruner(MFKDSampler())
+    with pytest.raises(ValueError, match="min_probability"):
+        MFKDPruner(MFKDSampler(steps=[1, 2]), min_probability=1.5)
