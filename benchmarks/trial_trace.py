@@ -27,7 +27,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import optuna  # noqa: E402
 
-from optuna_mfkd.bench import harness, suite  # noqa: E402
+import suite_settings as suite  # noqa: E402
+
+from optuna_mfkd.bench.runs import parse_seeds  # noqa: E402
 
 
 def trace(storage: str) -> dict[str, list[list]]:
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--problems", nargs="+", required=True)
     p.add_argument("--methods", nargs="+", default=["mfkd", "mfkd-paper"])
-    p.add_argument("--seeds", type=harness.parse_seeds, default=list(range(5)))
+    p.add_argument("--seeds", type=parse_seeds, default=list(range(5)))
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--compare", type=Path, default=None, help="an earlier trace to compare with")
