@@ -26,7 +26,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import optuna  # noqa: E402
-
 import suite_settings as suite  # noqa: E402
 
 from optuna_mfkd.bench.runs import parse_seeds  # noqa: E402
