@@ -25,7 +25,7 @@ def test_overhead_rows_and_ratios(tmp_path: Path) -> None:
     so = _script()
     assert so.main(["--sizes", "12", "--steps", "3", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert {r["sampler"] for r in rows} == set(so.SAMPLERS)
+    assert {r["sampler"] for r in rows} == set(so.NB201_SAMPLERS)
     for r in rows:
         assert r["completed_trials"] == 12 and len(r["steps_s"]) == 3
         assert r["first_step_s"] == r["steps_s"][0]
@@ -34,7 +34,8 @@ def test_overhead_rows_and_ratios(tmp_path: Path) -> None:
     gp = next(r for r in rows if r["sampler"] == "GPSampler")["median_step_s"]
     text = (tmp_path / "README.md").read_text()
     one = next(r for r in rows if r["sampler"].startswith("MFKDSampler (1 level, defaults"))["median_step_s"]
-    ratio_rows = re.findall(r"^\| MFKDSampler \(1 level, defaults, cell_key\) \| ([0-9.]+) \|$", text, re.M)
+    ratios = text.split("relative to GPSampler")[1]
+    ratio_rows = re.findall(r"^\| MFKDSampler \(1 level, defaults, cell_key\) \| ([0-9.]+) \([0-9.]+\) \|$", ratios, re.M)
     assert ratio_rows == [f"{one / gp:.2f}"]
 
 
@@ -43,3 +44,15 @@ def test_overhead_refuses_one_step(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         so.main(["--steps", "1", "--out", str(tmp_path)])
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_overhead_on_other_spaces(tmp_path: Path) -> None:
+    so = _script()
+    assert so.main(["--space", "continuous:3", "mixed:4", "--sizes", "8", "--steps", "2", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["space"], r["sampler"]) for r in rows} == {(s, n) for s in ("continuous:3", "mixed:4") for n in so.SAMPLERS}
+    text = (tmp_path / "README.md").read_text()
+    assert "### continuous:3" in text and "### mixed:4" in text
+    with pytest.raises(SystemExit):
+        so.main(["--space", "weird:3", "--out", str(tmp_path / "x")])
