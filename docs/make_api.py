@@ -14,7 +14,7 @@ from pathlib import Path
 
 # (module, names): the public API, in reading order.
 PUBLIC = [
-    ("optuna_mfkd", ["MFKDSampler", "fidelity_of", "best_high_fidelity_trial", "MaxCostCallback"]),
+    ("optuna_mfkd", ["MFKDSampler", "MFKDPruner", "fidelity_of", "best_high_fidelity_trial", "MaxCostCallback"]),
     ("optuna_mfkd.fidelity", ["is_top_level", "high_fidelity_trials", "study_fidelities", "total_cost",
                               "trial_cost", "record_user_attrs"]),
     ("optuna_mfkd.datasets", ["canonical_dataset", "DatasetInfo"]),
