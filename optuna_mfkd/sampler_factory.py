@@ -1,4 +1,4 @@
-"""The MFKDSampler of a search's levels: built one way by the command line and the harness.
+"""The MFKDSampler of a search's levels (a sampler factory): built one way by the command line and the harness.
 
 A search names its fidelity levels cheapest first. The sampler draws ``n_warmup_high``
 random trials at the top level and ``n_warmup_low`` at each cheaper level before its GP

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optuna_mfkd.levels import warmup_per_level
+from optuna_mfkd.sampler_factory import warmup_per_level
 
 
 def test_warmup_per_level() -> None:

@@ -54,7 +54,7 @@ from optuna.distributions import BaseDistribution
 from optuna_mfkd.bench.evolution import RegularizedEvolutionSampler
 from optuna_mfkd.bench.peers import EXTRA_HINT, PEERS
 from optuna_mfkd.defaults import N_WARMUP_HIGH, N_WARMUP_LOW, PAPER_SAMPLER_SETTINGS
-from optuna_mfkd.levels import mfkd_sampler
+from optuna_mfkd.sampler_factory import mfkd_sampler
 
 #: Modes of evaluation: a single level, the two-rung Hyperband mode, or sampler-chosen levels.
 SINGLE, TWO_RUNG, MULTI = "single", "two-rung", "multi"

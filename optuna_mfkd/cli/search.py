@@ -56,7 +56,7 @@ from optuna_mfkd.cli.inputs import (
 )
 from optuna_mfkd.cli.study import DEFAULT_STORAGE, GRPC_SCHEME, existing_study, masked, open_storage
 from optuna_mfkd.cli.summary import report
-from optuna_mfkd.levels import mfkd_sampler
+from optuna_mfkd.sampler_factory import mfkd_sampler
 
 #: Trial user attribute naming the process that ran the trial (``host:pid``).
 WORKER_ATTR = "worker"
