@@ -1,7 +1,8 @@
 """The incumbent of a run: what a benchmark reports after each trial.
 
-The incumbent is the best COMPLETE trial at the problem's top level found so far, in the
-study's direction (ties: the earlier trial). "At the top level" is
+The incumbent is the best COMPLETE feasible trial at the problem's top level found so far, in
+the study's direction (ties: the earlier trial). A trial is feasible unless its user attribute
+``feasible`` (:data:`FEASIBLE_ATTR`, recorded by problems with constraints) is false. "At the top level" is
 :func:`optuna_mfkd.fidelity.is_top_level`: the trial's recorded fidelity, the definition every
 summary uses. The figure reported is its metric attribute (NB201: the 200-epoch test accuracy
 ``test_acc_200ep``; synthetic problems: the log10 simple regret ``log10_regret``), recorded
@@ -22,6 +23,8 @@ from optuna.trial import TrialState
 from optuna_mfkd.fidelity import COST_ATTR, is_top_level
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: The user attribute of a trial of a constrained problem: whether it met the constraints.
+FEASIBLE_ATTR = "feasible"
 
 
 def incumbent_curve(
@@ -33,8 +36,9 @@ def incumbent_curve(
     """Cumulative cost and the incumbent's metric after each finished trial (by number).
 
     Returns ``(costs, metrics, final_metric, final_value)``; metrics are NaN until a
-    top-level trial completes. Trials that record no fidelity count as top-level trials
-    (:func:`is_top_level`). ``direction``: the study's (``"maximize"`` or ``"minimize"``).
+    feasible top-level trial completes. Trials that record no fidelity count as top-level
+    trials (:func:`is_top_level`); infeasible trials (user attribute ``feasible`` false)
+    never become the incumbent. ``direction``: the study's (``"maximize"`` or ``"minimize"``).
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}.")
@@ -48,6 +52,7 @@ def incumbent_curve(
         if (
             t.state == TrialState.COMPLETE
             and is_top_level(t, top_level)
+            and t.user_attrs.get(FEASIBLE_ATTR, True)
             and t.value is not None
             and sign * t.value > best_val
         ):
