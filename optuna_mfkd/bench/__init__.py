@@ -10,7 +10,9 @@ problems and methods a published report covers, its prose and quoted figures) li
 - :mod:`~optuna_mfkd.bench.problems`: what the harness runs (objective, levels, costs, budget, metric).
 - :mod:`~optuna_mfkd.bench.protocols`: NAS-Bench-201 protocols (one problem per dataset);
   :mod:`~optuna_mfkd.bench.lowfi`: their pool or live low fidelity.
-- :mod:`~optuna_mfkd.bench.synthetic`: BoTorch test functions as problems (log10 simple regret).
+- :mod:`~optuna_mfkd.bench.synthetic`: BoTorch test functions as problems (log10 simple regret);
+  :mod:`~optuna_mfkd.bench.structured`: single-level problems with constraints, a conditional
+  space or an ordinal grid.
 - :mod:`~optuna_mfkd.bench.catalog`: every problem by id (``nb201/cifar10``, ``branin/1-level``, ...).
 - :mod:`~optuna_mfkd.bench.runs`: run names, stored attributes, seeds, old method names.
 - :mod:`~optuna_mfkd.bench.harness`: runs studies into one storage (resumable, parallel);

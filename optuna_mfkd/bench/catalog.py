@@ -5,7 +5,9 @@
   12 -> 200 epochs (protocol ``mf``) ``mf/cifar10``, ``mf/cifar100``, ``mf/imagenet16``; three
   levels, a pool's one-epoch NST score -> 12 -> 200 epochs (protocol ``mf3``) ``mf3/cifar10``,
   which needs the pool too (``pool_path`` or ``$MFKD_POOL``);
-- BoTorch's test functions (:data:`~optuna_mfkd.bench.synthetic.SYNTHETIC_PROBLEMS`).
+- BoTorch's test functions (:data:`~optuna_mfkd.bench.synthetic.SYNTHETIC_PROBLEMS`);
+- single-level problems with constraints, a conditional space or an ordinal grid
+  (:data:`~optuna_mfkd.bench.structured.STRUCTURED_PROBLEMS`).
 
 A bare name (``hartmann6``, ``mf``) means every problem of that name; callers may add named
 groups of ids (:func:`expand`).
@@ -21,6 +23,7 @@ from pathlib import Path
 from optuna_mfkd.bench.lowfi import LowFidelityPool
 from optuna_mfkd.bench.problems import Problem
 from optuna_mfkd.bench.protocols import NB201Problem, get_protocol
+from optuna_mfkd.bench.structured import STRUCTURED_PROBLEMS
 from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 
 #: NB201 problems: id -> (protocol, dataset).
@@ -37,8 +40,8 @@ POOL_ENV = "MFKD_POOL"
 
 
 def problem_ids() -> list[str]:
-    """Every problem id: the NB201 problems, then the synthetic ones."""
-    return [*NB201_PROBLEMS, *SYNTHETIC_PROBLEMS]
+    """Every problem id: the NB201 problems, the synthetic ones, then the structured ones."""
+    return [*NB201_PROBLEMS, *SYNTHETIC_PROBLEMS, *STRUCTURED_PROBLEMS]
 
 
 def expand(names: Iterable[str], groups: Mapping[str, Sequence[str]] | None = None) -> list[str]:
@@ -80,8 +83,8 @@ def make_problem(pid: str, table_path: str | None = None, pool_path: str | Path 
     :data:`~optuna_mfkd.bench.synthetic.SYNTHETIC_METHODS`); it refuses others, save those it
     runs on request (the peers, ...).
     """
-    if pid in SYNTHETIC_PROBLEMS:
-        problem = SYNTHETIC_PROBLEMS[pid]()
+    if pid in SYNTHETIC_PROBLEMS or pid in STRUCTURED_PROBLEMS:
+        problem = (SYNTHETIC_PROBLEMS.get(pid) or STRUCTURED_PROBLEMS[pid])()
         return dataclasses.replace(problem, methods=tuple(methods)) if methods is not None else problem
     if pid in NB201_PROBLEMS:
         name, dataset = NB201_PROBLEMS[pid]
