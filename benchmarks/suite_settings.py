@@ -10,11 +10,16 @@ Problems (ids ``<name>/<variant>``, the first two parts of their study names;
   (protocol ``mf3``): ``mf3/cifar10`` (it needs the pool too: :data:`DEFAULT_POOL`);
 - synthetic functions from BoTorch (:mod:`optuna_mfkd.bench.synthetic`): single-level
   ``branin``, ``hartmann6``, ``ackley10``, ``ackley-mixed``, and multi-fidelity
-  ``augmented-hartmann``, ``augmented-branin``, ``wing-weight``.
+  ``augmented-hartmann``, ``augmented-branin``, ``wing-weight``;
+- single-level problems beyond a box (:mod:`optuna_mfkd.bench.structured`):
+  ``constrained-hartmann`` (BoTorch's ConstrainedHartmann, ``trial.set_constraint``; the
+  incumbent is the best feasible trial), ``branches`` (a conditional space) and
+  ``tabular-grid`` (an ordinal grid shaped like tabular HPO benchmarks).
 
-Groups on the command line (:data:`GROUPS`): ``synthetic`` (all seven), ``synthetic-1``
-(single-level), ``synthetic-mf`` (multi-fidelity), ``nb201``, ``mf``, ``mf3``, ``all``; a bare
-name (``hartmann6``) means its one variant.
+Groups on the command line (:data:`GROUPS`): ``synthetic`` (the seven BoTorch functions),
+``synthetic-1`` (single-level), ``synthetic-mf`` (multi-fidelity), ``synthetic-dropin`` (the
+three structured problems), ``nb201``, ``mf``, ``mf3``, ``all``; a bare name (``hartmann6``)
+means its one variant.
 
 Methods (:data:`METHOD_NAMES`, the same names on every problem): ``mfkd`` (MFKDSampler with the
 problem's levels and its defaults), ``mfkd-paper`` (the paper's settings), ``gp``, ``tpe``,
@@ -27,7 +32,7 @@ The report compares every method with ``mfkd``, or with ``mfkd-paper`` on a prob
 ``mfkd`` did not run (:func:`optuna_mfkd.bench.methods.reference_methods`).
 
 Defaults of MFKDSampler are chosen on :data:`TUNING_PROBLEMS` only; the report marks them
-and says so.
+and says so. The ``synthetic-dropin`` problems are not among them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from optuna_mfkd.bench.problems import Problem, problem_id
 from optuna_mfkd.bench.results import load_runs
 from optuna_mfkd.bench.runs import RunSpec, problem_specs
 from optuna_mfkd.bench.statistics import ANYTIME_FRACTIONS
+from optuna_mfkd.bench.structured import STRUCTURED_PROBLEMS
 from optuna_mfkd.bench.synthetic import SYNTHETIC_PROBLEMS
 
 #: The suite's methods, in report order.
@@ -62,8 +68,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "nb201": tuple(p for p in catalog.NB201_PROBLEMS if p.startswith("nb201/")),
     "mf": tuple(p for p in catalog.NB201_PROBLEMS if p.startswith("mf/")),
     "mf3": ("mf3/cifar10",),
+    "synthetic-dropin": tuple(STRUCTURED_PROBLEMS),
 }
-GROUPS["all"] = GROUPS["nb201"] + GROUPS["synthetic-1"] + GROUPS["mf"] + GROUPS["mf3"] + GROUPS["synthetic-mf"]
+GROUPS["all"] = (GROUPS["nb201"] + GROUPS["synthetic-1"] + GROUPS["mf"] + GROUPS["mf3"] + GROUPS["synthetic-mf"]
+                 + GROUPS["synthetic-dropin"])
 
 NOTES: tuple[str, ...] = (
     "Discipline: MFKDSampler's defaults are chosen on the problems marked `*` only (NB201",
@@ -123,11 +131,14 @@ def run_suite(
 
 
 def problem_table(pids: Sequence[str]) -> list[str]:
-    """Markdown lines describing the synthetic problems among ``pids`` (levels, costs, budget)."""
-    rows = [SYNTHETIC_PROBLEMS[p]() for p in pids if p in SYNTHETIC_PROBLEMS]
+    """Markdown lines describing the synthetic and structured problems among ``pids`` (levels,
+    costs, budget)."""
+    factories = {**SYNTHETIC_PROBLEMS, **STRUCTURED_PROBLEMS}
+    rows = [factories[p]() for p in pids if p in factories]
     if not rows:
         return []
-    lines = ["Synthetic problems (`optuna_mfkd/bench/synthetic.py`; f* = the top level at its known minimiser):", "",
+    lines = ["Synthetic problems (`optuna_mfkd/bench/synthetic.py`, `optuna_mfkd/bench/structured.py`; "
+             "f* = the top level at its known minimiser, the best feasible value of a constrained problem):", "",
              "| problem | function | levels (cost per evaluation) | budget | f* |", "|---|---|---|---|---|"]
     for p in rows:
         levels = ", ".join(f"{lv.name} ({lv.cost:g})" for lv in p.levels)

@@ -111,7 +111,7 @@ def test_tiny_suite_run_resume_and_report(sqlite_url, tmp_path):
 def test_problem_names_groups_and_methods():
     assert suite.expand(["hartmann6", "synthetic-mf", "augmented-hartmann"]) == [
         "hartmann6/1-level", "augmented-hartmann/3-level", "augmented-branin/2-level", "wing-weight/4-level"]
-    assert len(suite.expand(["all"])) == 14 and suite.expand(["mf3"]) == ["mf3/cifar10"] and suite.expand(["nb201"]) == ["nb201/cifar10", "nb201/cifar100", "nb201/imagenet16"]
+    assert len(suite.expand(["all"])) == 17 and suite.expand(["mf3"]) == ["mf3/cifar10"] and suite.expand(["nb201"]) == ["nb201/cifar10", "nb201/cifar100", "nb201/imagenet16"]
     with pytest.raises(ValueError, match="unknown problem 'rosenbrock'"):
         suite.expand(["rosenbrock"])
     assert suite.METHOD_NAMES == ("mfkd", "mfkd-paper", "gp", "tpe", "random")
