@@ -231,6 +231,7 @@ class MFKDSampler(BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
+        hist.require_single_objective(study)
         level = self._level_of(trial)
         if level in self._options.level_points:
             # A restricted level takes every parameter outside the relative space (e.g. all
@@ -255,12 +256,12 @@ class MFKDSampler(BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        hist.require_single_objective(study)
         if not search_space:
             hist.record_objective_start(study, trial)
             return {}
         encoder = SearchSpaceEncoder(search_space)
-        level = self._level_of(trial)
-        level = self._options.top if level is None else level
+        level = self._options.top if (known := self._level_of(trial)) is None else known
         tid = hist.trial_id(trial)
         plan = self._plans.pop(tid, None)
         with self._lock, torch_threads(self._options.torch_threads):

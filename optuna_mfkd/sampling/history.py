@@ -84,6 +84,13 @@ def is_multi_objective(study: optuna.Study) -> bool:
     return study._is_multi_objective()
 
 
+def require_single_objective(study: optuna.Study) -> None:
+    """Raise a one-line ``ValueError`` for a multi-objective study (as Optuna's samplers do)."""
+    if study._is_multi_objective():
+        raise ValueError(f"MFKDSampler supports single-objective studies only; study {study.study_name!r} "
+                         f"has {len(study.directions)} objectives.")
+
+
 def trial_id(trial: FrozenTrial) -> int:
     """The storage's id of ``trial`` (unique across the studies of one storage)."""
     return trial._trial_id
@@ -282,9 +289,10 @@ def admit(study: optuna.Study, trial: FrozenTrial, names: Sequence[str], registe
     Raises:
         ValueError: one line naming what does not fit.
     """
-    if study._is_multi_objective():
-        refuse(study, trial, f"MFKDSampler supports single-objective studies only; study "
-                             f"{study.study_name!r} has {len(study.directions)} objectives.")
+    try:
+        require_single_objective(study)
+    except ValueError as err:
+        refuse(study, trial, str(err))
     if register:
         stored = study._storage.get_study_system_attrs(study._study_id).get(STUDY_FIDELITIES_ATTR)
         if stored is None:
