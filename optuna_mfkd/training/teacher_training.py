@@ -81,18 +81,25 @@ def fine_tune_teacher(
 def main(argv: list[str] | None = None) -> int:
     """``python -m optuna_mfkd.training.teacher_training {load,train,finetune} ...``."""
     p = argparse.ArgumentParser(prog="optuna-mfkd teacher", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("load", "train", "finetune"):
-        s = sub.add_parser(name)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{load,train,finetune}")
+    helps = {
+        "load": "load a teacher checkpoint and report its accuracy on test images (with --data)",
+        "train": "train a teacher from scratch with the NB201 recipe",
+        "finetune": "fine-tune a teacher checkpoint on a dataset",
+    }
+    for name, text in helps.items():
+        s = sub.add_parser(name, help=text, description=text)
         if name != "train":
-            s.add_argument("path")
-        s.add_argument("--dataset", default="cifar10")
+            s.add_argument("path", help="the teacher checkpoint (.pth)")
+        s.add_argument("--dataset", default="cifar10", help="dataset name (default: cifar10)")
         s.add_argument("--data", default=None, help="dataset root (default: $MFKD_CIFAR10)")
-        s.add_argument("--eval-images", type=int, default=2000)
-        s.add_argument("--epochs", type=int, default=TEACHER_EPOCHS if name == "train" else FINE_TUNE_EPOCHS)
-        s.add_argument("--lr", type=float, default=TrainConfig.lr if name == "train" else FINE_TUNE_LR)
-        s.add_argument("--out", default=None)
-        s.add_argument("--device", default=None)
+        s.add_argument("--eval-images", type=int, default=2000, help="test images to measure accuracy on (default: 2000)")
+        epochs = TEACHER_EPOCHS if name == "train" else FINE_TUNE_EPOCHS
+        s.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default: {epochs})")
+        lr = TrainConfig.lr if name == "train" else FINE_TUNE_LR
+        s.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+        s.add_argument("--out", default=None, help="where to save the trained teacher (.pth)")
+        s.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     a = p.parse_args(argv)
     test = load_split(a.dataset, a.data, "test") if (a.data or a.cmd != "load") else None
     if test is not None:
