@@ -98,6 +98,7 @@ def test_dashboard_shows_fidelity_kd_loss_cost_and_intermediate_values(dashboard
         assert shown["values"] == [pytest.approx(trial.value)]
     # The search's summary is the study's note.
     assert "best high-fidelity cell" in detail["note"]["body"]
+    assert "kd_loss=" not in detail["note"]["body"]  # no training loss applies to tabular levels
     keys = {a["key"] for a in detail["union_user_attrs"]}
     assert {"fidelity", "kd_loss", "cost"} <= keys
     assert detail["has_intermediate_values"] is True

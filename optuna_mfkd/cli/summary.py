@@ -105,7 +105,10 @@ def report(study: Any, config: SearchConfig, args: argparse.Namespace, url: str)
     try:
         from optuna_dashboard import save_note
 
-        settings = ", ".join(f"{k}={v}" for k, v in asdict(config).items())
+        used = asdict(config)
+        if config.mode == "tabular":  # tabular levels are NB201's cross-entropy runs: no training loss applies
+            used.pop("kd_loss", None)
+        settings = ", ".join(f"{k}={v}" for k, v in used.items())
         save_note(study, "## MF-KD search\n\n" + "\n".join(f"    {line}" for line in lines)
                   + f"\n\nSettings: {settings}\n")
     except ImportError:  # the dashboard is optional at run time
