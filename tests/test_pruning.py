@@ -138,3 +138,13 @@ def test_the_pruner_needs_the_step_mode() -> None:
         MFKDPruner(MFKDSampler())
     with pytest.raises(ValueError, match="min_probability"):
         MFKDPruner(MFKDSampler(steps=[1, 2]), min_probability=1.5)
+
+
+def test_the_step_mode_runs_with_two_threads_and_no_repeated_point() -> None:
+    sampler = MFKDSampler(steps=[1, 3, 9], seed=0, max_fit_iter=20)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=MFKDPruner(sampler))
+    study.optimize(_objective, n_trials=16, n_jobs=2)
+    assert len(study.trials) == 16
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    points = [(t.params["x"], t.params["y"]) for t in study.trials]
+    assert len(set(points)) == len(points)
