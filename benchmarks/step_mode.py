@@ -1,19 +1,24 @@
-"""The step (learning-curve) mode against Optuna's pruners on BoTorch's multi-fidelity
-functions read as learning curves.
+"""The step (learning-curve) mode against Optuna's pruners, the level mode and the peers, on
+learning-curve problems (:mod:`optuna_mfkd.bench.curves`, :mod:`optuna_mfkd.bench.curve_runs`).
 
-A run trains one configuration step by step: at step ``k`` of ``K`` it reports
-``f(x, s = k / K)`` of BoTorch's ``AugmentedHartmann`` (6-D) or ``AugmentedBranin`` (2-D),
-whose fidelity ``s`` plays the part of training progress; a trial that is not pruned returns
-``f(x, 1)``. Every reported step costs 1; a run stops once the steps spent reach the budget
-(``--budget`` full trainings' worth). The metric is the log10 simple regret of the best
-final value at 25 / 50 / 100 % of the budget (minimisation).
+Problems (values minimised):
 
-Methods: ``mfkd+pruner`` (``MFKDSampler(steps=...)`` with ``MFKDPruner``), ``mfkd+hyperband``
-(the same sampler with Optuna's ``HyperbandPruner``), ``tpe+hyperband`` (Optuna's BOHB),
-``gp+hyperband`` and ``random+hyperband``. Finished runs are appended to ``--records``
-(JSON lines) and skipped when the command runs again, so a long comparison continues::
+- ``augmented-hartmann`` (6-D), ``augmented-branin`` (2-D): BoTorch's multi-fidelity
+  functions read as learning curves, ``f(x, s = k / 9)`` reported at steps ``k = 1..9``,
+  rungs 1, 3, 9; every step costs 1.
+- ``mlp-digits``, ``torch-mlp``: tables of real training runs (every epoch's validation
+  error, 27 epochs; ``benchmarks/curve_tables.py`` builds them, ``benchmarks/results/
+  curve-tables/`` holds them), rungs 1, 3, 9, 27; every epoch costs 1.
+- ``nb201-cifar10``: NAS-Bench-201, the 12-epoch and 200-epoch validation errors as two rungs
+  of one run (steps 12 and 200); continuing to 200 costs the 188 epochs left.
 
-    OMP_NUM_THREADS=1 python benchmarks/step_mode.py --seeds 0-9 --jobs 2 \\
+The budget is in full trainings (``--budget``, default per problem in :data:`BUDGETS`); the
+metric is the simple regret of the best final value at 25 / 50 / 100 % of the budget (log10
+for the functions). Finished runs are appended to ``--records`` (JSON lines) and skipped when
+the command runs again, so a long comparison continues; ``--storage`` also keeps every run as
+a study in one Optuna storage::
+
+    OMP_NUM_THREADS=1 python benchmarks/step_mode.py --seeds 0-29 --jobs 2 \\
         --records benchmarks/results/step-mode/runs.jsonl --out benchmarks/results/step-mode
 """
 
@@ -30,111 +35,143 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import optuna  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from optuna_mfkd.bench.curve_runs import PEER_METHODS, best_at, check_method, run  # noqa: E402
+from optuna_mfkd.bench.curves import CurveProblem  # noqa: E402
 from optuna_mfkd.bench.runs import parse_seeds  # noqa: E402
 from optuna_mfkd.bench.statistics import holm  # noqa: E402
 
-STEPS = 9
-RUNGS = (1, 3, 9)
-PROBLEMS = {"augmented-hartmann": (6, -3.32237), "augmented-branin": (2, 0.397887)}
-METHODS = ("mfkd+pruner", "mfkd+hyperband", "tpe+hyperband", "gp+hyperband", "random+hyperband")
+TABLES = Path(__file__).resolve().parent / "results" / "curve-tables"
+PROBLEMS = ("augmented-hartmann", "augmented-branin", "mlp-digits", "torch-mlp", "nb201-cifar10")
+#: Default budget per problem, in full trainings.
+BUDGETS = {
+    "augmented-hartmann": 30.0,
+    "augmented-branin": 30.0,
+    "mlp-digits": 30.0,
+    "torch-mlp": 30.0,
+    "nb201-cifar10": 10.0,
+}
+#: Problems whose regret is reported as log10 (the functions' regret spans orders of magnitude).
+LOG_REGRET = {"augmented-hartmann", "augmented-branin"}
+#: Methods of the comparison, the reference first.
+METHODS = (
+    "mfkd+pruner",
+    "mfkd+hyperband",
+    "tpe+hyperband",
+    "tpe+sha",
+    "gp+hyperband",
+    "random+hyperband",
+    "mfkd-levels",
+    *PEER_METHODS,
+)
+REFERENCE = "mfkd+pruner"
+#: Problems the step mode's settings may be tuned on (the others are reported untouched).
+TUNING_PROBLEMS = ("augmented-hartmann", "mlp-digits")
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
-def _function(problem: str):
-    import torch
-    from botorch.test_functions.multi_fidelity import AugmentedBranin, AugmentedHartmann
+def make_problem(name: str) -> CurveProblem:
+    """The problem ``name`` (tables read from :data:`TABLES`, NB201 from the bundled table)."""
+    from optuna_mfkd.bench import curves
 
-    f = AugmentedHartmann() if problem == "augmented-hartmann" else AugmentedBranin()
-    bounds = f.bounds.numpy()
+    if name in curves.FunctionCurve.FUNCTIONS:
+        return curves.FunctionCurve(name)
+    if name == "nb201-cifar10":
+        from optuna_mfkd.nasbench201.table import CompactTable, bundled_table_path
 
-    def value(u: list[float], s: float) -> float:
-        x = bounds[0, :-1] + np.asarray(u) * (bounds[1, :-1] - bounds[0, :-1])
-        return float(f(torch.tensor([[*x, s]], dtype=torch.float64)))
+        return curves.NB201Curve(CompactTable(bundled_table_path()), "cifar10")
+    from optuna_mfkd.bench.curve_tables import TableCurve
 
-    return value
-
-
-def _study(method: str, seed: int) -> optuna.Study:
-    from optuna_mfkd import MFKDPruner, MFKDSampler
-
-    sampler_name, pruner_name = method.split("+")
-    hyperband = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=STEPS, reduction_factor=3)
-    if sampler_name == "mfkd":
-        sampler = MFKDSampler(steps=list(RUNGS), seed=seed)
-        pruner = MFKDPruner(sampler) if pruner_name == "pruner" else hyperband
-    else:
-        sampler = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler,
-                   "random": optuna.samplers.RandomSampler}[sampler_name](seed=seed)
-        pruner = hyperband
-    return optuna.create_study(sampler=sampler, pruner=pruner)
+    return TableCurve.load(TABLES / f"{name}.csv.gz", name=name)
 
 
-def run(problem: str, method: str, seed: int, budget: float) -> dict:
-    """One run: the best final value after each trial, with the steps spent so far."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    dims, _ = PROBLEMS[problem]
-    value = _function(problem)
-    study = _study(method, seed)
-    spent = 0
-    trace = []
+def _run(problem: str, method: str, seed: int, budget: float, storage: str | None) -> dict:
+    from optuna_mfkd.storage import rdb_storage
 
-    def objective(trial: optuna.Trial) -> float:
-        nonlocal spent
-        u = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(dims)]
-        y = math.inf
-        for step in range(1, STEPS + 1):
-            y = value(u, step / STEPS)
-            spent += 1
-            trial.report(y, step)
-            if step < STEPS and trial.should_prune():
-                raise optuna.TrialPruned()
-        return y
-
-    while spent < budget * STEPS:
-        study.optimize(objective, n_trials=1)
-        done = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        trace.append([spent, min(done) if done else None])
-    states = [t.state.name for t in study.trials]
-    return {"problem": problem, "method": method, "seed": seed, "budget": budget, "trace": trace,
-            "trials": len(states), "pruned": states.count("PRUNED")}
+    return run(
+        make_problem(problem), method, seed, budget, rdb_storage(storage) if storage else None
+    )
 
 
-def _best_at(record: dict, fraction: float, optimum: float) -> float:
-    limit = fraction * record["budget"] * STEPS
-    best = [b for spent, b in record["trace"] if spent <= limit and b is not None]
-    return math.log10(max(best[-1] - optimum, 1e-12)) if best else math.nan
+def _regret(value: float | None, optimum: float, log: bool) -> float:
+    """The regret of ``value``; ``inf`` where no run had finished (ranked last)."""
+    if value is None:
+        return math.inf
+    regret = max(value - optimum, 0.0)
+    return math.log10(max(regret, 1e-12)) if log else regret
+
+
+def _mean(values: list[float]) -> str:
+    """The mean over the seeds that finished a run, with the count of those that did not."""
+    finite = [v for v in values if math.isfinite(v)]
+    missing = len(values) - len(finite)
+    text = f"{np.mean(finite):.3g}" if finite else "-"
+    return text + (f" ({missing} none)" if missing else "")
 
 
 def report(records: list[dict], out: Path, command: str) -> None:
-    lines = ["# The step mode against Optuna's pruners (learning curves)", "", f"Command: `{command}`", "",
-             __doc__.split("\n\n")[1].replace("\n", " "), "",
-             "log10 simple regret of the best final value (lower is better), mean over seeds; p: two-sided "
-             "Mann-Whitney U against `mfkd+pruner` at the end of the budget, Holm-corrected over the methods.", ""]
-    for problem, (_, optimum) in PROBLEMS.items():
-        rows = {m: [r for r in records if r["problem"] == problem and r["method"] == m] for m in METHODS}
-        if not any(rows.values()):
+    """The results README: per problem, mean regret at each budget fraction, the worst decile
+    at the end, trials, pruned trials, seconds per run, and Holm-corrected two-sided
+    Mann-Whitney U p-values against :data:`REFERENCE` at every fraction."""
+    lines = [
+        "# Learning-curve problems: the step mode, Optuna's pruners, the level mode and the peers",
+        "",
+        f"Command: `{command}`",
+        "",
+        __doc__.split("\n\n")[1],
+        "",
+        "Simple regret of the best final value (lower is better; log10 for the functions), mean over the seeds "
+        "(`(k none)`: k seeds had no finished run yet, ranked last in the tests); "
+        "worst 10%: the mean of the worst tenth of the seeds at 100%; p: two-sided Mann-Whitney U against "
+        f"`{REFERENCE}` at 25 / 50 / 100 %, Holm-corrected over the methods (`+`: the reference is ahead, "
+        "`-`: behind, by the medians). Tuning problems: " + ", ".join(TUNING_PROBLEMS) + ".",
+        "",
+    ]
+    for problem in PROBLEMS:
+        rows = {
+            m: [r for r in records if r["problem"] == problem and r["method"] == m] for m in METHODS
+        }
+        rows = {m: rs for m, rs in rows.items() if rs}
+        if not rows:
             continue
-        ref = [_best_at(r, 1.0, optimum) for r in rows["mfkd+pruner"]]
-        raw = {}
-        for m in METHODS[1:]:
-            other = [_best_at(r, 1.0, optimum) for r in rows[m]]
-            raw[m] = stats.mannwhitneyu(ref, other).pvalue if len(ref) > 1 and len(other) > 1 else math.nan
-        adjusted = dict(zip(raw, holm([1.0 if math.isnan(v) else v for v in raw.values()])))
-        lines += [f"## {problem} (optimum {optimum})", "",
-                  "| method | seeds | 25% | 50% | 100% | median 100% | trials | pruned | p_Holm vs mfkd+pruner |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for m in METHODS:
-            rs = rows[m]
-            if not rs:
-                continue
-            at = [[_best_at(r, f, optimum) for r in rs] for f in FRACTIONS]
-            p = "" if m == "mfkd+pruner" else f"{adjusted[m]:.3g}"
-            lines.append(f"| `{m}` | {len(rs)} | " + " | ".join(f"{np.nanmean(a):.2f}" for a in at)
-                         + f" | {np.nanmedian(at[-1]):.2f} | {np.mean([r['trials'] for r in rs]):.0f}"
-                         + f" | {np.mean([r['pruned'] for r in rs]):.0f} | {p} |")
+        p = make_problem(problem)
+        log = problem in LOG_REGRET
+        at = {
+            m: [
+                [_regret(best_at(r, f, p.final_step), p.optimum, log) for r in rs]
+                for f in FRACTIONS
+            ]
+            for m, rs in rows.items()
+        }
+        marks: dict[str, list[str]] = {m: [] for m in rows}
+        for k in range(len(FRACTIONS) if REFERENCE in rows else 0):
+            ref = at[REFERENCE][k]
+            others = [m for m in rows if m != REFERENCE]
+            raw = []
+            for m in others:
+                other = at[m][k]
+                ok = len(ref) > 1 and len(other) > 1 and len(set(ref) | set(other)) > 1
+                raw.append(stats.mannwhitneyu(ref, other).pvalue if ok else 1.0)
+            for m, adj in zip(others, holm(raw) if raw else []):
+                sign = "+" if np.median(at[REFERENCE][k]) < np.median(at[m][k]) else "-"
+                marks[m].append(f"{adj:.2g}{sign if adj < 0.05 else ''}")
+        lines += [
+            f"## {problem} (optimum {p.optimum:.6g}, budget {rows[next(iter(rows))][0]['budget']:g} full "
+            "trainings)",
+            "",
+            "| method | seeds | 25% | 50% | 100% | worst 10% | trials | pruned | s/run | p_Holm 25/50/100% |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m, rs in rows.items():
+            end = np.sort(np.asarray(at[m][-1]))[::-1]
+            worst = float(np.mean(end[: max(1, len(end) // 10)]))
+            means = " | ".join(_mean(a) for a in at[m])
+            lines.append(
+                f"| `{m}` | {len(rs)} | {means} | {worst:.3g} | {np.mean([r['trials'] for r in rs]):.0f} | "
+                f"{np.mean([r['pruned'] for r in rs]):.0f} | {np.mean([r.get('seconds', math.nan) for r in rs]):.0f}"
+                f" | {' / '.join(marks[m])} |"
+            )
         lines.append("")
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text("\n".join(lines) + "\n")
@@ -143,26 +180,52 @@ def report(records: list[dict], out: Path, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), type=check_method)
     p.add_argument("--seeds", type=parse_seeds, default=list(range(10)))
-    p.add_argument("--budget", type=float, default=30.0, help="full trainings' worth of steps (default: 30)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="full trainings' worth of cost (default: per problem)",
+    )
     p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--records", type=Path, required=True, help="JSON lines of finished runs (appended)")
+    p.add_argument(
+        "--records", type=Path, required=True, help="JSON lines of finished runs (appended)"
+    )
+    p.add_argument(
+        "--storage", default=None, help="also keep every run as a study in this Optuna storage URL"
+    )
     p.add_argument("--out", type=Path, required=True, help="report folder")
     args = p.parse_args(argv)
     done = []
     if args.records.exists():
         done = [json.loads(line) for line in args.records.read_text().splitlines() if line.strip()]
     have = {(r["problem"], r["method"], r["seed"]) for r in done}
-    todo = [(pr, m, s) for s in args.seeds for pr in args.problems for m in args.methods if (pr, m, s) not in have]
+    todo = [
+        (pr, m, s, args.budget or BUDGETS[pr], args.storage)
+        for s in args.seeds
+        for pr in args.problems
+        for m in args.methods
+        if (pr, m, s) not in have
+    ]
     args.records.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for record in pool.map(run, *zip(*todo), [args.budget] * len(todo)) if todo else ():
+        for record in pool.map(_run, *zip(*todo)) if todo else ():
             with args.records.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             done.append(record)
-            print(json.dumps({k: record[k] for k in ("problem", "method", "seed", "trials", "pruned")}), flush=True)
-    command = "OMP_NUM_THREADS=1 python benchmarks/step_mode.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            print(
+                json.dumps(
+                    {
+                        k: record[k]
+                        for k in ("problem", "method", "seed", "trials", "pruned", "seconds")
+                    }
+                ),
+                flush=True,
+            )
+    command = "OMP_NUM_THREADS=1 python benchmarks/step_mode.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     report(done, args.out, command)
     print(f"wrote {args.out / 'README.md'}")
     return 0
