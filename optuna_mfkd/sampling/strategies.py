@@ -32,6 +32,7 @@ from optuna_mfkd.sampling.options import (
     COST_AWARE_WARMUP,
     MAX_PER_RUNG,
     REFIT_GROWTH,
+    STEP_REFIT_GROWTH,
     SamplerOptions,
 )
 from optuna_mfkd.sampling.proposer import Proposer, torch_threads, used_keys, warn_failed
@@ -234,6 +235,7 @@ class LearningCurveStrategy(Strategy):
 
     records_level = False
     with_pruned = True
+    refit_growth = STEP_REFIT_GROWTH
 
     def plan(self, history: History, trial_number: int, study_key: int) -> Plan:
         """Every trial is a whole run: the top level, its point proposed later."""
