@@ -28,12 +28,14 @@ def _curve(x: float, step: int) -> float:
 def _trial(x: float, steps: list[int], state=TrialState.COMPLETE):
     values = {s: _curve(x, s) for s in steps}
     final = values[steps[-1]] if state == TrialState.COMPLETE else None
-    return create_trial(state=state, value=final, params={"x": x}, distributions=SPACE, intermediate_values=values)
+    return create_trial(
+        state=state, value=final, params={"x": x}, distributions=SPACE, intermediate_values=values
+    )
 
 
 def test_rungs_are_the_last_report_at_or_below_each_step() -> None:
     study = optuna.create_study(direction="maximize")
-    study.add_trial(_trial(0.1, [1, 2, 4, 5, 9]))           # complete: rungs 1, 3 (step 2), final
+    study.add_trial(_trial(0.1, [1, 2, 4, 5, 9]))  # complete: rungs 1, 3 (step 2), final
     study.add_trial(_trial(0.5, [1, 2, 3], TrialState.PRUNED))  # pruned after step 3
     study.add_trial(create_trial(state=TrialState.FAIL, params={"x": 0.3}, distributions=SPACE))
     running = study.ask(SPACE)
@@ -41,11 +43,16 @@ def test_rungs_are_the_last_report_at_or_below_each_step() -> None:
     history = History(study, None, ["step 1", "step 3", "step 9"], with_pruned=True)
     obs = history.rung_observations(SearchSpaceEncoder(SPACE), (1, 3, 9), max_per_rung=100)
     got = sorted(zip(obs.X[:, 0].round(6), obs.levels, obs.y.round(9)))
-    want = sorted([
-        (0.1, 0, round(_curve(0.1, 1), 9)), (0.1, 1, round(_curve(0.1, 2), 9)), (0.1, 2, round(_curve(0.1, 9), 9)),
-        (0.5, 0, round(_curve(0.5, 1), 9)), (0.5, 1, round(_curve(0.5, 3), 9)),
-        (round(running.params["x"], 6), 1, 0.25),
-    ])
+    want = sorted(
+        [
+            (0.1, 0, round(_curve(0.1, 1), 9)),
+            (0.1, 1, round(_curve(0.1, 2), 9)),
+            (0.1, 2, round(_curve(0.1, 9), 9)),
+            (0.5, 0, round(_curve(0.5, 1), 9)),
+            (0.5, 1, round(_curve(0.5, 3), 9)),
+            (round(running.params["x"], 6), 1, 0.25),
+        ]
+    )
     assert got == want
     assert [lv for lv, _ in obs.running] == [2]  # the running trial is pending at the top
     # each lower rung keeps its most recent trials only
@@ -106,7 +113,11 @@ def _objective(trial: optuna.Trial) -> float:
 @pytest.mark.parametrize("pruner", ["mfkd", "hyperband"])
 def test_the_step_mode_runs_optunas_pruning_objective(pruner: str) -> None:
     sampler = MFKDSampler(steps=[1, 3, 9], seed=0, max_fit_iter=20)
-    chosen = MFKDPruner(sampler) if pruner == "mfkd" else optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9)
+    chosen = (
+        MFKDPruner(sampler)
+        if pruner == "mfkd"
+        else optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9)
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=chosen)
     study.optimize(_objective, n_trials=24)
     states = collections.Counter(t.state for t in study.trials)
@@ -147,4 +158,79 @@ def test_the_step_mode_runs_with_two_threads_and_no_repeated_point() -> None:
     assert len(study.trials) == 16
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     points = [(t.params["x"], t.params["y"]) for t in study.trials]
+    assert len(set(points)) == len(points)
+
+
+def test_a_resumed_step_mode_study_goes_on_with_the_model_and_the_pruner(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path / 'steps.db'}"
+    for n_trials in (11, 4):  # a new sampler and pruner, as a new process would make them
+        sampler = MFKDSampler(steps=[1, 3, 9], seed=n_trials, max_fit_iter=20)
+        study = optuna.create_study(
+            study_name="s",
+            storage=storage,
+            load_if_exists=True,
+            direction="maximize",
+            sampler=sampler,
+            pruner=MFKDPruner(sampler),
+        )
+        study.optimize(_objective, n_trials=n_trials)
+    trials = study.trials
+    assert len(trials) == 15
+    assert all(t.system_attrs.get("mfkd:how") == "logei" for t in trials[11:])
+    assert all(any(k.startswith("p_improve@") for k in t.user_attrs) for t in trials[11:])
+    points = [(t.params["x"], t.params["y"]) for t in trials]
+    assert len(set(points)) == len(points)
+
+
+WORKER = """
+import math, os, sys
+import optuna
+from optuna_mfkd import MFKDPruner, MFKDSampler
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+def objective(trial):
+    trial.set_user_attr("worker", os.getpid())
+    x = trial.suggest_float("x", 0.0, 1.0)
+    y = trial.suggest_float("y", 0.0, 1.0)
+    value = 0.0
+    for step in range(1, 10):
+        value = (1 - (x - 0.7) ** 2) * (1 - math.exp(-step / 3)) - 0.3 * (y - 0.2) ** 2
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+sampler = MFKDSampler(steps=[1, 3, 9], seed=int(sys.argv[2]), max_fit_iter=20)
+study = optuna.load_study(study_name="s", storage=sys.argv[1], sampler=sampler, pruner=MFKDPruner(sampler))
+study.optimize(objective, n_trials=3)
+"""
+
+
+def test_two_processes_share_the_rungs_of_one_sqlite_study(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    storage = f"sqlite:///{tmp_path / 'steps.db'}"
+    sampler = MFKDSampler(steps=[1, 3, 9], seed=0)
+    study = optuna.create_study(
+        study_name="s", storage=storage, direction="maximize", sampler=sampler
+    )
+    study.optimize(_objective, n_trials=10)  # the warm-up, written by this process
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, storage, str(seed)], stderr=subprocess.PIPE, text=True
+        )
+        for seed in (1, 2)
+    ]
+    for w in workers:
+        assert w.wait(timeout=600) == 0, w.stderr.read()
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert len(trials) == 16
+    by_worker = collections.Counter(t.user_attrs.get("worker") for t in trials[10:])
+    assert len(by_worker) == 2 and set(by_worker.values()) == {3}
+    # every worker trial was model-based and judged by the pruner from the others' rungs:
+    # neither worker had finished a trial of its own when its first trial began
+    assert all(t.system_attrs.get("mfkd:how") == "logei" for t in trials[10:])
+    assert all(any(k.startswith("p_improve@") for k in t.user_attrs) for t in trials[10:])
+    points = [(t.params["x"], t.params["y"]) for t in trials]
     assert len(set(points)) == len(points)

@@ -24,8 +24,16 @@ FACTORIES = {
     "default": lambda: MFKDSampler(seed=0),
     # The cost-aware level choice after a short warm-up: the model picks level and point.
     "two-level-cost-aware": lambda: MFKDSampler(
-        ["low", "high"], n_warmup={"low": 2, "high": 1}, strategy="cost-aware", n_candidates=256, seed=0, max_fit_iter=15
+        ["low", "high"],
+        n_warmup={"low": 2, "high": 1},
+        strategy="cost-aware",
+        n_candidates=256,
+        seed=0,
+        max_fit_iter=15,
     ),
+    # The step (learning-curve) mode: levels are reported steps; trials without reports are
+    # observations at the top level only.
+    "steps": lambda: MFKDSampler(steps=[1, 3], seed=0, max_fit_iter=15),
 }
 
 
