@@ -110,6 +110,51 @@ def _mean(values: list[float]) -> str:
     return text + (f" ({missing} none)" if missing else "")
 
 
+def plot(problem: CurveProblem, rows: dict[str, list[dict]], path: Path, log: bool) -> None:
+    """Anytime curves: the median regret of the best final value against the fraction of the
+    budget spent, one line per method (band: the seeds' quartiles)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0.02, 1.0, 50)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m, rs in rows.items():
+        mat = np.array(
+            [
+                [_regret(best_at(r, f, problem.final_step), problem.optimum, log) for f in grid]
+                for r in rs
+            ]
+        )
+        mat[np.isinf(mat)] = np.nan
+        with np.errstate(all="ignore"):
+            q1, med, q3 = (
+                np.nanpercentile(mat, [25, 50, 75], axis=0) if len(rs) > 1 else (mat[0],) * 3
+            )
+        style = (
+            {"lw": 2.4, "color": "black"}
+            if m == REFERENCE
+            else {"lw": 1.3, "ls": "--" if m in PEER_METHODS else "-"}
+        )
+        line = ax.plot(grid, med, label=f"{m} (n={len(rs)})", **style)[0]
+        ax.fill_between(grid, q1, q3, alpha=0.12, color=line.get_color())
+    ax.set_xlabel("fraction of the budget spent")
+    ax.set_ylabel(
+        "log10 simple regret"
+        if log
+        else "simple regret (validation error, %)"
+        if "nb201" in problem.name
+        else "simple regret (validation error)"
+    )
+    ax.set_title(f"{problem.name}: median over seeds, band: quartiles", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report(records: list[dict], out: Path, command: str) -> None:
     """The results README: per problem, mean regret at each budget fraction, the worst decile
     at the end, trials, pruned trials, seconds per run, and Holm-corrected two-sided
@@ -172,7 +217,9 @@ def report(records: list[dict], out: Path, command: str) -> None:
                 f"{np.mean([r['pruned'] for r in rs]):.0f} | {np.mean([r.get('seconds', math.nan) for r in rs]):.0f}"
                 f" | {' / '.join(marks[m])} |"
             )
-        lines.append("")
+        out.mkdir(parents=True, exist_ok=True)
+        plot(p, rows, out / f"anytime-{problem}.png", log)
+        lines += ["", f"![anytime curves of {problem}](anytime-{problem}.png)", ""]
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
