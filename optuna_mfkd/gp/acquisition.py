@@ -38,12 +38,35 @@ from botorch.utils.probability.utils import log_ndtr
 from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
 
-from optuna_mfkd.gp.model import FittedModel
+from optuna_mfkd.gp.model import FittedModel, TopLevelModel
 
 ACQUISITIONS = ("logei", "ucb")
 
 
-class VarianceUCB(AnalyticAcquisitionFunction):
+class _TopLevelMoments(AnalyticAcquisitionFunction):
+    """Reads ``mu`` and ``sigma`` of a :class:`~optuna_mfkd.gp.model.TopLevelModel` straight
+    from :meth:`FittedModel.marginals` (BoTorch's default builds a posterior object, a
+    multivariate normal over a diagonal operator, at every evaluation); any other model goes
+    through BoTorch's path."""
+
+    def _mean_and_sigma(
+        self, X: Tensor, compute_sigma: bool = True, min_var: float = 1e-12
+    ) -> tuple[Tensor, Tensor | None]:
+        if not isinstance(self.model, TopLevelModel) or self.posterior_transform is not None:
+            return super()._mean_and_sigma(X, compute_sigma, min_var)
+        if X.shape[-2] != 1:
+            raise ValueError(f"q = 1 only, got X of shape {tuple(X.shape)}.")
+        mean, var = self.model.fitted.marginals(X.reshape(-1, X.shape[-1]))
+        shape = (*X.shape[:-2], 1)  # BoTorch's: batch x outputs
+        sigma = var.clamp_min(min_var).sqrt().reshape(shape) if compute_sigma else None
+        return mean.reshape(shape), sigma
+
+
+class TopLevelLogEI(_TopLevelMoments, LogExpectedImprovement):
+    """BoTorch's ``LogExpectedImprovement`` with the moments read as in :class:`_TopLevelMoments`."""
+
+
+class VarianceUCB(_TopLevelMoments):
     """``mu(x) + beta * sigma^2(x)`` (MF-KD, Algorithm 1) for ``q = 1``.
 
     Args:
@@ -120,7 +143,7 @@ def build_acquisition(
             X = fitted.model.train_inputs[0][:, :-1]
             with torch.no_grad():
                 best = float(fitted.marginals(X)[0].max())
-        return LogExpectedImprovement(model, best_f=best)
+        return TopLevelLogEI(model, best_f=best)
     raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {name!r}")
 
 

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel
 from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
+from optuna_mfkd.gp.predictive import LevelPredictor
 
 #: Keys of a fitted model's state that carry hyperparameters (not data-dependent buffers).
 _HYPER_PREFIXES = ("mean_module.", "covar_module.", "likelihood.")
@@ -206,6 +207,7 @@ class FittedModel:
     lengthscale_loc: float | None
     cat_ard: bool = False
     _cache: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
+    _top: LevelPredictor | None = field(default=None, repr=False)
 
     @property
     def y_mean(self) -> float:
@@ -242,18 +244,22 @@ class FittedModel:
             sigma^2(x) = k_LL(x, x) - || L^{-1} K_n* ||^2   (column-wise)
 
         Only these marginals are formed (``O(m n)`` memory), never the ``m x m`` joint
-        covariance or the batched solves a batched GPyTorch posterior would run.
+        covariance or the batched solves a batched GPyTorch posterior would run; the
+        query-independent parts (kernel weights, detached length scales) are formed once
+        (:class:`~optuna_mfkd.gp.predictive.LevelPredictor`).
         """
-        model = self.model
-        L, alpha = self.training_cholesky()
-        train_X = model.train_inputs[0]
-        X = X.to(torch.float64)
-        Xt = torch.cat([X, torch.full((len(X), 1), float(self.num_levels - 1), dtype=X.dtype)], dim=-1)
-        prior_mean = model.forward(Xt).mean
-        K_sn = model.covar_module(Xt, train_X).to_dense()
-        k_ss = model.covar_module(Xt, Xt, diag=True)
-        v = torch.linalg.solve_triangular(L, K_sn.transpose(-1, -2), upper=False)
-        return prior_mean + K_sn @ alpha, (k_ss - (v * v).sum(-2)).clamp_min(1e-12)
+        if self._top is None:
+            model = self.model
+            L, alpha = self.training_cholesky()
+            train_X = model.train_inputs[0]
+            top = float(self.num_levels - 1)
+            with torch.no_grad():  # the prior mean is constant per level (ConstantMean)
+                level = torch.full((1, 1), top, dtype=train_X.dtype)
+                prior_mean = float(model.forward(torch.cat([train_X[:1, :-1], level], -1)).mean[0])
+            self._top = LevelPredictor(
+                model.covar_module, train_X, L, alpha, prior_mean, self.num_levels - 1
+            )
+        return self._top.marginals(X)
 
     def level_covariance(self, X: Tensor) -> Tensor:
         """Joint posterior covariance of the latent levels ``y_0 .. y_{L-1}`` at each row of

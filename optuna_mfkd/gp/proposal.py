@@ -16,7 +16,7 @@ Two paths, both pure functions of tensors and the encoder (no storage access):
   Sobol points and perturbations of the best observed points); spaces with categorical or
   discrete parameters use ``optimize_acqf_mixed_alternating`` (alternating L-BFGS-B over
   the numerical columns and local search over the others, from random starts and
-  "spray points" around the best observed points). Integer and stepped parameters with
+  "spray points" around the best observed points; :data:`MIXED_OPTIONS`). Integer and stepped parameters with
   more than ``max_discrete_values`` values are relaxed to continuous and snapped by
   :meth:`~optuna_mfkd.gp.encoding.SearchSpaceEncoder.decode`. Ours is only the choice of
   starts and the check that the result is not excluded (else the best non-excluded start,
@@ -39,6 +39,19 @@ from optuna_mfkd.gp.acquisition import score
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
 
 KeyFn = Callable[[np.ndarray], list[Hashable]]
+
+#: Settings of ``optimize_acqf_mixed_alternating`` (BoTorch's defaults in brackets): starts
+#: chosen by Boltzmann sampling among the random points and the spray points around the best
+#: observed ones ("random"; [continuous relaxation], a full L-BFGS-B run of the relaxed
+#: problem from every start before the alternation begins, which cost about half of a step),
+#: then at most 4 [64] alternations of a local search over the discrete columns (4 moves, as
+#: the default) and 4 [8] L-BFGS-B iterations over the numerical ones: like Optuna's
+#: GPSampler, a few short local searches from good starts.
+MIXED_OPTIONS: dict[str, object] = {
+    "initialization_strategy": "random",
+    "maxiter_alternating": 4,
+    "maxiter_continuous": 4,
+}
 
 
 def best_of_candidates(
@@ -109,7 +122,7 @@ def optimise(
                 options={
                     "max_discrete_values": max_discrete_values,
                     "num_spray_points": min(64, raw_samples // 4),
-                    "maxiter_alternating": 16,
+                    **MIXED_OPTIONS,
                 },
             )
             starts = None
