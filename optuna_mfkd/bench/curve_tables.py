@@ -70,6 +70,9 @@ class TableCurve(CurveProblem):
     Build one with :meth:`load`. ``value(params, step)`` and ``cost(params, step)`` take a
     configuration of the grid (every parameter of :attr:`distributions`, nothing else) and a
     step of :attr:`report_steps`.
+
+    Attributes:
+        cost_unit: ``"steps"`` or ``"seconds"``: what :meth:`cost` counts.
     """
 
     def __init__(
@@ -91,7 +94,8 @@ class TableCurve(CurveProblem):
         self.rungs = tuple(sorted({*(p for p in powers if p < final), final}))
         self.optimum = float(values[:, -1].min())
         self.cost_unit = cost
-        self._values, self._seconds, self._rows = values, np.cumsum(seconds, axis=1), rows
+        self._values, self._rows = values, rows
+        self._step_seconds, self._seconds = seconds, np.cumsum(seconds, axis=1)
         self._grids = {p: _grid(d) for p, d in distributions.items()}
 
     @classmethod
@@ -230,7 +234,7 @@ class TableCurve(CurveProblem):
 
     def seconds_array(self) -> np.ndarray:
         """Every row's seconds of each step alone, ``(rows, steps)`` (a copy)."""
-        return np.diff(self._seconds, axis=1, prepend=0.0)
+        return self._step_seconds.copy()
 
     def configurations(self) -> list[dict[str, Any]]:
         """Every configuration, in the table's row order."""
