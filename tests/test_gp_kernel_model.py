@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +16,9 @@ from optuna_mfkd.gp.acquisition import build_acquisition, posterior_mean_var, sc
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel
 from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
 from optuna_mfkd.gp.model import fit_ar1_model, standardise
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ar1_reference  # noqa: E402  (benchmarks/ar1_reference.py: the reference AR1)
 
 
 def _rbf(x: np.ndarray, z: np.ndarray, ls: float, scale: float) -> np.ndarray:
@@ -261,3 +268,70 @@ def test_a_level_without_data_predicts_through_rho():
     with torch.no_grad():
         post = fitted.model.posterior(x[:5])
     np.testing.assert_allclose(mean.numpy(), (fitted.y_mean + fitted.y_std * post.mean.reshape(-1)).numpy())
+
+
+def _forrester(seed: int):
+    """Forrester's 1-D two-level pair from the accuracy benchmark (20 low points, 7 high ones
+    among them, 1,000 test points), as the tensors ``fit_ar1_model`` takes."""
+    design = ar1_reference.make_design("forrester-1d", seed)
+    X = torch.from_numpy(np.r_[design.x_low, design.x_high])
+    levels = torch.from_numpy(np.r_[np.zeros(len(design.x_low), np.int64), np.ones(len(design.x_high), np.int64)])
+    return design, X, levels, torch.from_numpy(np.r_[design.y_low, design.y_high])
+
+
+def _top_mean(fitted, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        mean, _ = fitted.marginals(torch.from_numpy(x))
+    return fitted.y_mean + fitted.y_std * mean.numpy()
+
+
+def test_squared_exponential_fit_is_as_accurate_as_the_reference_ar1():
+    design, X, levels, y = _forrester(0)
+    ref = ar1_reference.RecursiveAR1(seed=0).fit(design.x_low, design.y_low, design.x_high, design.y_high)
+    ref_err = ar1_reference.nrmse(ref.predict_top(design.x_test), design.y_test)
+    assert 0.005 < ref_err < 0.03  # the determined case: rho = 2 and a linear discrepancy
+    errors = {}
+    for kernel in ("matern52", "rbf"):
+        torch.manual_seed(0)
+        fitted = fit_ar1_model(X, levels, y, 2, max_iter=50, kernel=kernel)
+        assert abs(float(fitted.rho[0]) - 2.0) < 0.05
+        errors[kernel] = ar1_reference.nrmse(_top_mean(fitted, design.x_test), design.y_test)
+    # Matern-5/2 is several times less accurate than the squared-exponential reference; the
+    # squared-exponential option is at least as accurate as the reference.
+    assert errors["matern52"] > 2 * ref_err
+    assert errors["rbf"] <= ref_err, (errors, ref_err)
+
+
+def test_restarts_leave_the_optimum_where_rho_is_near_zero():
+    design, X, levels, y = _forrester(1)
+    fits = {}
+    for restarts in (1, 5):
+        torch.manual_seed(1)
+        fitted = fit_ar1_model(X, levels, y, 2, max_iter=200, kernel="rbf", restarts=restarts)
+        err = ar1_reference.nrmse(_top_mean(fitted, design.x_test), design.y_test)
+        fits[restarts] = (float(fitted.rho[0]), err)
+    # One start from the defaults ends where the discrepancy explains the top level alone.
+    assert fits[1][0] < 0.5 and fits[1][1] > 0.5, fits
+    # Five starts find rho near its true value 2 and a small error.
+    assert abs(fits[5][0] - 2.0) < 0.2 and fits[5][1] < 0.1, fits
+
+
+def test_kernel_and_restarts_options_are_checked_and_kept():
+    kern = MixedMaternKernel(2, nu=math.inf).double()
+    kern.lengthscale = torch.tensor([0.3, 0.6])
+    x, z = torch.rand(5, 2, dtype=torch.float64), torch.rand(4, 2, dtype=torch.float64)
+    r2 = (((x[:, None, :] - z[None, :, :]) / torch.tensor([0.3, 0.6])) ** 2).sum(-1)
+    torch.testing.assert_close(kern(x, z).to_dense(), torch.exp(-0.5 * r2))
+    with pytest.raises(ValueError, match="nu"):
+        MixedMaternKernel(2, nu=1.5)
+    design, X, levels, y = _forrester(0)
+    with pytest.raises(ValueError, match="kernel"):
+        fit_ar1_model(X, levels, y, 2, kernel="cubic")
+    with pytest.raises(ValueError, match="restarts"):
+        fit_ar1_model(X, levels, y, 2, restarts=0)
+    torch.manual_seed(0)
+    fitted = fit_ar1_model(X, levels, y, 2, max_iter=20, kernel="rbf")
+    assert all(k.base_kernel.nu == math.inf for k in fitted.model.covar_module.base_kernels)
+    pending = fitted.condition_on_pending(torch.tensor([[0.5]], dtype=torch.float64))
+    assert pending.kernel == "rbf"
+    assert all(k.base_kernel.nu == math.inf for k in pending.model.covar_module.base_kernels)

@@ -7,7 +7,13 @@ Notation: ``x`` and ``x'`` are feature rows of :class:`~optuna_mfkd.gp.encoding.
 one shared per kind otherwise). The kernel is
 
     r^2(x, x') = sum_{j in N} (x_j - x'_j)^2 / l_j^2  +  sum_{j in C} 2 [x_j != x'_j] / l_j^2
-    k(x, x')   = (1 + sqrt(5) r + 5/3 r^2) exp(-sqrt(5) r)
+    k(x, x')   = (1 + sqrt(5) r + 5/3 r^2) exp(-sqrt(5) r)               (nu = 5/2, the default)
+    k(x, x')   = exp(-r^2 / 2)                                           (nu = inf)
+
+The second is the squared-exponential kernel, the Matern family's limit of infinite
+smoothness (``nu -> inf``): the better model for very smooth objectives (analytic test
+functions; ``benchmarks/results/ar1-accuracy/``), where Matern-5/2's twice-differentiable
+samples interpolate less accurately.
 
 The factor 2 makes a categorical column count exactly as its one-hot encoding would in a
 Euclidean Matern kernel (two one-hot vectors that differ are ``sqrt(2)`` apart), so with one
@@ -21,7 +27,7 @@ kernel that multiplies rather than adds the categorical distance, so this small 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from gpytorch.kernels import Kernel
@@ -42,6 +48,7 @@ class MixedMaternKernel(Kernel):
         ard: one length scale per numerical column (else one shared by them).
         cat_ard: one length scale per categorical column (else one shared by them; with
             neither flag, a single length scale for all columns).
+        nu: smoothness, ``2.5`` (Matern-5/2) or ``math.inf`` (squared exponential).
         **kwargs: passed to ``gpytorch.kernels.Kernel`` (``lengthscale_prior``,
             ``lengthscale_constraint``, ...).
     """
@@ -54,8 +61,11 @@ class MixedMaternKernel(Kernel):
         cat_dims: Mapping[int, int] | None = None,
         ard: bool = True,
         cat_ard: bool = False,
+        nu: float = 2.5,
         **kwargs,
     ) -> None:
+        if nu not in (2.5, math.inf):
+            raise ValueError(f"nu must be 2.5 or math.inf, got {nu!r}.")
         cat_dims = dict(cat_dims or {})
         # Length scale of each column: numerical columns own one each with ``ard``,
         # categorical ones with ``cat_ard``; the others share one per kind.
@@ -77,6 +87,7 @@ class MixedMaternKernel(Kernel):
         if any(k < 1 for k in sizes):
             raise ValueError(f"cat_dims must give at least one choice per column, got {cat_dims}.")
         self.num_dims = num_dims
+        self.nu = float(nu)
         self._sizes = sizes
         # Column of each one-hot position: which categorical parameter it belongs to.
         self.register_buffer(
@@ -87,6 +98,11 @@ class MixedMaternKernel(Kernel):
         self.register_buffer(
             "_num", torch.tensor([j for j in range(num_dims) if j not in cat], dtype=torch.long)
         )
+
+    def profile(self, r2: Tensor) -> Tensor:
+        """``k`` as a function of the squared scaled distance ``r2`` (Matern-5/2 or squared
+        exponential, by ``nu``)."""
+        return squared_exponential(r2) if self.nu == math.inf else matern52(r2)
 
     def _lengthscales(self) -> Tensor:
         """``(*batch, 1, d)``: the length scale of every column."""
@@ -128,43 +144,12 @@ class MixedMaternKernel(Kernel):
         if r2 is None:  # no columns at all: a constant kernel
             shape = x1.shape[:-1] if diag else (*x1.shape[:-1], x2.shape[-2])
             return torch.ones(shape, dtype=x1.dtype, device=x1.device)
-        return matern52(r2)
+        return self.profile(r2)
 
-    def against(self, x2: Tensor, ls: Tensor) -> Callable[[Tensor], Tensor]:
-        """``x1 -> k(x1, x2)`` for fixed ``x2`` (``(n, d)``) and column length scales ``ls``
-        (``(1, d)``, as :meth:`_lengthscales` gives them), for predictions of a fitted model
-        (detached ``ls``). ``x2``'s side of ``r^2`` is formed once: its scaled numerical
-        columns ``b_i`` (centred at their mean ``c``), ``||b_i||^2`` and its weighted one-hot
-        codes ``onehot(x2) diag(w)``; a call then costs
 
-            r^2 = ||a - c||^2 + ||b_i||^2 - 2 (a - c) . b_i  +  sum_j w_j - onehot(x1) diag(w) onehot(x2)^T
-
-        (``a`` the scaled numerical columns of ``x1``): two matmuls and the Matern function,
-        without GPyTorch's lazy kernel machinery."""
-        num, cat = self._num, self._cat
-        ls_n = ls[..., num]
-        b = x2[..., num] / ls_n if len(num) else None
-        if b is not None:
-            centre = b.mean(-2, keepdim=True)
-            b = b - centre
-            b_norm = (b * b).sum(-1)
-            b_t = b.transpose(-1, -2)
-        w = 2.0 / ls[..., cat] ** 2
-        w_sum = w.sum(-1, keepdim=True)
-        o2w_t = None
-        if len(cat):
-            o2w_t = (self._one_hot(x2[..., cat]) * w[..., self._onehot_owner]).transpose(-1, -2)
-
-        def k(x1: Tensor) -> Tensor:
-            r2 = x1.new_zeros(len(x1), len(x2))
-            if b is not None:
-                a = x1[..., num] / ls_n - centre
-                r2 = (a * a).sum(-1, keepdim=True) + b_norm - 2.0 * (a @ b_t)
-            if o2w_t is not None:
-                r2 = r2 + (w_sum - self._one_hot(x1[..., cat]) @ o2w_t)
-            return matern52(r2)
-
-        return k
+def squared_exponential(r2: Tensor) -> Tensor:
+    """``exp(-r^2 / 2)`` of squared distances ``r2`` (clamped at 0)."""
+    return torch.exp(-0.5 * r2.clamp_min(0.0))
 
 
 def matern52(r2: Tensor) -> Tensor:

@@ -23,6 +23,12 @@ benchmark and training objectives are nearly deterministic at a fixed seed. Hype
 (length scales and output scales per level, ``rho``, means, noises) are fitted by maximum
 marginal likelihood (MAP) with ``botorch.fit.fit_gpytorch_mll``, warm-started from a
 previous fit.
+
+Two options of :func:`fit_ar1_model` serve smooth, deterministic objectives
+(``benchmarks/results/ar1-accuracy/``): ``kernel="rbf"`` (squared-exponential base kernels,
+the Matern family's ``nu -> inf``) and ``restarts`` (more optimiser starts, from random
+hyperparameters, keeping the largest MAP objective: the AR1 likelihood has a local optimum
+where ``rho`` is near 0 and the discrepancy explains the top level alone).
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP
 from botorch.models.model import Model
 from botorch.posteriors import GPyTorchPosterior
@@ -40,14 +45,17 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import ScaleKernel
 from gpytorch.likelihoods import HadamardGaussianLikelihood
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior, LogNormalPrior
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel
+from optuna_mfkd.gp.fitting import fit_map
 from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
-from optuna_mfkd.gp.predictive import LevelPredictor
+
+#: Base kernels of :class:`AR1CoKrigingGP` by name: the smoothness ``nu`` of
+#: :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` (``"rbf"``: squared exponential).
+KERNELS = {"matern52": 2.5, "rbf": math.inf}
 
 #: Keys of a fitted model's state that carry hyperparameters (not data-dependent buffers).
 _HYPER_PREFIXES = ("mean_module.", "covar_module.", "likelihood.")
@@ -70,6 +78,7 @@ class AR1CoKrigingGP(MultiTaskGP):
         lengthscale_loc: location of the log-normal prior of every length scale (default
             ``sqrt(2) + log(d) / 2``).
         cat_ard: one length scale per categorical feature instead of one shared by them.
+        kernel: the base kernels, a key of :data:`KERNELS`.
     """
 
     def __init__(
@@ -81,7 +90,10 @@ class AR1CoKrigingGP(MultiTaskGP):
         ard: bool = True,
         lengthscale_loc: float | None = None,
         cat_ard: bool = False,
+        kernel: str = "matern52",
     ) -> None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
         super().__init__(
             train_X,
             train_Y,
@@ -106,6 +118,7 @@ class AR1CoKrigingGP(MultiTaskGP):
                 cat_dims,
                 ard=ard,
                 cat_ard=cat_ard,
+                nu=KERNELS[kernel],
                 lengthscale_prior=LogNormalPrior(lengthscale_loc, math.sqrt(3.0)),
                 lengthscale_constraint=GreaterThan(1e-2),
             )
@@ -206,8 +219,8 @@ class FittedModel:
     ard: bool
     lengthscale_loc: float | None
     cat_ard: bool = False
+    kernel: str = "matern52"
     _cache: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
-    _top: LevelPredictor | None = field(default=None, repr=False)
 
     @property
     def y_mean(self) -> float:
@@ -244,22 +257,18 @@ class FittedModel:
             sigma^2(x) = k_LL(x, x) - || L^{-1} K_n* ||^2   (column-wise)
 
         Only these marginals are formed (``O(m n)`` memory), never the ``m x m`` joint
-        covariance or the batched solves a batched GPyTorch posterior would run; the
-        query-independent parts (kernel weights, detached length scales) are formed once
-        (:class:`~optuna_mfkd.gp.predictive.LevelPredictor`).
+        covariance or the batched solves a batched GPyTorch posterior would run.
         """
-        if self._top is None:
-            model = self.model
-            L, alpha = self.training_cholesky()
-            train_X = model.train_inputs[0]
-            top = float(self.num_levels - 1)
-            with torch.no_grad():  # the prior mean is constant per level (ConstantMean)
-                level = torch.full((1, 1), top, dtype=train_X.dtype)
-                prior_mean = float(model.forward(torch.cat([train_X[:1, :-1], level], -1)).mean[0])
-            self._top = LevelPredictor(
-                model.covar_module, train_X, L, alpha, prior_mean, self.num_levels - 1
-            )
-        return self._top.marginals(X)
+        model = self.model
+        L, alpha = self.training_cholesky()
+        train_X = model.train_inputs[0]
+        X = X.to(torch.float64)
+        Xt = torch.cat([X, torch.full((len(X), 1), float(self.num_levels - 1), dtype=X.dtype)], dim=-1)
+        prior_mean = model.forward(Xt).mean
+        K_sn = model.covar_module(Xt, train_X).to_dense()
+        k_ss = model.covar_module(Xt, Xt, diag=True)
+        v = torch.linalg.solve_triangular(L, K_sn.transpose(-1, -2), upper=False)
+        return prior_mean + K_sn @ alpha, (k_ss - (v * v).sum(-2)).clamp_min(1e-12)
 
     def level_covariance(self, X: Tensor) -> Tensor:
         """Joint posterior covariance of the latent levels ``y_0 .. y_{L-1}`` at each row of
@@ -355,13 +364,13 @@ class FittedModel:
         y_new = torch.cat([model.train_targets, believed], dim=0)
         updated = AR1CoKrigingGP(
             X_new, y_new.unsqueeze(-1), self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,
-            self.cat_ard,
+            self.cat_ard, self.kernel,
         )
         _load_hyperparameters(updated, self.hyperparameters())
         updated.eval()
         return FittedModel(
             updated, self.standardisation, self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,
-            self.cat_ard,
+            self.cat_ard, self.kernel,
         )
 
 
@@ -421,6 +430,8 @@ def fit_ar1_model(
     cat_ard: bool = False,
     robust: bool = False,
     fit: bool = True,
+    kernel: str = "matern52",
+    restarts: int = 1,
 ) -> FittedModel:
     """Fit the AR1 co-kriging model to ``(X, levels, y)`` (``y``: larger is better).
 
@@ -433,9 +444,15 @@ def fit_ar1_model(
         cat_ard: one length scale per categorical feature and level.
         robust: robust standardisation (see :func:`standardise`).
         fit: ``False`` keeps the starting hyperparameters (used for cheap updates).
+        kernel: ``"matern52"`` (default) or ``"rbf"`` (squared exponential, for very smooth
+            objectives), see :data:`KERNELS`.
+        restarts: optimiser starts: the first from ``warm_start`` (or the defaults), the
+            others from random hyperparameters, drawn from torch's global generator; the fit
+            with the largest MAP objective is kept (:func:`optuna_mfkd.gp.fitting.fit_map`).
 
     Raises:
-        ValueError: when shapes disagree or a level is out of range.
+        ValueError: when shapes disagree, a level is out of range, ``kernel`` is unknown or
+            ``restarts < 1``.
         botorch.exceptions.ModelFittingError: when every fitting attempt fails.
     """
     if X.ndim != 2 or levels.shape != (X.shape[0],) or y.shape != (X.shape[0],):
@@ -444,18 +461,22 @@ def fit_ar1_model(
         )
     if len(levels) and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
         raise ValueError(f"levels must lie in 0..{num_levels - 1}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
     y = y.to(torch.float64)
     levels = levels.long()
     standardisation = standardise(y, levels, num_levels, robust=robust)
     z = standardisation.apply(y, levels)
     cat_dims = {int(j): int(k) for j, k in (cat_dims or {}).items()}
-    model = AR1CoKrigingGP(
-        _train_inputs(X, levels), z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc, cat_ard
-    )
+    train_X = _train_inputs(X, levels)
+
+    def build() -> AR1CoKrigingGP:
+        return AR1CoKrigingGP(train_X, z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel)
+
+    model = build()
     if warm_start:
         _load_hyperparameters(model, warm_start)
     if fit:
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": max_iter}})
+        model = fit_map(model, build, restarts, max_iter)
     model.eval()
-    return FittedModel(model, standardisation, num_levels, cat_dims, ard, lengthscale_loc, cat_ard)
+    return FittedModel(model, standardisation, num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel)
