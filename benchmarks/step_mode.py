@@ -81,9 +81,13 @@ def make_problem(name: str) -> CurveProblem:
         from optuna_mfkd.nasbench201.table import CompactTable, bundled_table_path
 
         return curves.NB201Curve(CompactTable(bundled_table_path()), "cifar10")
-    from optuna_mfkd.bench.curve_tables import TableCurve
+    from optuna_mfkd.bench.curve_tables import TableCurve, read_sums
 
-    return TableCurve.load(TABLES / f"{name}.csv.gz", name=name)
+    return TableCurve.load(
+        TABLES / f"{name}.csv.gz",
+        name=name,
+        sha256=read_sums(TABLES / "SHA256SUMS")[f"{name}.csv.gz"],
+    )
 
 
 def _run(problem: str, method: str, seed: int, budget: float, storage: str | None) -> dict:
