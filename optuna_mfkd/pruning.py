@@ -8,9 +8,13 @@ rungs included; the trial goes on while
 
 ``f*`` the best final value so far (the posterior of the latent final value, no noise;
 :meth:`~optuna_mfkd.sampling.strategies.LearningCurveStrategy.improvement_probability`).
-Nothing is pruned during the sampler's warm-up or before a trial has finished. Each decision
-is recorded on the trial as the user attribute ``p_improve@<step>`` (and ``pruned_by`` when
-it prunes), so optuna-dashboard shows why a trial stopped.
+Where the model cannot judge yet (the sampler's warm-up, before any trial has finished, a
+point outside the modelled part of a conditional space), the trial is judged as Optuna's
+``SuccessiveHalvingPruner(min_resource=steps[0], reduction_factor=3)`` would (it goes on
+while its value at the rung is in the best third so far), so the warm-up does not spend the
+budget on full runs. Each decision is recorded on the trial as the user attribute
+``p_improve@<step>`` (the model's) and ``pruned_by`` when it prunes, so optuna-dashboard shows
+why a trial stopped.
 
 The objective is Optuna's pruning pattern, unchanged::
 
@@ -28,6 +32,8 @@ The objective is Optuna's pruning pattern, unchanged::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner
@@ -44,6 +50,8 @@ from optuna_mfkd.sampling.strategies import LearningCurveStrategy
 MIN_PROBABILITY = 0.05
 #: User attribute naming the pruner that stopped a trial.
 PRUNED_BY_ATTR = "pruned_by"
+#: Reduction factor of the successive halving that judges while the model cannot.
+FALLBACK_REDUCTION_FACTOR = 3
 
 
 def rung_reached(steps: tuple[float, ...], reported: list[float]) -> int | None:
@@ -71,16 +79,28 @@ class MFKDPruner(BasePruner):
 
     def __init__(self, sampler: MFKDSampler, min_probability: float = MIN_PROBABILITY) -> None:
         if not isinstance(sampler, MFKDSampler) or sampler.options.steps is None:
-            raise ValueError("MFKDPruner needs an MFKDSampler in the step mode: MFKDSampler(steps=[...]).")
-        if isinstance(min_probability, bool) or not isinstance(min_probability, (int, float)) or not (
-            0 <= min_probability < 1
+            raise ValueError(
+                "MFKDPruner needs an MFKDSampler in the step mode: MFKDSampler(steps=[...])."
+            )
+        if (
+            isinstance(min_probability, bool)
+            or not isinstance(min_probability, (int, float))
+            or not (0 <= min_probability < 1)
         ):
-            raise ValueError(f"min_probability must be a number in [0, 1), got {min_probability!r}.")
+            raise ValueError(
+                f"min_probability must be a number in [0, 1), got {min_probability!r}."
+            )
         options = sampler.options
         self.min_probability = float(min_probability)
         self._steps = options.steps
         self._names = list(options.names)
-        self._strategy = LearningCurveStrategy(options, Candidates(options, np.random.default_rng(options.seed)))
+        self._strategy = LearningCurveStrategy(
+            options, Candidates(options, np.random.default_rng(options.seed))
+        )
+        self._fallback = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, math.ceil(self._steps[0])),
+            reduction_factor=FALLBACK_REDUCTION_FACTOR,
+        )
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         rung = rung_reached(self._steps, sorted(trial.intermediate_values))
@@ -89,10 +109,16 @@ class MFKDPruner(BasePruner):
         history = History(study, None, self._names, with_pruned=True)
         p = self._strategy.improvement_probability(history, hist.study_id(study), trial.params)
         if p is None:
-            return False
+            if not self._fallback.prune(study, trial):
+                return False
+            by = f"SuccessiveHalvingPruner(reduction_factor={FALLBACK_REDUCTION_FACTOR}) at step {self._steps[rung]:g}"
+            record_user_attrs(trial, study, {PRUNED_BY_ATTR: f"{by}, before the model could judge"})
+            return True
         attrs: dict[str, object] = {f"p_improve@{self._steps[rung]:g}": p}
         prune = p < self.min_probability
         if prune:
-            attrs[PRUNED_BY_ATTR] = f"MFKDPruner(p={p:.3g} < {self.min_probability:g} at step {self._steps[rung]:g})"
+            attrs[PRUNED_BY_ATTR] = (
+                f"MFKDPruner(p={p:.3g} < {self.min_probability:g} at step {self._steps[rung]:g})"
+            )
         record_user_attrs(trial, study, attrs)
         return prune

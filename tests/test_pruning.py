@@ -234,3 +234,26 @@ def test_two_processes_share_the_rungs_of_one_sqlite_study(tmp_path) -> None:
     assert all(any(k.startswith("p_improve@") for k in t.user_attrs) for t in trials[10:])
     points = [(t.params["x"], t.params["y"]) for t in trials]
     assert len(set(points)) == len(points)
+
+
+def test_before_the_model_can_judge_the_pruner_halves_like_optuna() -> None:
+    sampler = MFKDSampler(steps=[1, 3, 9], seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    pruner = MFKDPruner(sampler)
+    halving = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    )
+    verdicts, expected = [], []
+    for x in (0.3, 0.5, 0.1, 0.7, 0.2):  # the sampler's warm-up: no model yet
+        for s, judge in ((study, pruner.prune), (halving, halving.pruner.prune)):
+            s.enqueue_trial({"x": x})
+            trial = s.ask(SPACE)
+            trial.report(_curve(x, 1), 1)
+            verdict = judge(s, s.get_trials(deepcopy=False)[-1])
+            (verdicts if s is study else expected).append(verdict)
+            s.tell(trial, state=TrialState.PRUNED if verdict else TrialState.FAIL)
+    assert verdicts == expected == [False, False, True, False, True]
+    why = [t.user_attrs.get("pruned_by", "") for t in study.trials]
+    assert [("SuccessiveHalvingPruner" in w) for w in why] == verdicts
+    assert not any(k.startswith("p_improve@") for t in study.trials for k in t.user_attrs)
