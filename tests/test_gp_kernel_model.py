@@ -335,3 +335,22 @@ def test_kernel_and_restarts_options_are_checked_and_kept():
     pending = fitted.condition_on_pending(torch.tensor([[0.5]], dtype=torch.float64))
     assert pending.kernel == "rbf"
     assert all(k.base_kernel.nu == math.inf for k in pending.model.covar_module.base_kernels)
+
+
+def test_fixed_noise_is_kept_through_the_fit_a_warm_start_and_pending_points():
+    design, X, levels, y = _forrester(0)
+    torch.manual_seed(0)
+    warm = fit_ar1_model(X, levels, y, 2, max_iter=50).hyperparameters()
+    warm["likelihood.noise_covar.raw_noise"] = torch.zeros(2, dtype=torch.float64)  # noise 0.69
+    torch.manual_seed(0)
+    fixed = fit_ar1_model(X, levels, y, 2, max_iter=50, noise=1e-6, warm_start=warm)
+    torch.testing.assert_close(fixed.model.likelihood.noise_covar.noise, torch.full((2,), 1e-6, dtype=torch.float64))
+    # Almost noiseless: the top level's mean interpolates its observations.
+    top = levels == 1
+    mean = _top_mean(fixed, X[top].numpy())
+    assert np.abs(mean - y[top].numpy()).max() < 1e-3 * float(y[top].std())
+    pending = fixed.condition_on_pending(torch.tensor([[0.5]], dtype=torch.float64))
+    assert pending.noise == 1e-6
+    torch.testing.assert_close(pending.model.likelihood.noise_covar.noise, fixed.model.likelihood.noise_covar.noise)
+    with pytest.raises(ValueError, match="noise"):
+        fit_ar1_model(X, levels, y, 2, noise=0.0)

@@ -27,7 +27,7 @@ kernel that multiplies rather than adds the categorical distance, so this small 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from gpytorch.kernels import Kernel
@@ -145,6 +145,42 @@ class MixedMaternKernel(Kernel):
             shape = x1.shape[:-1] if diag else (*x1.shape[:-1], x2.shape[-2])
             return torch.ones(shape, dtype=x1.dtype, device=x1.device)
         return self.profile(r2)
+
+    def against(self, x2: Tensor, ls: Tensor) -> Callable[[Tensor], Tensor]:
+        """``x1 -> k(x1, x2)`` for fixed ``x2`` (``(n, d)``) and column length scales ``ls``
+        (``(1, d)``, as :meth:`_lengthscales` gives them), for predictions of a fitted model
+        (detached ``ls``). ``x2``'s side of ``r^2`` is formed once: its scaled numerical
+        columns ``b_i`` (centred at their mean ``c``), ``||b_i||^2`` and its weighted one-hot
+        codes ``onehot(x2) diag(w)``; a call then costs
+
+            r^2 = ||a - c||^2 + ||b_i||^2 - 2 (a - c) . b_i  +  sum_j w_j - onehot(x1) diag(w) onehot(x2)^T
+
+        (``a`` the scaled numerical columns of ``x1``): two matmuls and the Matern function,
+        without GPyTorch's lazy kernel machinery."""
+        num, cat = self._num, self._cat
+        ls_n = ls[..., num]
+        b = x2[..., num] / ls_n if len(num) else None
+        if b is not None:
+            centre = b.mean(-2, keepdim=True)
+            b = b - centre
+            b_norm = (b * b).sum(-1)
+            b_t = b.transpose(-1, -2)
+        w = 2.0 / ls[..., cat] ** 2
+        w_sum = w.sum(-1, keepdim=True)
+        o2w_t = None
+        if len(cat):
+            o2w_t = (self._one_hot(x2[..., cat]) * w[..., self._onehot_owner]).transpose(-1, -2)
+
+        def k(x1: Tensor) -> Tensor:
+            r2 = x1.new_zeros(len(x1), len(x2))
+            if b is not None:
+                a = x1[..., num] / ls_n - centre
+                r2 = (a * a).sum(-1, keepdim=True) + b_norm - 2.0 * (a @ b_t)
+            if o2w_t is not None:
+                r2 = r2 + (w_sum - self._one_hot(x1[..., cat]) @ o2w_t)
+            return self.profile(r2)
+
+        return k
 
 
 def squared_exponential(r2: Tensor) -> Tensor:

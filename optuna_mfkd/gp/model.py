@@ -6,13 +6,8 @@ Notation (shapes):
 - ``levels``: ``(n,)`` int64 fidelity level of each row, ``0 .. L-1``, cheapest first.
 - ``y``: ``(n,)`` float64 observations, larger is better.
 
-Observations are standardised level by level (:func:`standardise`, the one place where
-this happens): an affine map per level keeps the AR1 relation linear (``rho`` and the
-level means absorb it). The default is each level's mean and standard deviation;
-``robust=True`` uses the median and scaled MAD and compresses the lower tail, so a few very
-bad points (diverged runs, broken cells) do not squash the top of the range, at the price of
-a scale that collapses when most of a level's points sit in one tight cluster. Every
-level has its own constant mean (``MultitaskMean``) and its own noise variance
+Observations are standardised level by level (:mod:`optuna_mfkd.gp.standardisation`: an
+affine map per level, the level's mean and standard deviation, or robust). Every level has its own constant mean (``MultitaskMean``) and its own noise variance
 (``HadamardGaussianLikelihood``), and the covariance is
 :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel` over one
 :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` per level. Each length scale has
@@ -26,9 +21,10 @@ previous fit.
 
 Two options of :func:`fit_ar1_model` serve smooth, deterministic objectives
 (``benchmarks/results/ar1-accuracy/``): ``kernel="rbf"`` (squared-exponential base kernels,
-the Matern family's ``nu -> inf``) and ``restarts`` (more optimiser starts, from random
-hyperparameters, keeping the largest MAP objective: the AR1 likelihood has a local optimum
-where ``rho`` is near 0 and the discrepancy explains the top level alone).
+the Matern family's ``nu -> inf``), ``noise`` (a fixed noise variance instead of the
+fitted one) and ``restarts`` (more optimiser starts, from random hyperparameters, keeping the
+largest MAP objective: the AR1 likelihood has a local optimum where ``rho`` is near 0 and the
+discrepancy explains the top level alone).
 """
 
 from __future__ import annotations
@@ -52,6 +48,8 @@ from torch import Tensor
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel
 from optuna_mfkd.gp.fitting import fit_map
 from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
+from optuna_mfkd.gp.predictive import LevelPredictor
+from optuna_mfkd.gp.standardisation import Standardisation, standardise
 
 #: Base kernels of :class:`AR1CoKrigingGP` by name: the smoothness ``nu`` of
 #: :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` (``"rbf"``: squared exponential).
@@ -79,6 +77,8 @@ class AR1CoKrigingGP(MultiTaskGP):
             ``sqrt(2) + log(d) / 2``).
         cat_ard: one length scale per categorical feature instead of one shared by them.
         kernel: the base kernels, a key of :data:`KERNELS`.
+        noise: a fixed noise variance of every level (model units) instead of one fitted per
+            level under the ``Gamma(1.1, 30)`` prior.
     """
 
     def __init__(
@@ -91,9 +91,12 @@ class AR1CoKrigingGP(MultiTaskGP):
         lengthscale_loc: float | None = None,
         cat_ard: bool = False,
         kernel: str = "matern52",
+        noise: float | None = None,
     ) -> None:
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
+        if noise is not None and not noise > 0:
+            raise ValueError(f"noise must be positive, got {noise!r}.")
         super().__init__(
             train_X,
             train_Y,
@@ -103,11 +106,15 @@ class AR1CoKrigingGP(MultiTaskGP):
             outcome_transform=None,
             likelihood=HadamardGaussianLikelihood(
                 num_tasks=num_levels,
-                noise_prior=GammaPrior(1.1, 30.0),
-                noise_constraint=GreaterThan(1e-6, initial_value=0.1 / 30.0),
+                noise_prior=GammaPrior(1.1, 30.0) if noise is None else None,
+                noise_constraint=GreaterThan(1e-6, initial_value=0.1 / 30.0)
+                if noise is None
+                else GreaterThan(0.0),
                 task_feature_index=train_X.shape[-1] - 1,
             ),
         )
+        self.fixed_noise = noise
+        self.reset_noise()
         d = train_X.shape[-1] - 1
         if lengthscale_loc is None:
             lengthscale_loc = default_lengthscale_loc(d)
@@ -130,6 +137,13 @@ class AR1CoKrigingGP(MultiTaskGP):
         self.covar_module = AR1Kernel(kernels, rho_init=1.0)
         self.to(train_X)
 
+    def reset_noise(self) -> None:
+        """With a fixed ``noise``: set every level's noise variance to it, not optimised."""
+        if self.fixed_noise is not None:
+            noise_covar = self.likelihood.noise_covar
+            noise_covar.noise = torch.full_like(noise_covar.noise, self.fixed_noise)
+            noise_covar.raw_noise.requires_grad_(False)
+
     def eval(self) -> AR1CoKrigingGP:
         """Evaluation mode without ``MultiTaskGP.eval``'s step for levels without data.
 
@@ -144,64 +158,6 @@ class AR1CoKrigingGP(MultiTaskGP):
 def default_lengthscale_loc(d: int) -> float:
     """``sqrt(2) + log(d) / 2``: the dimension-scaled log-normal prior's location."""
     return math.sqrt(2.0) + 0.5 * math.log(max(d, 1))
-
-
-@dataclass(frozen=True)
-class Standardisation:
-    """Per-level affine maps (and the tail compression) from observations to model units.
-
-    ``centre[l]`` and ``scale[l]`` map level ``l``: ``z = (y - centre[l]) / scale[l]``; with
-    ``tail`` set, values below ``-tail`` become ``-tail - log1p(-tail - z)`` (continuous,
-    increasing, unchanged above ``-tail``).
-    """
-
-    centre: tuple[float, ...]
-    scale: tuple[float, ...]
-    tail: float | None
-
-    def apply(self, y: Tensor, levels: Tensor) -> Tensor:
-        centre = torch.tensor(self.centre, dtype=y.dtype)[levels]
-        scale = torch.tensor(self.scale, dtype=y.dtype)[levels]
-        z = (y - centre) / scale
-        if self.tail is not None:
-            t = self.tail
-            z = torch.where(z < -t, -t - torch.log1p((-t - z).clamp_min(0.0)), z)
-        return z
-
-
-def standardise(y: Tensor, levels: Tensor, num_levels: int, robust: bool = False) -> Standardisation:
-    """The map of :class:`Standardisation` for observations ``y`` at ``levels``.
-
-    Each level with at least 3 observations gets its own centre and scale (mean and standard
-    deviation; with ``robust``, the median and ``1.4826 x`` the median absolute deviation,
-    falling back to the standard deviation when that is 0); other levels use those of all
-    observations. ``robust`` also compresses the lower tail beyond 2 scales (observations are
-    maximised, so only the bad tail is compressed).
-    """
-
-    def centre_scale(v: Tensor) -> tuple[float, float]:
-        if len(v) == 0:
-            return 0.0, 1.0
-        if robust:
-            med = float(v.median())
-            scale = 1.4826 * float((v - med).abs().median())
-            centre = med
-        else:
-            centre, scale = float(v.mean()), 0.0
-        if not math.isfinite(scale) or scale < 1e-12:
-            scale = float(v.std()) if len(v) > 1 else 0.0
-        if not math.isfinite(scale) or scale < 1e-12:
-            scale = 1.0
-        return centre, scale
-
-    pooled = centre_scale(y)
-    centres, scales = [], []
-    for level in range(num_levels):
-        v = y[levels == level]
-        c, sc = centre_scale(v) if len(v) >= 3 else pooled
-        centres.append(c)
-        scales.append(sc)
-    return Standardisation(tuple(centres), tuple(scales), 2.0 if robust else None)
 
 
 @dataclass
@@ -220,7 +176,9 @@ class FittedModel:
     lengthscale_loc: float | None
     cat_ard: bool = False
     kernel: str = "matern52"
+    noise: float | None = None
     _cache: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
+    _top: LevelPredictor | None = field(default=None, repr=False)
 
     @property
     def y_mean(self) -> float:
@@ -257,18 +215,22 @@ class FittedModel:
             sigma^2(x) = k_LL(x, x) - || L^{-1} K_n* ||^2   (column-wise)
 
         Only these marginals are formed (``O(m n)`` memory), never the ``m x m`` joint
-        covariance or the batched solves a batched GPyTorch posterior would run.
+        covariance or the batched solves a batched GPyTorch posterior would run; the
+        query-independent parts (kernel weights, detached length scales) are formed once
+        (:class:`~optuna_mfkd.gp.predictive.LevelPredictor`).
         """
-        model = self.model
-        L, alpha = self.training_cholesky()
-        train_X = model.train_inputs[0]
-        X = X.to(torch.float64)
-        Xt = torch.cat([X, torch.full((len(X), 1), float(self.num_levels - 1), dtype=X.dtype)], dim=-1)
-        prior_mean = model.forward(Xt).mean
-        K_sn = model.covar_module(Xt, train_X).to_dense()
-        k_ss = model.covar_module(Xt, Xt, diag=True)
-        v = torch.linalg.solve_triangular(L, K_sn.transpose(-1, -2), upper=False)
-        return prior_mean + K_sn @ alpha, (k_ss - (v * v).sum(-2)).clamp_min(1e-12)
+        if self._top is None:
+            model = self.model
+            L, alpha = self.training_cholesky()
+            train_X = model.train_inputs[0]
+            top = float(self.num_levels - 1)
+            with torch.no_grad():  # the prior mean is constant per level (ConstantMean)
+                level = torch.full((1, 1), top, dtype=train_X.dtype)
+                prior_mean = float(model.forward(torch.cat([train_X[:1, :-1], level], -1)).mean[0])
+            self._top = LevelPredictor(
+                model.covar_module, train_X, L, alpha, prior_mean, self.num_levels - 1
+            )
+        return self._top.marginals(X)
 
     def level_covariance(self, X: Tensor) -> Tensor:
         """Joint posterior covariance of the latent levels ``y_0 .. y_{L-1}`` at each row of
@@ -364,13 +326,13 @@ class FittedModel:
         y_new = torch.cat([model.train_targets, believed], dim=0)
         updated = AR1CoKrigingGP(
             X_new, y_new.unsqueeze(-1), self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,
-            self.cat_ard, self.kernel,
+            self.cat_ard, self.kernel, self.noise,
         )
         _load_hyperparameters(updated, self.hyperparameters())
         updated.eval()
         return FittedModel(
             updated, self.standardisation, self.num_levels, self.cat_dims, self.ard, self.lengthscale_loc,
-            self.cat_ard, self.kernel,
+            self.cat_ard, self.kernel, self.noise,
         )
 
 
@@ -411,8 +373,12 @@ def _train_inputs(X: Tensor, levels: Tensor) -> Tensor:
 
 
 def _load_hyperparameters(model: AR1CoKrigingGP, state: dict[str, Tensor]) -> None:
+    """Load the entries of ``state`` that ``model`` has with the same shape; the bounds of
+    constraints (``..._constraint.*``) stay the model's own (they are not fitted)."""
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {
+        k: v for k, v in state.items() if k in own and own[k].shape == v.shape and "_constraint." not in k
+    }
     model.load_state_dict(usable, strict=False)
 
 
@@ -432,6 +398,7 @@ def fit_ar1_model(
     fit: bool = True,
     kernel: str = "matern52",
     restarts: int = 1,
+    noise: float | None = None,
 ) -> FittedModel:
     """Fit the AR1 co-kriging model to ``(X, levels, y)`` (``y``: larger is better).
 
@@ -449,10 +416,12 @@ def fit_ar1_model(
         restarts: optimiser starts: the first from ``warm_start`` (or the defaults), the
             others from random hyperparameters, drawn from torch's global generator; the fit
             with the largest MAP objective is kept (:func:`optuna_mfkd.gp.fitting.fit_map`).
+        noise: a fixed noise variance (model units, e.g. ``1e-6`` for a deterministic
+            objective) instead of one fitted per level under the ``Gamma(1.1, 30)`` prior.
 
     Raises:
-        ValueError: when shapes disagree, a level is out of range, ``kernel`` is unknown or
-            ``restarts < 1``.
+        ValueError: when shapes disagree, a level is out of range, ``kernel`` is unknown,
+            ``restarts < 1`` or ``noise <= 0``.
         botorch.exceptions.ModelFittingError: when every fitting attempt fails.
     """
     if X.ndim != 2 or levels.shape != (X.shape[0],) or y.shape != (X.shape[0],):
@@ -471,12 +440,17 @@ def fit_ar1_model(
     train_X = _train_inputs(X, levels)
 
     def build() -> AR1CoKrigingGP:
-        return AR1CoKrigingGP(train_X, z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel)
+        return AR1CoKrigingGP(
+            train_X, z.unsqueeze(-1), num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel, noise
+        )
 
     model = build()
     if warm_start:
         _load_hyperparameters(model, warm_start)
+        model.reset_noise()
     if fit:
         model = fit_map(model, build, restarts, max_iter)
     model.eval()
-    return FittedModel(model, standardisation, num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel)
+    return FittedModel(
+        model, standardisation, num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel, noise
+    )
