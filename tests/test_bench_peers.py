@@ -24,7 +24,13 @@ from optuna_mfkd.cli import report as report_cli
 from optuna_mfkd.fidelity import FIDELITY_ATTR, FIDELITY_LEVEL_ATTR, MaxCostCallback, fidelity_of
 
 #: Package each peer's adapter imports.
-PACKAGES = {"dehb": "dehb", "syne-bohb": "syne_tune", "syne-asha": "syne_tune", "smac-mf": "smac", "smac-hb": "smac"}
+PACKAGES = {
+    "dehb": "dehb",
+    "syne-bohb": "syne_tune",
+    "syne-asha": "syne_tune",
+    "smac-mf": "smac",
+    "smac-hb": "smac",
+}
 
 
 def _need(method: str) -> None:
@@ -56,8 +62,11 @@ def _cost(params: dict, resource: float) -> float:
 
 
 def _objective(trial: optuna.Trial) -> float:
-    params = {"x": trial.suggest_float("x", 0.0, 1.0), "op": trial.suggest_categorical("op", ["a", "b", "c"]),
-              "n": trial.suggest_int("n", 1, 4)}
+    params = {
+        "x": trial.suggest_float("x", 0.0, 1.0),
+        "op": trial.suggest_categorical("op", ["a", "b", "c"]),
+        "n": trial.suggest_int("n", 1, 4),
+    }
     resource = RESOURCES[fidelity_of(trial)]
     trial.set_user_attr("cost", _cost(params, resource))
     return _value(params, resource)
@@ -84,7 +93,9 @@ def test_adapter_records_levels_costs_and_stops_at_the_budget(method):
         level = t.user_attrs[FIDELITY_ATTR]
         resource = RESOURCES[level]
         assert t.user_attrs[FIDELITY_LEVEL_ATTR] == list(RESOURCES).index(level)
-        assert t.user_attrs[BUDGET_ATTR] == pytest.approx(resource, rel=1e-6)  # the peer's own budget
+        assert t.user_attrs[BUDGET_ATTR] == pytest.approx(
+            resource, rel=1e-6
+        )  # the peer's own budget
         assert set(t.params) == set(SPACE) and t.distributions == SPACE
         assert t.value == pytest.approx(_value(t.params, resource))
         assert t.user_attrs["cost"] == pytest.approx(_cost(t.params, resource))
@@ -100,7 +111,10 @@ def test_adapter_records_levels_costs_and_stops_at_the_budget(method):
     else:  # Syne Tune's bracket records every result below the top level at its rung
         rungs = dict(sampler._scheduler.brackets[0].rungs)
         recorded = {r: len(v) for r, v in rungs.items() if r < 9 - 1e-6}
-        low = {r: sum(1 for t in trials if t.user_attrs[BUDGET_ATTR] == pytest.approx(r)) for r in recorded}
+        low = {
+            r: sum(1 for t in trials if t.user_attrs[BUDGET_ATTR] == pytest.approx(r))
+            for r in recorded
+        }
         assert recorded == low
     meta = sampler.bench_meta["peer"]
     assert meta["method"] == method and all(meta["versions"].values())
@@ -127,7 +141,10 @@ def test_promotions_follow_lower_rungs(method):
 @pytest.mark.parametrize("method", list(PEERS))
 def test_same_seed_same_run(method):
     _need(method)
-    runs = [[(t.params, t.user_attrs[FIDELITY_ATTR]) for t in _run(method, 150.0, seed=s)[0].trials] for s in (3, 3, 4)]
+    runs = [
+        [(t.params, t.user_attrs[FIDELITY_ATTR]) for t in _run(method, 150.0, seed=s)[0].trials]
+        for s in (3, 3, 4)
+    ]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -138,12 +155,29 @@ def test_missing_package_names_the_extra(monkeypatch, capsys, sqlite_url):
     with pytest.raises(ImportError) as info:
         METHODS["dehb"].build(0, context)
     message = str(info.value)
-    assert "\n" not in message and "'dehb'" in message and "pip install 'optuna-mfkd[peers]'" in message
+    assert (
+        "\n" not in message
+        and "'dehb'" in message
+        and "pip install 'optuna-mfkd[peers]'" in message
+    )
     # The command line checks before running anything: one line, exit code 2, nothing stored.
     from optuna_mfkd.cli import main
 
-    code = main(["benchmark", "--storage", sqlite_url, "--protocol", "mf", "--methods", "random", "dehb",
-                 "--seeds", "0", "--no-progress"])
+    code = main(
+        [
+            "benchmark",
+            "--storage",
+            sqlite_url,
+            "--protocol",
+            "mf",
+            "--methods",
+            "random",
+            "dehb",
+            "--seeds",
+            "0",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.count("\n") == 0 and "'dehb'" in err and "pip install 'optuna-mfkd[peers]'" in err
@@ -172,7 +206,9 @@ def test_rungs_equal_levels_where_rounding_loses_one(method):
     # it loses one the adapter lowers its eta by 1e-9. SMAC (log(100) / log(10) = 2.0) and
     # Syne Tune need no change. Either way the rungs below must be exactly the levels.
     _need(method)
-    context = MethodContext(single_level="c", search_space=SPACE, level_resources={"a": 1.0, "b": 10.0, "c": 100.0})
+    context = MethodContext(
+        single_level="c", search_space=SPACE, level_resources={"a": 1.0, "b": 10.0, "c": 100.0}
+    )
     sampler, _, _ = METHODS[method].build(0, context)
     if method == "dehb":
         assert sampler.eta in (10.0, pytest.approx(10.0 * (1 - 1e-9), rel=1e-13))
@@ -181,27 +217,59 @@ def test_rungs_equal_levels_where_rounding_loses_one(method):
     study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def objective(trial):
-        trial.suggest_float("x", 0.0, 1.0), trial.suggest_categorical("op", ["a", "b", "c"]), trial.suggest_int("n", 1, 4)
+        (
+            trial.suggest_float("x", 0.0, 1.0),
+            trial.suggest_categorical("op", ["a", "b", "c"]),
+            trial.suggest_int("n", 1, 4),
+        )
         return trial.number % 7
 
     study.optimize(objective, n_trials=6)
     resources = {"a": 1.0, "b": 10.0, "c": 100.0}
     assert study.trials[0].user_attrs[FIDELITY_ATTR] == "a"  # the lowest rung exists
     for t in study.trials:
-        assert t.user_attrs[BUDGET_ATTR] == pytest.approx(resources[t.user_attrs[FIDELITY_ATTR]], rel=1e-6)
+        assert t.user_attrs[BUDGET_ATTR] == pytest.approx(
+            resources[t.user_attrs[FIDELITY_ATTR]], rel=1e-6
+        )
 
 
 def test_search_space_round_trip():
     pytest.importorskip("ConfigSpace", reason=f"ConfigSpace is not installed ({EXTRA_HINT})")
-    space = SearchSpace({**SPACE, "lr": FloatDistribution(1e-4, 1e-1, log=True), "flag": CategoricalDistribution([True, False, None])})
+    space = SearchSpace(
+        {
+            **SPACE,
+            "lr": FloatDistribution(1e-4, 1e-1, log=True),
+            "flag": CategoricalDistribution([True, False, None]),
+        }
+    )
     cs = space.configspace(seed=0)
     for config in cs.sample_configuration(50):
         params = space.decode(dict(config))
         for name, dist in space.distributions.items():
             assert dist._contains(dist.to_internal_repr(params[name]))
-    assert {space.decode(dict(c))["flag"] for c in cs.sample_configuration(60)} == {True, False, None}
-    with pytest.raises(ValueError, match="has a step"):
-        SearchSpace({"k": IntDistribution(0, 10, step=2)})
+    assert {space.decode(dict(c))["flag"] for c in cs.sample_configuration(60)} == {
+        True,
+        False,
+        None,
+    }
+
+
+def test_stepped_parameters_become_ordinal_grids():
+    pytest.importorskip("ConfigSpace", reason=f"ConfigSpace is not installed ({EXTRA_HINT})")
+    pytest.importorskip("syne_tune", reason=f"syne-tune is not installed ({EXTRA_HINT})")
+    space = SearchSpace(
+        {"k": IntDistribution(-5, -1, step=2), "f": FloatDistribution(0.0, 1.0, step=0.25)}
+    )
+    seen_k, seen_f = set(), set()
+    for config in space.configspace(seed=0).sample_configuration(60):
+        params = space.decode(dict(config))
+        seen_k.add(params["k"])
+        seen_f.add(params["f"])
+    assert seen_k == {-5, -3, -1} and seen_f == {0.0, 0.25, 0.5, 0.75, 1.0}
+    synetune = space.synetune()
+    assert sorted(
+        {space.decode({"k": synetune["k"].sample(), "f": 0.5})["k"] for _ in range(60)}
+    ) == [-5, -3, -1]
 
 
 def test_protocols_accept_peers_only_when_named():
@@ -213,7 +281,9 @@ def test_protocols_accept_peers_only_when_named():
         get_protocol("nb201").check("dehb", "cifar10")
     ctx = mf.context("dehb")
     assert ctx.level_resources == {"12ep": 12.0, "200ep": 200.0}
-    assert sorted(ctx.search_space) == sorted(f"edge_{i}->{j}" for i, j in [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)])
+    assert sorted(ctx.search_space) == sorted(
+        f"edge_{i}->{j}" for i, j in [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
+    )
 
 
 @pytest.mark.slow
@@ -223,7 +293,15 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
         _need(next(m for m in PEERS if m not in methods))
     # mf with a budget of 3 median 200-epoch runs: a bracket or two per peer.
     tiny = dataclasses.replace(get_protocol("mf"), name="mf-tiny", budget_median_top_evals=3.0)
-    res = harness.run_benchmark(sqlite_url, tiny, ["cifar10"], methods + ["random"], [0], table_path=str(nb201_table_path), progress=False)
+    res = harness.run_benchmark(
+        sqlite_url,
+        tiny,
+        ["cifar10"],
+        methods + ["random"],
+        [0],
+        table_path=str(nb201_table_path),
+        progress=False,
+    )
     assert not any("error" in r for r in res), res
     from optuna_mfkd.nasbench201.table import load_table
 
@@ -238,21 +316,42 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
         for t in study.trials:
             epochs = {"12ep": 12, "200ep": 200}[t.user_attrs[FIDELITY_ATTR]]
             index = t.user_attrs["nb201_index"]
-            assert t.user_attrs["cost"] == pytest.approx(epochs * table.seconds_per_epoch("cifar10", index))
+            assert t.user_attrs["cost"] == pytest.approx(
+                epochs * table.seconds_per_epoch("cifar10", index)
+            )
             assert t.value == pytest.approx(table.val_acc("cifar10", index, epochs))
             costs.append(t.user_attrs["cost"])
         assert sum(costs) >= budget > sum(costs[:-1])
         top = [t for t in study.trials if t.user_attrs[FIDELITY_ATTR] == "200ep"]
         best = max(top, key=lambda t: (t.value, -t.number)) if top else None
         record = study.user_attrs[RESULT_ATTR]
-        assert record["final_test"] == (None if best is None else pytest.approx(best.user_attrs["test_acc_200ep"]))
+        assert record["final_test"] == (
+            None if best is None else pytest.approx(best.user_attrs["test_acc_200ep"])
+        )
     # The report (command line): anytime columns up to the whole budget with their tests, a
     # title and notes, and the versions each study recorded.
     notes = tmp_path / "notes.md"
     notes.write_text("## Summary\n\nPeers side by side.\n")
     out = tmp_path / "report"
-    assert report_cli.main(["--storage", sqlite_url, "--out", str(out), "--anytime", "0.5", "1", "--anytime-tests",
-                        "--title", "Peers", "--notes", str(notes)]) == 0
+    assert (
+        report_cli.main(
+            [
+                "--storage",
+                sqlite_url,
+                "--out",
+                str(out),
+                "--anytime",
+                "0.5",
+                "1",
+                "--anytime-tests",
+                "--title",
+                "Peers",
+                "--notes",
+                str(notes),
+            ]
+        )
+        == 0
+    )
     text = (out / "README.md").read_text()
     assert text.startswith("# Peers\n") and "## Summary\n\nPeers side by side." in text
     assert "at 0.5 budget" in text and "at 1 budget" in text and "## Methods" in text
@@ -262,20 +361,49 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
         study = optuna.load_study(study_name=f"mf-tiny/cifar10/{method}/seed-0", storage=storage)
         cum = np.cumsum([t.user_attrs["cost"] for t in study.trials])
         for frac in (0.5, 1.0):
-            fit = [t for t, c in zip(study.trials, cum) if c <= frac * budget and t.user_attrs[FIDELITY_ATTR] == "200ep"]
-            best = max(fit, key=lambda t: (t.value, -t.number)).user_attrs["test_acc_200ep"] if fit else math.nan
-            assert summary.loc[method, f"mean_at_{frac:g}_budget"] == pytest.approx(best, nan_ok=True)
+            fit = [
+                t
+                for t, c in zip(study.trials, cum)
+                if c <= frac * budget and t.user_attrs[FIDELITY_ATTR] == "200ep"
+            ]
+            best = (
+                max(fit, key=lambda t: (t.value, -t.number)).user_attrs["test_acc_200ep"]
+                if fit
+                else math.nan
+            )
+            assert summary.loc[method, f"mean_at_{frac:g}_budget"] == pytest.approx(
+                best, nan_ok=True
+            )
     with pytest.raises(ValueError, match="anytime fractions"):
         report.write_report(sqlite_url, tmp_path / "bad", anytime=(0.5, 1.5))
 
     # The command line runs a peer on the real mf protocol.
     from optuna_mfkd.cli import main
 
-    assert main(["benchmark", "--storage", sqlite_url, "--protocol", "mf", "--methods", "dehb", "--seeds", "0",
-                 "--table", str(nb201_table_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--storage",
+                sqlite_url,
+                "--protocol",
+                "mf",
+                "--methods",
+                "dehb",
+                "--seeds",
+                "0",
+                "--table",
+                str(nb201_table_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="mf/cifar10/dehb/seed-0", storage=storage)
     assert {t.user_attrs[FIDELITY_ATTR] for t in study.trials} == {"12ep", "200ep"}
-    assert sum(t.user_attrs["cost"] for t in study.trials) >= get_protocol("mf").budget(table, "cifar10")
+    assert sum(t.user_attrs["cost"] for t in study.trials) >= get_protocol("mf").budget(
+        table, "cifar10"
+    )
 
 
 def test_peer_evaluations_counts_levels_costs_and_repeats():
@@ -286,21 +414,45 @@ def test_peer_evaluations_counts_levels_costs_and_repeats():
     run_stats = module.run_stats
 
     def trial(index, level, cost):
-        return optuna.trial.create_trial(value=0.0, user_attrs={"nb201_index": index, "evaluated_at": level, "cost": cost})
+        return optuna.trial.create_trial(
+            value=0.0, user_attrs={"nb201_index": index, "evaluated_at": level, "cost": cost}
+        )
 
-    trials = [trial(5, "12ep", 10.0), trial(5, "200ep", 150.0), trial(7, "12ep", 20.0),
-              trial(5, "200ep", 150.0), trial(7, "12ep", 20.0)]
+    trials = [
+        trial(5, "12ep", 10.0),
+        trial(5, "200ep", 150.0),
+        trial(7, "12ep", 20.0),
+        trial(5, "200ep", 150.0),
+        trial(7, "12ep", 20.0),
+    ]
     stats = run_stats(trials)
     assert stats["evals_12ep"] == 3 and stats["evals_200ep"] == 2
-    assert stats["cost_share_12ep"] == pytest.approx(50 / 350) and stats["cost_share_200ep"] == pytest.approx(300 / 350)
+    assert stats["cost_share_12ep"] == pytest.approx(50 / 350) and stats[
+        "cost_share_200ep"
+    ] == pytest.approx(300 / 350)
     assert stats["repeated_share"] == pytest.approx(2 / 5)  # (5, 200ep) and (7, 12ep) again
     # Without an NB201 index (the synthetic problems) a point is the trial's params.
     dist = {"x": FloatDistribution(0.0, 1.0)}
-    points = [optuna.trial.create_trial(value=0.0, params={"x": x}, distributions=dist,
-                                        user_attrs={"evaluated_at": lv, "cost": c})
-              for x, lv, c in [(0.5, "s0.5", 0.1), (0.5, "s1", 1.0), (0.5, "s0.5", 0.1), (0.25, "s0.5", 0.1)]]
+    points = [
+        optuna.trial.create_trial(
+            value=0.0,
+            params={"x": x},
+            distributions=dist,
+            user_attrs={"evaluated_at": lv, "cost": c},
+        )
+        for x, lv, c in [
+            (0.5, "s0.5", 0.1),
+            (0.5, "s1", 1.0),
+            (0.5, "s0.5", 0.1),
+            (0.25, "s0.5", 0.1),
+        ]
+    ]
     stats = run_stats(points)
-    assert stats["evals_s0.5"] == 3 and stats["evals_s1"] == 1 and stats["repeated_share"] == pytest.approx(1 / 4)
+    assert (
+        stats["evals_s0.5"] == 3
+        and stats["evals_s1"] == 1
+        and stats["repeated_share"] == pytest.approx(1 / 4)
+    )
 
 
 # ------------------------------------------------------------------ synthetic multi-fidelity problems
@@ -324,7 +476,9 @@ def test_synthetic_problems_give_the_peers_space_and_levels():
         assert list(ctx.level_resources) == list(ctx.levels)
         levels = Levels.from_mapping(ctx.level_resources)  # geometric: eta 10, rungs = levels
         assert levels.names == ctx.levels and levels.eta == pytest.approx(10.0)
-        assert ctx.search_space == {p.name: FloatDistribution(p.low, p.high) for p in problem.params}
+        assert ctx.search_space == {
+            p.name: FloatDistribution(p.low, p.high) for p in problem.params
+        }
         # The distributions are those the objective suggests.
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         study.optimize(problem.objective("random"), n_trials=1)
@@ -346,16 +500,36 @@ def test_single_level_problems_refuse_the_peers(pid, sqlite_url, capsys):
         with pytest.raises(ValueError) as info:
             problem.method(name)
         message = str(info.value)
-        assert "\n" not in message and f"'{pid}'" in message and f"'{name}'" in message and "one level" in message
+        assert (
+            "\n" not in message
+            and f"'{pid}'" in message
+            and f"'{name}'" in message
+            and "one level" in message
+        )
     with pytest.raises(ValueError, match="one level"):
         dataclasses.replace(problem, extra_methods=tuple(PEERS))
     # The suite's command line: one line, exit code 2, nothing run.
-    spec = importlib.util.spec_from_file_location("sampler_suite", Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_suite.py")
+    spec = importlib.util.spec_from_file_location(
+        "sampler_suite", Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_suite.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     with pytest.raises(SystemExit) as exit_info:
-        mod.main(["--storage", sqlite_url, "--problems", pid.split("/")[0], "--methods", "dehb", "--seeds", "0",
-                  "--no-progress", "--out", str(Path(sqlite_url[len("sqlite:///"):]).parent / "report")])
+        mod.main(
+            [
+                "--storage",
+                sqlite_url,
+                "--problems",
+                pid.split("/")[0],
+                "--methods",
+                "dehb",
+                "--seeds",
+                "0",
+                "--no-progress",
+                "--out",
+                str(Path(sqlite_url[len("sqlite:///") :]).parent / "report"),
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"'{pid}'" in err and "'dehb'" in err
@@ -363,7 +537,9 @@ def test_single_level_problems_refuse_the_peers(pid, sqlite_url, capsys):
 
 
 @pytest.mark.parametrize("method", list(PEERS))
-@pytest.mark.parametrize(("pid", "budget"), [("augmented-branin/2-level", 5.0), ("augmented-hartmann/3-level", 3.5)])
+@pytest.mark.parametrize(
+    ("pid", "budget"), [("augmented-branin/2-level", 5.0), ("augmented-hartmann/3-level", 3.5)]
+)
 def test_peer_on_a_synthetic_mf_problem(method, pid, budget):
     # Through the harness, as the suite runs it: every trial's level is one of the problem's,
     # its cost that level's, its value the function at that level (evaluated here again), its
@@ -391,7 +567,10 @@ def test_peer_on_a_synthetic_mf_problem(method, pid, budget):
             assert t.user_attrs["log10_regret"] == pytest.approx(problem.log10_regret(t.value))
     total = np.cumsum([t.user_attrs["cost"] for t in trials])
     assert total[-1] >= budget > total[-2]
-    assert {t.user_attrs[FIDELITY_ATTR] for t in trials} >= {problem.levels[0].name, problem.top_level}
+    assert {t.user_attrs[FIDELITY_ATTR] for t in trials} >= {
+        problem.levels[0].name,
+        problem.top_level,
+    }
     meta = study.user_attrs[META_ATTR]
     assert meta["method"] == method and all(meta["peer"]["versions"].values())
     assert meta["peer"]["settings"]["eta"] == pytest.approx(10.0)

@@ -70,7 +70,9 @@ def keep_other_loggers() -> Iterator[None]:
     ``optuna_mfkd.sampler``'s warnings would vanish for the rest of the process; the
     ``disabled`` flags, the root level and ``logging.disable`` are restored.
     """
-    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    loggers = [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
     before = {lg: lg.disabled for lg in loggers}
     root_level, disable = logging.root.level, logging.root.manager.disable
     try:
@@ -118,9 +120,15 @@ class Levels:
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.resources) or len(self.names) < 2:
-            raise ValueError(f"a peer needs at least two levels with one resource each, got {dict(zip(self.names, self.resources))}.")
-        if any(not r > 0 for r in self.resources) or any(b <= a for a, b in zip(self.resources, self.resources[1:])):
-            raise ValueError(f"level resources must be positive and strictly increasing, got {list(self.resources)}.")
+            raise ValueError(
+                f"a peer needs at least two levels with one resource each, got {dict(zip(self.names, self.resources))}."
+            )
+        if any(not r > 0 for r in self.resources) or any(
+            b <= a for a, b in zip(self.resources, self.resources[1:])
+        ):
+            raise ValueError(
+                f"level resources must be positive and strictly increasing, got {list(self.resources)}."
+            )
         eta = self.eta
         for k, r in enumerate(self.resources):
             if abs(math.log(r / (self.min * eta**k))) > BUDGET_RTOL:
@@ -154,7 +162,9 @@ class Levels:
         logs = [abs(math.log(float(budget) / r)) for r in self.resources]
         k = min(range(len(logs)), key=logs.__getitem__)
         if logs[k] > BUDGET_RTOL:
-            raise ValueError(f"the peer asked for budget {budget!r}, which is none of the levels {dict(zip(self.names, self.resources))}.")
+            raise ValueError(
+                f"the peer asked for budget {budget!r}, which is none of the levels {dict(zip(self.names, self.resources))}."
+            )
         return k
 
 
@@ -162,8 +172,9 @@ class SearchSpace:
     """An Optuna search space and its ConfigSpace / Syne Tune counterparts.
 
     Categorical choices become string labels (``str(choice)``, mapped back on decoding);
-    floats and integers keep their bounds and log scale. Stepped floats or integers with a
-    step other than 1 have no exact counterpart and are rejected.
+    floats and integers keep their bounds and log scale. Stepped floats, and integers with a
+    step other than 1, become ordinal grids (ConfigSpace's ``OrdinalHyperparameter``, Syne
+    Tune's ``finrange``) of the same values.
     """
 
     def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
@@ -171,17 +182,21 @@ class SearchSpace:
             raise ValueError("a peer needs the problem's search space (no distributions given).")
         self.distributions = dict(distributions)
         self._labels: dict[str, dict[str, Any]] = {}
+        self._grids: dict[str, list[float]] = {}
         for name, dist in self.distributions.items():
             if isinstance(dist, CategoricalDistribution):
                 labels = {str(c): c for c in dist.choices}
                 if len(labels) != len(dist.choices):
-                    raise ValueError(f"parameter {name!r}: choices {dist.choices} do not have distinct string forms.")
+                    raise ValueError(
+                        f"parameter {name!r}: choices {dist.choices} do not have distinct string forms."
+                    )
                 self._labels[name] = labels
             elif isinstance(dist, FloatDistribution | IntDistribution):
                 if (isinstance(dist, FloatDistribution) and dist.step is not None) or (
                     isinstance(dist, IntDistribution) and dist.step != 1
                 ):
-                    raise ValueError(f"parameter {name!r}: {dist} has a step, which the peers' spaces cannot express.")
+                    count = int(round((dist.high - dist.low) / dist.step)) + 1
+                    self._grids[name] = [dist.low + k * dist.step for k in range(count)]
             else:
                 raise ValueError(f"parameter {name!r}: unsupported distribution {dist}.")
 
@@ -193,6 +208,8 @@ class SearchSpace:
         for name, dist in self.distributions.items():
             if isinstance(dist, CategoricalDistribution):
                 hp: Any = CS.CategoricalHyperparameter(name, list(self._labels[name]))
+            elif name in self._grids:
+                hp = CS.OrdinalHyperparameter(name, self._grids[name])
             elif isinstance(dist, FloatDistribution):
                 hp = CS.UniformFloatHyperparameter(name, dist.low, dist.high, log=dist.log)
             else:
@@ -208,6 +225,11 @@ class SearchSpace:
         for name, dist in self.distributions.items():
             if isinstance(dist, CategoricalDistribution):
                 space[name] = st.choice(list(self._labels[name]))
+            elif name in self._grids:
+                grid = self._grids[name]
+                space[name] = st.finrange(
+                    grid[0], grid[-1], len(grid), cast_int=isinstance(dist, IntDistribution)
+                )
             elif isinstance(dist, FloatDistribution):
                 space[name] = (st.loguniform if dist.log else st.uniform)(dist.low, dist.high)
             else:
@@ -219,10 +241,16 @@ class SearchSpace:
         params: dict[str, Any] = {}
         for name, dist in self.distributions.items():
             if name not in config:
-                raise ValueError(f"the peer's configuration lacks parameter {name!r}: {dict(config)}.")
+                raise ValueError(
+                    f"the peer's configuration lacks parameter {name!r}: {dict(config)}."
+                )
             value = config[name]
             if isinstance(dist, CategoricalDistribution):
                 params[name] = self._labels[name][str(value)]
+            elif name in self._grids:
+                grid = self._grids[name]
+                nearest = min(grid, key=lambda g: abs(g - float(value)))
+                params[name] = int(nearest) if isinstance(dist, IntDistribution) else float(nearest)
             elif isinstance(dist, FloatDistribution):
                 params[name] = min(max(float(value), dist.low), dist.high)
             else:
@@ -253,7 +281,12 @@ class Proposal:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
-        return {BRACKET_ATTR: self.bracket, BUDGET_ATTR: float(self.budget), PEER_TRIAL_ATTR: self.peer_trial, **self.extra}
+        return {
+            BRACKET_ATTR: self.bracket,
+            BUDGET_ATTR: float(self.budget),
+            PEER_TRIAL_ATTR: self.peer_trial,
+            **self.extra,
+        }
 
 
 class PeerSampler(optuna.samplers.BaseSampler):
@@ -272,7 +305,9 @@ class PeerSampler(optuna.samplers.BaseSampler):
 
     packages: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, method: str, search_space: Mapping[str, BaseDistribution], levels: Levels, seed: int) -> None:
+    def __init__(
+        self, method: str, search_space: Mapping[str, BaseDistribution], levels: Levels, seed: int
+    ) -> None:
         self.method = method
         self.space = SearchSpace(search_space)
         self.levels = levels
@@ -305,7 +340,9 @@ class PeerSampler(optuna.samplers.BaseSampler):
             ):
                 self.eta = eta
                 return peer
-        raise ValueError(f"method {self.method!r}: the peer's rungs {got} are not the levels {list(self.levels.resources)}.")
+        raise ValueError(
+            f"method {self.method!r}: the peer's rungs {got} are not the levels {list(self.levels.resources)}."
+        )
 
     def scratch_dir(self) -> str:
         """A private folder for files a peer insists on writing (removed with the sampler)."""
@@ -317,21 +354,34 @@ class PeerSampler(optuna.samplers.BaseSampler):
     @property
     def bench_meta(self) -> dict[str, Any]:
         """What the harness stores in the study's meta: the peer, its versions, its settings."""
-        return {"peer": {"method": self.method, "versions": package_versions(*self.packages), "settings": self.settings()}}
+        return {
+            "peer": {
+                "method": self.method,
+                "versions": package_versions(*self.packages),
+                "settings": self.settings(),
+            }
+        }
 
     # -- the Optuna sampler interface --------------------------------------------------
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if len(study.directions) != 1:
-            raise ValueError(f"method {self.method!r} optimises a single objective; the study has {len(study.directions)}.")
+            raise ValueError(
+                f"method {self.method!r} optimises a single objective; the study has {len(study.directions)}."
+            )
         if trial._trial_id in self._pending:
             return
         proposal = self._ask()
         self._pending[trial._trial_id] = proposal
-        attrs = {FIDELITY_ATTR: self.levels.names[proposal.level], FIDELITY_LEVEL_ATTR: proposal.level,
-                 **proposal.user_attrs()}
+        attrs = {
+            FIDELITY_ATTR: self.levels.names[proposal.level],
+            FIDELITY_LEVEL_ATTR: proposal.level,
+            **proposal.user_attrs(),
+        }
         record_user_attrs(trial, study, attrs)
 
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         return dict(self.space.distributions)
 
     def sample_relative(
@@ -343,7 +393,11 @@ class PeerSampler(optuna.samplers.BaseSampler):
         return {k: v for k, v in proposal.params.items() if k in search_space}
 
     def sample_independent(
-        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
     ) -> Any:
         raise ValueError(
             f"method {self.method!r}: the objective suggested {param_name!r} ({param_distribution}), which is not "
@@ -351,7 +405,11 @@ class PeerSampler(optuna.samplers.BaseSampler):
         )
 
     def after_trial(
-        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
     ) -> None:
         proposal = self._pending.pop(trial._trial_id, None)
         if proposal is None:
