@@ -257,3 +257,32 @@ def test_before_the_model_can_judge_the_pruner_halves_like_optuna() -> None:
     why = [t.user_attrs.get("pruned_by", "") for t in study.trials]
     assert [("SuccessiveHalvingPruner" in w) for w in why] == verdicts
     assert not any(k.startswith("p_improve@") for t in study.trials for k in t.user_attrs)
+
+
+@pytest.mark.parametrize(
+    ("mean", "var", "best"), [(0.0, 1.0, 0.0), (1.0, 4.0, 0.0), (-2.0, 0.25, 0.5), (0.3, 0.0, 0.2)]
+)
+def test_probability_of_improvement_is_the_normal_tail(mean, var, best) -> None:
+    from scipy.stats import norm
+
+    from optuna_mfkd.sampling.strategies import probability_of_improvement
+
+    expected = float(mean > best) if var == 0 else norm.sf(best, loc=mean, scale=math.sqrt(var))
+    assert probability_of_improvement(mean, var, best) == pytest.approx(
+        expected, rel=1e-12, abs=1e-15
+    )
+
+
+@pytest.mark.parametrize(("p", "pruned"), [(0.049, True), (0.05, False), (0.6, False)])
+def test_the_pruner_prunes_below_its_probability_and_says_why(p, pruned, monkeypatch) -> None:
+    study, pruner = _study_with_history(0)
+    monkeypatch.setattr(pruner._strategy, "improvement_probability", lambda *args: p)
+    trial = study.ask(SPACE)
+    trial.report(_curve(0.5, 3), 3)
+    frozen = study.get_trials(deepcopy=False)[-1]
+    assert pruner.prune(study, frozen) is pruned
+    attrs = study.get_trials(deepcopy=False)[-1].user_attrs
+    assert attrs["p_improve@3"] == p
+    assert ("pruned_by" in attrs) is pruned
+    if pruned:
+        assert attrs["pruned_by"] == f"MFKDPruner(p={p:.3g} < 0.05 at step 3)"

@@ -14,6 +14,7 @@ A strategy turns a :class:`~optuna_mfkd.sampling.history.History` into a :class:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
@@ -286,7 +287,15 @@ class LearningCurveStrategy(Strategy):
             with torch.no_grad():
                 mean, var = fitted.marginals(x)
             best = float(fitted.top_targets().max())
-        return float(torch.special.ndtr((mean[0] - best) / var[0].sqrt()))
+        return probability_of_improvement(float(mean[0]), float(var[0]), best)
+
+
+def probability_of_improvement(mean: float, var: float, best: float) -> float:
+    """``P(y > best)`` for ``y ~ N(mean, var)``: ``Phi((mean - best) / sqrt(var))`` (1 or 0 at
+    ``var = 0``, as ``mean`` is above ``best`` or not)."""
+    if var <= 0.0:
+        return float(mean > best)
+    return float(torch.special.ndtr(torch.tensor((mean - best) / math.sqrt(var), dtype=torch.float64)))
 
 
 #: Strategy name -> class.
