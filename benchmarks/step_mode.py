@@ -177,6 +177,8 @@ def report(records: list[dict], out: Path, command: str) -> None:
         "`-`: behind, by the medians). Tuning problems: " + ", ".join(TUNING_PROBLEMS) + ".",
         "",
     ]
+    if (out / "notes.md").exists():  # the status and findings, written by hand beside the report
+        lines += [(out / "notes.md").read_text().strip(), ""]
     for problem in PROBLEMS:
         rows = {
             m: [r for r in records if r["problem"] == problem and r["method"] == m] for m in METHODS
