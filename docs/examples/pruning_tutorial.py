@@ -2,7 +2,7 @@
 with TPE + HyperbandPruner, then with MFKDSampler(steps=...) + MFKDPruner, both studies in one
 SQLite file (open it with ``optuna-dashboard sqlite:///pruning-tutorial.db``).
 
-    OMP_NUM_THREADS=1 python docs/examples/pruning_tutorial.py --trials 40 --figure docs/figures/pruning-intermediate.png
+    OMP_NUM_THREADS=1 python docs/examples/pruning_tutorial.py --trials 30 --figure docs/figures/pruning-intermediate.png
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def objective(trial: optuna.Trial) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--trials", type=int, default=30)
     p.add_argument("--storage", default="sqlite:///pruning-tutorial.db")
     p.add_argument(
         "--figure", default=None, help="write the MFKD study's intermediate values here (PNG)"
@@ -100,7 +100,7 @@ def main() -> None:
 
         ax = plot_intermediate_values(mfkd)
         ax.set_yscale("log")
-        ax.set_title("mfkd+pruner: validation error reported per epoch (pruned runs end early)")
+        ax.set_title("mfkd+pruner: validation error per epoch (pruned runs end early)", fontsize=10)
         ax.get_legend().remove()
         ax.figure.set_size_inches(7, 4.5)
         ax.figure.tight_layout()
