@@ -21,7 +21,13 @@ plus noise) and the high level, and choose the level of each step (cost-aware, c
 
     OMP_NUM_THREADS=1 python benchmarks/sampler_overhead.py --out benchmarks/results/sampler-overhead
     OMP_NUM_THREADS=1 python benchmarks/sampler_overhead.py --space continuous:2 continuous:6 continuous:20 \
-        mixed:4 mixed:12 categorical:8 --sizes 20 100 300 --out benchmarks/results/sampler-overhead-spaces
+        mixed:4 mixed:12 mixed:20 categorical:3 categorical:8 --sizes 20 100 300 --steps 6 \
+        --out benchmarks/results/sampler-overhead-spaces
+    OMP_NUM_THREADS=1 python benchmarks/sampler_overhead.py --space continuous:6 mixed:12 categorical:8 \
+        --sizes 1000 --large-steps 3 --out benchmarks/results/sampler-overhead-spaces/n1000
+
+Histories of at least ``--large-n`` trials (default 1,000) are timed with ``--large-steps`` steps
+(default 3) instead of ``--steps``.
 """
 
 from __future__ import annotations
@@ -223,12 +229,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="nb201, continuous:D, mixed:D or categorical:D (default: nb201)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--steps", type=int, default=11, help="ask/tell steps timed per sampler and size")
+    parser.add_argument(
+        "--large-n",
+        type=int,
+        default=1000,
+        help="histories of at least this size are timed with --large-steps steps",
+    )
+    parser.add_argument("--large-steps", type=int, default=3, help="steps timed at n >= --large-n")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", default=None, help="NB201 compact CSV (default: $NB201_TABLE)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sampler-overhead"))
     args = parser.parse_args(argv)
-    if args.steps < 2:
-        parser.error(f"--steps must be at least 2 (the first step is reported apart), got {args.steps}.")
+    if min(args.steps, args.large_steps) < 2:
+        parser.error(
+            "--steps and --large-steps must be at least 2 (the first step is reported apart)."
+        )
     try:
         spaces = [Space(spec, args.table) for spec in args.space]
     except ValueError as err:
@@ -240,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         # Imports and lazily built code paths of every sampler, once, before anything is timed.
         _time_steps(space, names, 12, 2, args.seed + 1)
         for n in args.sizes:
-            times = _time_steps(space, names, n, args.steps, args.seed)
+            steps = args.steps if n < args.large_n else args.large_steps
+            times = _time_steps(space, names, n, steps, args.seed)
             for name in names:
                 later = times[name][1:]
                 row = {
@@ -266,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         f"torch threads {torch.get_num_threads()}; Python {platform.python_version()}, "
         f"optuna {optuna.__version__}, torch {torch.__version__}; greenlet {_greenlet()}.",
         "",
-        f"Each cell: the median of steps 2-{args.steps} of one study whose history holds n completed "
-        "trials (the model warm-starts from the previous step's fit, as in a running study); in "
+        f"Each cell: the median of steps 2-{args.steps} (2-{args.large_steps} at n >= {args.large_n}) of "
+        "one study whose history holds n completed trials (the model warm-starts from the previous step's fit, as in a running study); in "
         "brackets the first step of a new sampler on that history (fit from scratch; on NB201 "
         "MFKDSampler also builds its table of the space's isomorphism classes there). The samplers "
         "take turns step by step, after one untimed round that loads every code path.",

@@ -43,15 +43,22 @@ def test_overhead_refuses_one_step(tmp_path: Path) -> None:
     so = _script()
     with pytest.raises(SystemExit):
         so.main(["--steps", "1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        so.main(["--large-steps", "1", "--out", str(tmp_path)])
     assert not (tmp_path / "results.json").exists()
 
 
 @pytest.mark.slow
 def test_overhead_on_other_spaces(tmp_path: Path) -> None:
     so = _script()
-    assert so.main(["--space", "continuous:3", "mixed:4", "--sizes", "8", "--steps", "2", "--out", str(tmp_path)]) == 0
+    argv = ["--space", "continuous:3", "mixed:4", "--sizes", "6", "8", "--steps", "3"]
+    argv += ["--large-n", "8", "--large-steps", "2", "--out", str(tmp_path)]
+    assert so.main(argv) == 0
     rows = json.loads((tmp_path / "results.json").read_text())
     assert {(r["space"], r["sampler"]) for r in rows} == {(s, n) for s in ("continuous:3", "mixed:4") for n in so.SAMPLERS}
+    # Histories of at least --large-n trials are timed with --large-steps steps.
+    assert {len(r["steps_s"]) for r in rows if r["completed_trials"] == 6} == {3}
+    assert {len(r["steps_s"]) for r in rows if r["completed_trials"] == 8} == {2}
     text = (tmp_path / "README.md").read_text()
     assert "### continuous:3" in text and "### mixed:4" in text
     with pytest.raises(SystemExit):
