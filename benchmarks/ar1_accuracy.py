@@ -22,8 +22,9 @@ Models:
   exponential instead of Matern-5/2), the length-scale prior (none instead of the log-normal),
   the optimiser (iterations, random restarts), the standardisation (robust, pooled).
 
-Rows are appended to ``--out/runs.csv`` as they finish (a rerun skips rows already there);
-``--out/table.md`` gets the mean nRMSE per function and model::
+Rows are appended to ``--out/runs.csv`` as they finish (a rerun skips rows already there;
+``--models`` with no name only rewrites the table); ``--out/table.md`` gets the mean nRMSE per
+function and model (the number of designs in brackets)::
 
     OMP_NUM_THREADS=1 python benchmarks/ar1_accuracy.py --out benchmarks/results/ar1-accuracy
 """
@@ -177,20 +178,8 @@ def fit_sampler_call(x_low, y_low, x_high, y_high, seed: int, **fit_kwargs):
     X = torch.from_numpy(np.r_[x_low, x_high])
     levels = torch.from_numpy(np.r_[np.zeros(len(x_low), np.int64), np.ones(len(x_high), np.int64)])
     y = torch.from_numpy(np.r_[y_low, y_high])
-    fitted = fit_ar1_model(
-        X,
-        levels,
-        y,
-        2,
-        cat_dims={},
-        warm_start=None,
-        max_iter=50,
-        ard=True,
-        cat_ard=False,
-        robust=False,
-        fit=True,
-        **fit_kwargs,
-    )
+    options = dict(cat_dims={}, warm_start=None, max_iter=50, ard=True, cat_ard=False, robust=False)
+    fitted = fit_ar1_model(X, levels, y, 2, **{**options, **fit_kwargs})
 
     def predict(x: np.ndarray) -> np.ndarray:
         return fitted.y_mean + fitted.y_std * _top_mean(fitted.model, x)
@@ -277,7 +266,9 @@ def main(argv: list[str] | None = None) -> None:
                         writer.writeheader()
                     writer.writerow(row)
                 rows.append({k: str(v) for k, v in row.items()})
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    first = ["ref", "ref-joint", "sampler", *VARIANTS]
+    seen = list(dict.fromkeys(r["model"] for r in rows))
+    models = [m for m in first if m in seen] + [m for m in seen if m not in first]
     functions = [f for f in FUNCTIONS if any(r["function"] == f for r in rows)]
     write_table(rows, args.out / "table.md", models, functions)
 
