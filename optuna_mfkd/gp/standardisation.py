@@ -39,7 +39,9 @@ class Standardisation:
         return z
 
 
-def standardise(y: Tensor, levels: Tensor, num_levels: int, robust: bool = False) -> Standardisation:
+def standardise(
+    y: Tensor, levels: Tensor, num_levels: int, robust: bool = False
+) -> Standardisation:
     """The map of :class:`Standardisation` for observations ``y`` at ``levels``.
 
     Each level with at least 3 observations gets its own centre and scale (mean and standard
