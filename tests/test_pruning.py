@@ -286,3 +286,26 @@ def test_the_pruner_prunes_below_its_probability_and_says_why(p, pruned, monkeyp
     assert ("pruned_by" in attrs) is pruned
     if pruned:
         assert attrs["pruned_by"] == f"MFKDPruner(p={p:.3g} < 0.05 at step 3)"
+
+
+def test_points_beyond_the_per_rung_cap_are_not_proposed_again(monkeypatch) -> None:
+    from optuna_mfkd.sampling import strategies
+
+    monkeypatch.setattr(
+        strategies, "MAX_PER_RUNG", 4
+    )  # the model sees the 4 latest trials per rung
+
+    def objective(trial: optuna.Trial) -> float:
+        x, y = trial.suggest_int("x", 0, 4), trial.suggest_int("y", 0, 4)
+        for step in (1, 2, 3):
+            value = (x - 3) ** 2 + (y - 1) ** 2 + 1.0 / step
+            trial.report(value, step)
+            if step == 1 and trial.number % 2:  # every other run stops after its first rung
+                raise optuna.TrialPruned()
+        return value
+
+    sampler = MFKDSampler(steps=[1, 3], seed=0, max_fit_iter=20)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=18)
+    points = [(t.params["x"], t.params["y"]) for t in study.trials]
+    assert len(set(points)) == len(points) == 18

@@ -247,6 +247,12 @@ class History:
         X = np.array(rows, dtype=float).reshape(-1, len(encoder.names))
         return Observations(X[keep], levels_[keep], np.array(values, dtype=float)[keep], running)
 
+    def points(self, encoder: Any) -> np.ndarray:
+        """Internal rows of every trial in ``encoder``'s space, whatever its state (the step
+        mode's points already taken, including those beyond the per-rung cap)."""
+        rows = [encoder.to_internal(t.params) for t in self.trials if encoder.contains(t.params)]
+        return np.array(rows, dtype=float).reshape(-1, len(encoder.names))
+
     def used_point_keys(self, level: int, names: set[str], key: Callable[[dict[str, Any]], Hashable]) -> set[Hashable]:
         """Keys of the points (their parameters ``names``) evaluated or running at ``level``."""
         return {

@@ -256,10 +256,9 @@ class LearningCurveStrategy(Strategy):
         obs = self._observe(history, encoder)
         exclusive = history.space_is_whole()
         used: set[Hashable] = set()
-        if exclusive:
-            keys = self.candidates.keys
-            used = set(keys(encoder, obs.X)) if len(obs.X) else set()
-            used.update(keys(encoder, pt)[0] for _, pt in obs.running)
+        if exclusive:  # every trial's point, also those the per-rung cap keeps out of the model
+            taken = history.points(encoder)
+            used = set(self.candidates.keys(encoder, taken)) if len(taken) else set()
         return self.proposer.propose(
             (study_key, tuple(encoder.names)), trial_number, encoder, obs, self.options.top, False,
             exclusive=exclusive, warm=self._warming_up(history), used=used,
