@@ -6,7 +6,8 @@ rungs included; the trial goes on while
 
     P(y_final(x) > f*) >= min_probability,
 
-``f*`` the best final value so far (the posterior of the latent final value, no noise;
+``f*`` the best final value so far and ``y_final(x)`` the value the trial would report (the
+posterior of its latent final value plus the top level's fitted noise;
 :meth:`~optuna_mfkd.sampling.strategies.LearningCurveStrategy.improvement_probability`).
 Where the model cannot judge yet (the sampler's warm-up, before any trial has finished, a
 point outside the modelled part of a conditional space), the trial is judged as Optuna's

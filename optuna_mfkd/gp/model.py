@@ -290,6 +290,11 @@ class FittedModel:
         ``y'_{m+1} = rho'_m y'_m + delta'_{m+1}``."""
         return self.model.covar_module.rho.detach().clone()
 
+    def noise_variance(self, level: int) -> float:
+        """The fitted (or fixed) observation noise variance of ``level``, in model units."""
+        noise = self.model.likelihood.noise_covar.noise.detach().reshape(-1)
+        return float(noise[level] if noise.numel() > 1 else noise[0])
+
     def discrepancy_scales(self) -> Tensor:
         """``xi_1 .. xi_{L-1}``: the prior standard deviation (model units) of each discrepancy
         ``delta'_{m+1}``, ``sqrt(outputscale)`` of its kernel (a ``ScaleKernel`` over a

@@ -267,7 +267,7 @@ class LearningCurveStrategy(Strategy):
     def improvement_probability(self, history: History, study_key: int, params: Mapping[str, object]) -> float | None:
         """``P(y_top(x) > f*)`` for the trial at ``params``: the AR1 posterior of its final
         value given everything observed, its own rungs included, against the best final value
-        ``f*`` (model units; latent values, no noise). ``None`` during the warm-up, before any
+        ``f*`` (model units; the latent posterior plus the top level's noise). ``None`` during the warm-up, before any
         final value, or when ``params`` lie outside the modelled space."""
         space = history.search_space()
         if self._warming_up(history) or not space:
@@ -286,7 +286,13 @@ class LearningCurveStrategy(Strategy):
             with torch.no_grad():
                 mean, var = fitted.marginals(x)
             best = float(fitted.top_targets().max())
-        return probability_of_improvement(float(mean[0]), float(var[0]), best)
+            noise = fitted.noise_variance(self.options.top) if OBSERVED_IMPROVEMENT else 0.0
+        return probability_of_improvement(float(mean[0]), float(var[0]) + noise, best)
+
+
+#: The pruner's probability is of the trial's reported final value (the posterior of the latent
+#: value plus the top level's noise) beating the best reported one.
+OBSERVED_IMPROVEMENT = True
 
 
 def probability_of_improvement(mean: float, var: float, best: float) -> float:
