@@ -267,8 +267,8 @@ class LearningCurveStrategy(Strategy):
     def improvement_probability(self, history: History, study_key: int, params: Mapping[str, object]) -> float | None:
         """``P(y_top(x) > f*)`` for the trial at ``params``: the AR1 posterior of its final
         value given everything observed, its own rungs included, against the best final value
-        ``f*`` (model units; the latent posterior plus the top level's noise). ``None`` during the warm-up, before any
-        final value, or when ``params`` lie outside the modelled space."""
+        ``f*`` (model units; the latent posterior plus the top level's noise). ``None`` during
+        the warm-up, before any final value, or when ``params`` lie outside the modelled space."""
         space = history.search_space()
         if self._warming_up(history) or not space:
             return None
