@@ -185,6 +185,18 @@ def nrmse(pred: Array, truth: Array) -> float:
 # The reference model.
 
 
+def _lbfgsb(value_grad, t0: Array, bounds: list[tuple[float, float]]):
+    """One L-BFGS-B run of ``value_grad`` (value and gradient) from ``t0`` within ``bounds``."""
+    return minimize(
+        value_grad, t0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 1000}
+    )
+
+
+def _better(best, res):
+    """``res`` if it is finite and lower than ``best`` (or ``best`` is ``None``), else ``best``."""
+    return res if np.isfinite(res.fun) and (best is None or res.fun < best.fun) else best
+
+
 def _sqexp(a: torch.Tensor, b: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     d2 = (((a[:, None, :] - b[None, :, :]) / ls) ** 2).sum(-1)
     return torch.exp(-0.5 * d2)
@@ -277,17 +289,7 @@ class ReferenceAR1:
                 l1 = rng.uniform(-1, 1, d) * math.log(10)
                 v0, v1 = rng.uniform(-1, 1) * math.log(10), rng.uniform(-2, 1) * math.log(10)
                 rho = rng.uniform(-3, 3)
-            t0 = np.r_[l0, v0, l1, v1, rho]
-            res = minimize(
-                value_grad,
-                t0,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": 1000},
-            )
-            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-                best = res
+            best = _better(best, _lbfgsb(value_grad, np.r_[l0, v0, l1, v1, rho], bounds))
         assert best is not None
         self.theta = torch.from_numpy(best.x)
         self.neg_log_lik = float(best.fun)
@@ -365,16 +367,7 @@ class KrigingGP:
                 if start == 0
                 else rng.uniform(-1, 1, d) * math.log(10)
             )
-            res = minimize(
-                value_grad,
-                t0,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": 1000},
-            )
-            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-                best = res
+            best = _better(best, _lbfgsb(value_grad, t0, bounds))
         assert best is not None
         self.log_l = torch.from_numpy(best.x)
         with torch.no_grad():
