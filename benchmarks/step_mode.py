@@ -249,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         "--storage", default=None, help="also keep every run as a study in this Optuna storage URL"
     )
     p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report of the finished runs; run nothing",
+    )
     args = p.parse_args(argv)
     done = []
     if args.records.exists():
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in args.seeds
         for pr in args.problems
         for m in args.methods
-        if (pr, m, s) not in have
+        if (pr, m, s) not in have and not args.report_only
     ]
     args.records.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -276,9 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 flush=True,
             )
-    command = "OMP_NUM_THREADS=1 python benchmarks/step_mode.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = "OMP_NUM_THREADS=1 python benchmarks/step_mode.py " + " ".join(shown)
     report(done, args.out, command)
     print(f"wrote {args.out / 'README.md'}")
     return 0
