@@ -303,17 +303,32 @@ def test_squared_exponential_fit_is_as_accurate_as_the_reference_ar1():
 
 
 def test_restarts_leave_the_optimum_where_rho_is_near_zero():
+    from optuna_mfkd.gp.fitting import map_objective
+
+    def objective(fitted):
+        fitted.model.train()
+        with torch.no_grad():
+            value = float(map_objective(fitted.model))
+        fitted.model.eval()
+        return value
+
     design, X, levels, y = _forrester(1)
-    fits = {}
-    for restarts in (1, 5):
-        torch.manual_seed(1)
-        fitted = fit_ar1_model(X, levels, y, 2, max_iter=200, kernel="rbf", restarts=restarts)
-        err = ar1_reference.nrmse(_top_mean(fitted, design.x_test), design.y_test)
-        fits[restarts] = (float(fitted.rho[0]), err)
+    single = fit_ar1_model(X, levels, y, 2, max_iter=200, kernel="rbf")
+    err = ar1_reference.nrmse(_top_mean(single, design.x_test), design.y_test)
     # One start from the defaults ends where the discrepancy explains the top level alone.
-    assert fits[1][0] < 0.5 and fits[1][1] > 0.5, fits
-    # Five starts find rho near its true value 2 and a small error.
-    assert abs(fits[5][0] - 2.0) < 0.2 and fits[5][1] < 0.1, fits
+    assert float(single.rho[0]) < 0.5 and err > 0.5, (float(single.rho[0]), err)
+    found = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        fitted = fit_ar1_model(X, levels, y, 2, max_iter=200, kernel="rbf", restarts=5)
+        # The kept start is the best of the five, so never below the single start.
+        assert objective(fitted) >= objective(single) - 1e-9
+        if abs(float(fitted.rho[0]) - 2.0) < 0.2:
+            assert ar1_reference.nrmse(_top_mean(fitted, design.x_test), design.y_test) < 0.1
+            found.append(seed)
+    # A random start lands in the basin of rho near its true value 2 about once in ten, so
+    # about 40% of five-start fits find it (3 of these 8 seeds).
+    assert len(found) >= 2, found
 
 
 def test_kernel_and_restarts_options_are_checked_and_kept():
@@ -354,3 +369,45 @@ def test_fixed_noise_is_kept_through_the_fit_a_warm_start_and_pending_points():
     torch.testing.assert_close(pending.model.likelihood.noise_covar.noise, fixed.model.likelihood.noise_covar.noise)
     with pytest.raises(ValueError, match="noise"):
         fit_ar1_model(X, levels, y, 2, noise=0.0)
+
+
+@pytest.mark.parametrize(
+    "num_levels,cat_dims,kernel,noise",
+    [(1, {}, "matern52", None), (2, {1: 3}, "matern52", None), (3, {0: 4, 2: 2}, "rbf", None),
+     (2, {}, "matern52", 1e-4)],
+)
+def test_map_objective_equals_gpytorch_and_the_normal_density(num_levels, cat_dims, kernel, noise):
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from optuna_mfkd.gp.fitting import map_objective, random_start
+
+    torch.manual_seed(num_levels)
+    n = 30
+    X = torch.rand(n, 4, dtype=torch.float64)
+    for j, k in cat_dims.items():
+        X[:, j] = torch.randint(0, k, (n,)).double()
+    levels = torch.arange(n) % num_levels
+    y = torch.sin(3 * X.sum(1)) + 0.3 * levels
+    model = fit_ar1_model(X, levels, y, num_levels, cat_dims=cat_dims, kernel=kernel, noise=noise, fit=False).model
+    random_start(model)  # away from the defaults: every term matters
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    ours = map_objective(model)
+    theirs = mll(model(*model.train_inputs), model.train_targets, *model.train_inputs)
+    g_ours = torch.autograd.grad(ours, params, allow_unused=True)
+    g_theirs = torch.autograd.grad(theirs, params, allow_unused=True)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-12, abs=1e-12)
+    for a, b in zip(g_ours, g_theirs):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    # The likelihood part against scipy's normal density of the standardised targets.
+    with torch.no_grad():
+        train_X = model.train_inputs[0]
+        K = model.covar_module(train_X, train_X).to_dense().numpy()
+        noise_var = model.likelihood.noise_covar.noise.reshape(-1)[levels].numpy()
+        means = torch.stack([m.constant for m in model.mean_module.base_means]).reshape(-1)[levels].numpy()
+        log_prior = sum(float(p.log_prob(c(m)).sum()) for _, m, p, c, _ in model.named_priors())
+    density = stats.multivariate_normal(means, K + np.diag(noise_var)).logpdf(model.train_targets.numpy())
+    assert float(ours) == pytest.approx((density + log_prior) / n, rel=1e-9)

@@ -78,9 +78,10 @@ class AR1Kernel(Kernel):
         a2 = self.coefficients(x2[..., -1]).to(x2.dtype)
         out = None
         for k, kernel in enumerate(self.base_kernels):
-            kk = kernel(f1, f2, diag=diag)
+            # ``forward``, not ``__call__``: a dense tensor, without a lazy kernel tensor per
+            # base kernel (the base kernels use no ``active_dims``).
+            kk = kernel.forward(f1, f2, diag=diag)
             if not diag:
-                kk = kk.to_dense()
                 term = a1[..., :, k : k + 1] * kk * a2[..., :, k].unsqueeze(-2)
             else:
                 term = a1[..., k] * kk * a2[..., k]
