@@ -179,9 +179,12 @@ def report(records: list[dict], out: Path, command: str) -> None:
     ]
     if (out / "notes.md").exists():  # the status and findings, written by hand beside the report
         lines += [(out / "notes.md").read_text().strip(), ""]
+    # The comparison's methods in their order, then any other method of the records (e.g.
+    # MFKDPruner thresholds ``mfkd+pruner@<p>``).
+    methods = [*METHODS, *sorted({r["method"] for r in records} - set(METHODS))]
     for problem in PROBLEMS:
         rows = {
-            m: [r for r in records if r["problem"] == problem and r["method"] == m] for m in METHODS
+            m: [r for r in records if r["problem"] == problem and r["method"] == m] for m in methods
         }
         rows = {m: rs for m, rs in rows.items() if rs}
         if not rows:

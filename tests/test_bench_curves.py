@@ -109,7 +109,20 @@ def test_run_stores_the_study_in_one_storage(tmp_path):
     assert math.isclose(sum(t.user_attrs["cost"] for t in study.trials), 18, abs_tol=9)
 
 
-@pytest.mark.parametrize("name", ["mfkd+hyperbandx", "cma+pruner", "nope"])
+@pytest.mark.parametrize(
+    "name", ["mfkd+hyperbandx", "cma+pruner", "nope", "mfkd+pruner@1.5", "mfkd+pruner@x", "tpe+sha@0.1"]
+)
 def test_unknown_methods_are_named(name):
     with pytest.raises(ValueError, match=name.replace("+", r"\+")):
         curve_runs.check_method(name)
+
+
+def test_a_pruner_threshold_reaches_mfkd_pruner():
+    from optuna_mfkd import MFKDPruner
+
+    assert curve_runs.check_method("mfkd+pruner@0.02") == "mfkd+pruner@0.02"
+    study = curve_runs.build_study(LinearCurve(), "mfkd+pruner@0.02", seed=0)
+    assert isinstance(study.pruner, MFKDPruner) and study.pruner.min_probability == 0.02
+    from optuna_mfkd.pruning import MIN_PROBABILITY
+
+    assert curve_runs.build_study(LinearCurve(), "mfkd+pruner", seed=0).pruner.min_probability == MIN_PROBABILITY

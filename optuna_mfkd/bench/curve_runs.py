@@ -8,7 +8,9 @@ Every method runs an Optuna study whose objective trains a configuration step by
   (``MFKDSampler(steps=rungs)``), ``tpe``, ``gp``, ``random``; pruners ``pruner``
   (:class:`~optuna_mfkd.pruning.MFKDPruner`), ``hyperband``
   (``HyperbandPruner(min_resource=rungs[0], max_resource=final step, reduction_factor=3)``),
-  ``sha`` (``SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=3)``).
+  ``sha`` (``SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=3)``);
+  ``pruner@<p>`` is MFKDPruner with ``min_probability=p`` (e.g. ``mfkd+pruner@0.02``, for
+  choosing the threshold).
 - ``mfkd-levels``: MFKDSampler's level mode (the defaults, cost-aware) with one level per
   rung: a trial trains up to its level's step.
 - peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``, ``syne-asha``, ``syne-bohb``, ``smac-hb``,
@@ -54,14 +56,35 @@ def level_name(step: int) -> str:
     return f"step{step}"
 
 
+def pruner_threshold(pruner: str) -> float | None:
+    """``p`` of a ``pruner@<p>`` pruner name (MFKDPruner's ``min_probability``), ``None``
+    for a name without ``@``; a ``ValueError`` when ``p`` is not a number in [0, 1)."""
+    name, at, value = pruner.partition("@")
+    if not at:
+        return None
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = math.nan
+    if name != "pruner" or not 0 <= threshold < 1:
+        raise ValueError(f"pruner {pruner!r}: only 'pruner@<p>' with p in [0, 1) takes a threshold")
+    return threshold
+
+
 def check_method(name: str) -> str:
     """``name`` if it is a method of this module, else a ``ValueError`` naming it."""
     sampler, _, pruner = name.partition("+")
+    if "@" in pruner:
+        try:
+            pruner_threshold(pruner)
+        except ValueError as err:
+            raise ValueError(f"method {name!r}: {err}") from None
+        pruner = pruner.partition("@")[0]
     if name in PEER_METHODS or name == LEVEL_METHOD or (sampler in SAMPLERS and pruner in PRUNERS):
         return name
     raise ValueError(
-        f"method {name!r}: use <sampler>+<pruner> with sampler in {SAMPLERS} and pruner in {PRUNERS}, "
-        f"{LEVEL_METHOD!r}, or a peer in {PEER_METHODS}"
+        f"method {name!r}: use <sampler>+<pruner> with sampler in {SAMPLERS} and pruner in {PRUNERS} "
+        f"(pruner@<p>: MFKDPruner's threshold), {LEVEL_METHOD!r}, or a peer in {PEER_METHODS}"
     )
 
 
@@ -91,8 +114,11 @@ def build_study(problem: CurveProblem, method: str, seed: int) -> optuna.Study:
             "gp": optuna.samplers.GPSampler,
             "random": optuna.samplers.RandomSampler,
         }[sampler_name](seed=seed)
-    if pruner_name == "pruner":
-        pruner: optuna.pruners.BasePruner = MFKDPruner(sampler)
+    if pruner_name.partition("@")[0] == "pruner":
+        threshold = pruner_threshold(pruner_name)
+        pruner: optuna.pruners.BasePruner = (
+            MFKDPruner(sampler) if threshold is None else MFKDPruner(sampler, min_probability=threshold)
+        )
     elif pruner_name == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(
             min_resource=rungs[0],
