@@ -36,11 +36,11 @@ PAPER_SAMPLER_SETTINGS = {
     "robust": False,
     "refit_every": 3,
 }
-#: MFKDSampler's level-choice strategy by default (``"paper"`` or ``"cost-aware"``), chosen
+#: MFKDSampler's level-choice strategy by default (of :data:`STRATEGIES`), chosen
 #: on the tuning problems (``benchmarks/results/tune-strategy/``).
 DEFAULT_STRATEGY = "cost-aware"
 #: The strategies MFKDSampler knows.
-STRATEGIES = ("paper", "cost-aware")
+STRATEGIES = ("paper", "cost-aware", "mf-mes")
 #: Search budget in (simulated) seconds of NAS-Bench-201's and the paper's protocol (T).
 NB201_BUDGET = 12_000.0
 

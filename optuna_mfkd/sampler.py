@@ -1,5 +1,4 @@
 """MFKDSampler: multi-fidelity search with AR1 co-kriging (MF-KD), the Optuna adapter only.
-
 ``before_trial`` reads the study once (:mod:`optuna_mfkd.sampling.history`) and asks the
 strategy (:mod:`optuna_mfkd.sampling.strategies`) for a plan: the level, and the point where
 the strategy chose one; ``sample_relative`` returns that point or asks the proposer
@@ -99,7 +98,8 @@ class MFKDSampler(BaseSampler):
         torch_threads: torch threads inside a step (restored after; ``None``: untouched).
         point_key: params -> key; points with equal keys are one point (e.g. isomorphic NB201
             cells, :func:`optuna_mfkd.nasbench201.space.cell_key`). Default: all the values.
-        strategy: ``"paper"`` or ``"cost-aware"`` (default; see above).
+        strategy: ``"paper"``, ``"cost-aware"`` (default; see above) or ``"mf-mes"`` (the level of
+            most information on the top level's maximum per cost, :mod:`~optuna_mfkd.gp.information`).
         costs: ``{level: cost of one evaluation}`` for the cost-aware strategy; levels not
             named are learned from the trials.
         screen: see the cost-aware strategy above (positive).
@@ -184,7 +184,7 @@ class MFKDSampler(BaseSampler):
 
     @property
     def strategy(self) -> str:
-        """``"paper"``, ``"cost-aware"`` or ``"steps"`` (the step mode)."""
+        """``"paper"``, ``"cost-aware"``, ``"mf-mes"`` or ``"steps"`` (the step mode)."""
         return self._options.strategy
 
     def reseed_rng(self) -> None:

@@ -34,6 +34,9 @@ DEFAULT_LEVEL = "high"
 #: Level-choice strategies: the paper's Algorithm 1, and the cost-aware choice of
 #: :mod:`optuna_mfkd.gp.fidelity_choice`.
 STRATEGIES = defaults.STRATEGIES
+#: Strategies that choose the level by cost (the warm-up sized by cost, promotion): MF-GP-UCB's
+#: threshold (``"cost-aware"``) or MF-MES's information per unit cost (``"mf-mes"``).
+COST_AWARE_STRATEGIES = ("cost-aware", "mf-mes")
 #: Warm-up of the cost-aware strategy: random trials at the cheapest level (at most the
 #: paper's n1 = 100), then at each higher level the best points of the level below are
 #: promoted (3 per level). The random warm-up is sized by cost too: it stops once it cost
@@ -200,7 +203,7 @@ def default_warmup(names: Sequence[str], strategy: str) -> dict[str, int]:
         return {names[0]: SINGLE_LEVEL_WARMUP}
     if strategy == "steps":  # trials counted at the top level, whatever rung they reached
         return {n: SINGLE_LEVEL_WARMUP if i == len(names) - 1 else 0 for i, n in enumerate(names)}
-    if strategy == "cost-aware":
+    if strategy in COST_AWARE_STRATEGIES:
         return {n: COST_AWARE_WARMUP["cheapest" if i == 0 else "promoted"] for i, n in enumerate(names)}
     top = len(names) - 1
     return {n: PAPER_WARMUP["top" if i == top else "cheap"] for i, n in enumerate(names)}
@@ -329,7 +332,7 @@ def build_options(
         settings=settings,
         n_warmup=warmup,
         # Only the default cost-aware warm-up is sized by cost; counts given are kept exactly.
-        cost_sized=n_warmup is None and strategy == "cost-aware" and len(names) > 1,
+        cost_sized=n_warmup is None and strategy in COST_AWARE_STRATEGIES and len(names) > 1,
         strategy=strategy,
         costs=costs,
         screen=screen,

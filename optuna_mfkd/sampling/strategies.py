@@ -24,6 +24,11 @@ import torch
 from optuna_mfkd.gp.acquisition import build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
 from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level
+from optuna_mfkd.gp.information import (
+    choose_level_by_information,
+    information_gains,
+    max_value_quantiles,
+)
 from optuna_mfkd.gp.model import FittedModel
 from optuna_mfkd.gp.proposal import best_of_candidates
 from optuna_mfkd.log import get_logger
@@ -110,6 +115,8 @@ class CostAwareStrategy(Strategy):
 
     promotes = True
     refit_growth = REFIT_GROWTH
+    #: How the level is chosen, recorded in the trial's ``how`` (e.g. ``logei+cost``).
+    level_rule = "cost"
     _warned_timed = False
 
     def warmup_stages(self, history: History) -> list[Mapping[str, int]]:
@@ -156,9 +163,7 @@ class CostAwareStrategy(Strategy):
                     (study_key, tuple(encoder.names)), encoder, obs, grid, used[top], every_level_pending=True
                 )
                 points, free = self._level_points(fitted, encoder, grid, row, used)
-                rep = cands.representatives(encoder, np.stack(points), grid)
-                covar_all = fitted.level_covariance(encoder.encode(rep))
-                std = torch.stack([covar_all[m, m, m] for m in range(top + 1)]).clamp_min(0.0).sqrt()
+                feats = encoder.encode(cands.representatives(encoder, np.stack(points), grid))
                 counts = np.bincount(levels, minlength=top + 1) + np.bincount(
                     np.array([lv for lv, _ in running], dtype=np.int64), minlength=top + 1
                 )
@@ -168,15 +173,19 @@ class CostAwareStrategy(Strategy):
                 ] + [True]
                 costs = history.costs(opts.costs)
                 self._warn_if_timed(history)
-                level = choose_level(
-                    std, fitted.model_rho, fitted.discrepancy_scales(), [costs[n] for n in opts.names], allowed,
-                    opts.xi_min,
-                )
+                level = self.choose_level(fitted, feats, [costs[n] for n in opts.names], allowed)
             except Exception as err:  # numerical failures must not stop the study
                 warn_failed(trial_number, "choosing the level with the co-kriging model", err,
                             "evaluating at the top level")
                 return Plan(top)
-        return Plan(level, points[level], signature(encoder), f"{opts.acquisition}+cost")
+        return Plan(level, points[level], signature(encoder), f"{opts.acquisition}+{self.level_rule}")
+
+    def choose_level(self, fitted: FittedModel, feats: torch.Tensor, costs: list[float], allowed: list[bool]) -> int:
+        """MF-GP-UCB's level (:func:`~optuna_mfkd.gp.fidelity_choice.choose_level`) for the
+        points ``feats`` (encoded, one per level: the point each level would evaluate)."""
+        covar_all = fitted.level_covariance(feats)
+        std = torch.stack([covar_all[m, m, m] for m in range(len(costs))]).clamp_min(0.0).sqrt()
+        return choose_level(std, fitted.model_rho, fitted.discrepancy_scales(), costs, allowed, self.options.xi_min)
 
     def _warn_if_timed(self, history: History) -> None:
         """Say once that a level's cost is learned from the objective's wall time."""
@@ -223,6 +232,30 @@ class CostAwareStrategy(Strategy):
             points.append(rows[best_of_candidates(acqf, feats, mask, cands.rng)])
             free.append(True)
         return points, free
+
+
+class InformationStrategy(CostAwareStrategy):
+    """The cost-aware strategy with the level of largest information about the top level's
+    maximum per unit cost (MF-MES, :mod:`optuna_mfkd.gp.information`) instead of MF-GP-UCB's
+    threshold; the maximum's quantiles come from the top level's posterior at the training
+    points and the candidate points."""
+
+    level_rule = "mf-mes"
+
+    def choose_level(self, fitted: FittedModel, feats: torch.Tensor, costs: list[float], allowed: list[bool]) -> int:
+        top = len(costs) - 1
+        covar_all = fitted.level_covariance(feats)
+        with torch.no_grad():
+            pool = torch.cat([fitted.model.train_inputs[0][:, :-1], feats.to(torch.float64)])
+            mean, var = fitted.marginals(pool)
+        max_values = max_value_quantiles(mean, var.clamp_min(0.0).sqrt())
+        noise = [fitted.noise_variance(m) for m in range(top + 1)]
+        start = len(mean) - len(feats)  # level m is weighed at its own point, feats[m]
+        gains = [
+            float(information_gains(covar_all[m], noise, float(mean[start + m]), max_values)[m])
+            for m in range(top + 1)
+        ]
+        return choose_level_by_information(gains, costs, allowed)
 
 
 class LearningCurveStrategy(Strategy):
@@ -305,7 +338,8 @@ def probability_of_improvement(mean: float, var: float, best: float) -> float:
 
 #: Strategy name -> class.
 STRATEGY_CLASSES: dict[str, type[Strategy]] = {
-    "paper": PaperStrategy, "cost-aware": CostAwareStrategy, "steps": LearningCurveStrategy,
+    "paper": PaperStrategy, "cost-aware": CostAwareStrategy, "mf-mes": InformationStrategy,
+    "steps": LearningCurveStrategy,
 }
 
 
