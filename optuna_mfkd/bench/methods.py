@@ -27,7 +27,8 @@ levels whose low level is a cached (or live) low-fidelity score: NST distillatio
 / plain cross-entropy (:attr:`Method.low_loss`). ``mfkd-nst-ca`` / ``mfkd-ce-ca`` /
 ``mfkd-kd-ca`` are ``mfkd`` over such a score, queried on the pool's cells only
 (:attr:`Method.pool_cells_only`); ``mfkd-gpr-ca`` is ``mfkd`` on the top level alone
-(:attr:`Method.top_level_only`).
+(:attr:`Method.top_level_only`); ``mfkd-mes`` is ``mfkd`` with ``strategy="mf-mes"`` (the level
+of most information on the top level's maximum per unit cost).
 
 Peers (other libraries' multi-fidelity optimisers, optional extra ``peers``; see
 :mod:`optuna_mfkd.bench.peers`): ``dehb``, ``syne-bohb``, ``syne-asha``, ``smac-mf``,
@@ -45,7 +46,7 @@ reduction_factor=3)``; the objective reports at step 12 only (see
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -160,6 +161,11 @@ def _mfkd_defaults(seed: int, ctx: MethodContext) -> Built:
     return mfkd_sampler(_levels(ctx), seed=seed, **options, **ctx.sampler_options), None, MULTI
 
 
+def _mfkd_mes(seed: int, ctx: MethodContext) -> Built:
+    # The defaults with the MF-MES level rule instead of MF-GP-UCB's.
+    return _mfkd_defaults(seed, replace(ctx, sampler_options={**ctx.sampler_options, "strategy": "mf-mes"}))
+
+
 def _mfkd_paper(seed: int, ctx: MethodContext) -> Built:
     levels = _levels(ctx)
     n_high = ctx.n_warmup_single if len(levels) == 1 else ctx.n_warmup_high
@@ -216,6 +222,8 @@ METHODS: dict[str, Method] = {
         _cost_aware("mfkd-kd-ca", "MFKDSampler defaults (cost-aware), Hinton-KD low fidelity on the pool's cells",
                     "kd"),
         Method("mfkd-gpr-ca", "MFKDSampler defaults, top level only", MULTI, _mfkd_defaults, top_level_only=True),
+        Method("mfkd-mes", "MFKDSampler defaults, level chosen by MF-MES per unit cost (strategy='mf-mes')",
+               MULTI, _mfkd_mes),
         *(_peer_method(p) for p in PEERS.values()),
         Method("mfkd-paper", "MFKDSampler, the paper's settings (UCB, beta 1, 5,000 candidates)", MULTI,
                _mfkd_paper, reference_rank=1, reference_unless="mfkd"),

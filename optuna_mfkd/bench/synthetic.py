@@ -51,7 +51,7 @@ fidelity. Its ``optimal_value`` (123.25) is rounded: the high-fidelity function 
 in every input but the sweep angle, minimal at ``Lambda = 0``, so the minimiser is the
 corner (150, 220, 6, 0, 16, 0.5, 0.18, 2.5, 1700, 0.025), value 123.2537; ``f*`` is that.
 
-The multi-fidelity problems also run the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
+The multi-fidelity problems also run ``mfkd-mes`` and the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
 ``syne-bohb``, ``syne-asha``, ``smac-mf``, ``smac-hb``) when a run names them
 (``extra_methods``; they are not among :data:`SYNTHETIC_METHODS`). Their context gives the
 search space (a ``FloatDistribution(low, high)`` per input, a ``CategoricalDistribution`` for
@@ -88,6 +88,8 @@ REGRET_FLOOR = 1e-12
 SYNTHETIC_METHODS: tuple[str, ...] = ("mfkd", "mfkd-paper", "gp", "tpe", "random")
 #: Methods the multi-fidelity problems run on request (not by default): the peers.
 PEER_METHODS: tuple[str, ...] = tuple(PEERS)
+#: The multi-fidelity problems' methods on request: MFKDSampler's MF-MES level rule and the peers.
+MF_EXTRA_METHODS: tuple[str, ...] = ("mfkd-mes", *PEER_METHODS)
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,7 @@ def augmented_hartmann() -> SyntheticProblem:
     x_star = tuple(fn.optimizers[0].tolist()[:6])
     levels = (Level("s0.5", 0.01, 0.5), Level("s0.75", 0.1, 0.75), Level("s1", 1.0, 1.0))
     return SyntheticProblem("augmented-hartmann", "3-level", fn, _floats(fn, 6), levels, 50, x_star, 6,
-                            "AugmentedHartmann 6D, fidelity s in {0.5, 0.75, 1}, costs 0.01 / 0.1 / 1", extra_methods=PEER_METHODS)
+                            "AugmentedHartmann 6D, fidelity s in {0.5, 0.75, 1}, costs 0.01 / 0.1 / 1", extra_methods=MF_EXTRA_METHODS)
 
 
 def augmented_branin() -> SyntheticProblem:
@@ -344,7 +346,7 @@ def augmented_branin() -> SyntheticProblem:
     x_star = next(tuple(o[:2]) for o in fn.optimizers.tolist() if o[2] == 1.0)
     levels = (Level("s0.5", 0.1, 0.5), Level("s1", 1.0, 1.0))
     return SyntheticProblem("augmented-branin", "2-level", fn, _floats(fn, 2), levels, 40, x_star, 2,
-                            "AugmentedBranin 2D, fidelity s in {0.5, 1}, costs 0.1 / 1", extra_methods=PEER_METHODS)
+                            "AugmentedBranin 2D, fidelity s in {0.5, 1}, costs 0.1 / 1", extra_methods=MF_EXTRA_METHODS)
 
 
 #: The wing weight's minimiser (see the module docstring).
@@ -359,7 +361,7 @@ def wing_weight() -> SyntheticProblem:
     raw = {i: float(fn.cost(torch.tensor([[0.0] * 10 + [float(i)]], dtype=torch.float64))[0]) for i in names}
     levels = tuple(Level(names[i], raw[i] / raw[0], float(i)) for i in (3, 2, 1, 0))
     return SyntheticProblem("wing-weight", "4-level", fn, _floats(fn, 10), levels, 40, WING_WEIGHT_MINIMISER, 10,
-                            "WingWeightMultiFidelity 10D, BoTorch's 4 levels and costs (1 : 10 : 100 : 1000)", extra_methods=PEER_METHODS)
+                            "WingWeightMultiFidelity 10D, BoTorch's 4 levels and costs (1 : 10 : 100 : 1000)", extra_methods=MF_EXTRA_METHODS)
 
 
 #: ``<name>/<variant>`` -> factory, single-fidelity problems first.
