@@ -31,6 +31,9 @@ STUDY_FIDELITIES_ATTR = "mfkd:fidelities"
 #: Trial system attribute: when the sampler handed the trial its point (ISO time), so that a
 #: duration counts the objective alone, not the sampler's own step.
 OBJECTIVE_START_ATTR = "mfkd:objective_start"
+#: Study system attribute where :class:`MaxCostCallback` records its budget and cost attribute
+#: (``{"budget": float, "cost_attr": str}``), so that the sampler's level choice knows it.
+BUDGET_ATTR = "mfkd:budget"
 
 _TrialLike = optuna.trial.BaseTrial | FrozenTrial
 _logger = get_logger(__name__)
@@ -205,6 +208,10 @@ class MaxCostCallback:
     trial, so the last trial may overshoot the budget, as in NAS-Bench-201's simulated
     searches.
 
+    At its first call it records the budget in the study (:data:`BUDGET_ATTR`): the
+    cost-aware level choice of :class:`~optuna_mfkd.MFKDSampler` then keeps the last part of
+    the budget for the top level (:func:`optuna_mfkd.gp.fidelity_choice.within_budget`).
+
     Args:
         budget: total cost at which the study stops; must be positive and finite.
         cost_attr: name of the user attribute holding each trial's cost.
@@ -216,8 +223,14 @@ class MaxCostCallback:
         self.budget = float(budget)
         self.cost_attr = cost_attr
         self._warned: set[str] = set()
+        self._recorded: set[int] = set()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if study._study_id not in self._recorded:
+            record = {"budget": self.budget, "cost_attr": self.cost_attr}
+            if study._storage.get_study_system_attrs(study._study_id).get(BUDGET_ATTR) != record:
+                study._storage.set_study_system_attr(study._study_id, BUDGET_ATTR, record)
+            self._recorded.add(study._study_id)
         self._check_cost(trial)
         if total_cost(study, self.cost_attr) >= self.budget:
             study.stop()

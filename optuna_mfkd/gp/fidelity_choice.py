@@ -88,6 +88,27 @@ def choose_level(
     return n - 1
 
 
+#: With a known budget (:class:`~optuna_mfkd.fidelity.MaxCostCallback`), the last share of it
+#: in which only the top level is evaluated (:func:`within_budget`).
+TOP_LEVEL_SHARE = 0.1
+
+
+def within_budget(
+    allowed: Sequence[bool], costs: Sequence[float], budget: float, spent: float, share: float = TOP_LEVEL_SHARE
+) -> list[bool]:
+    """``allowed`` with the levels below the top switched off where a budget ends: in its last
+    ``share`` (``spent >= (1 - share) budget``), and for a level ``m`` whose evaluation would
+    leave no room for one at the top (``spent + c_m + c_top > budget``). A cheaper evaluation
+    pays only through later top-level ones; the incumbent is the best top-level value.
+    """
+    top = len(costs) - 1
+    late = spent >= (1.0 - share) * budget
+    return [
+        ok and (m == top or (not late and spent + costs[m] + costs[top] <= budget))
+        for m, ok in enumerate(allowed)
+    ]
+
+
 def cheap_warmup_size(cost_cheapest: float, cost_top: float, worth: float, most: int, least: int = 0) -> int:
     """Random warm-up points at the cheapest level: as many as cost ``worth`` evaluations of
     the top level, kept between ``least`` and ``most``,

@@ -33,12 +33,14 @@ from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_mfkd.fidelity import (
+    BUDGET_ATTR,
     OBJECTIVE_START_ATTR,
     STUDY_FIDELITIES_ATTR,
     fidelity_of,
     level_costs,
     record_user_attrs,
     timed_levels,
+    trial_cost,
 )
 
 #: Trial system attribute holding the point a trial was given (Optuna internal repr).
@@ -118,11 +120,16 @@ class History:
         self, study: optuna.Study, trial: FrozenTrial | None, names: Sequence[str], with_pruned: bool = False
     ) -> None:
         states = (TrialState.COMPLETE, TrialState.RUNNING, *((TrialState.PRUNED,) if with_pruned else ()))
-        scanned = study._get_trials(deepcopy=False, states=states, use_cache=False)
-        self.trials: list[FrozenTrial] = [t for t in scanned if trial is None or t.number != trial.number]
+        scanned = study._get_trials(deepcopy=False, use_cache=False)
+        others = [t for t in scanned if trial is None or t.number != trial.number]
+        self.trials: list[FrozenTrial] = [t for t in others if t.state in states]
         self.names = list(names)
         self.sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
         self._space: dict[str, BaseDistribution] | None = None
+        self._budget: dict[str, Any] | None = study._storage.get_study_system_attrs(study._study_id).get(BUDGET_ATTR)
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        cost_attr = self._budget["cost_attr"] if self._budget else ""
+        self._paid = sum(trial_cost(t, cost_attr) for t in others if t.state in finished) if self._budget else 0.0
 
     @property
     def complete(self) -> list[FrozenTrial]:
@@ -150,6 +157,20 @@ class History:
     def costs(self, given: Mapping[str, float]) -> dict[str, float]:
         """Cost of one evaluation per level (:func:`optuna_mfkd.fidelity.level_costs`)."""
         return level_costs(self.complete, self.names, given)
+
+    def budget(self, given: Mapping[str, float]) -> tuple[float, float] | None:
+        """``(budget, spent)`` when a :class:`~optuna_mfkd.fidelity.MaxCostCallback` recorded a
+        budget in the study, else ``None``: ``spent`` is the cost of the finished trials
+        (COMPLETE, PRUNED, FAIL) plus one evaluation of its level per RUNNING trial (their
+        cost is committed)."""
+        if not self._budget:
+            return None
+        costs = self.costs(given)
+        running = sum(
+            costs[self.names[lv]] for t in self.trials
+            if t.state == TrialState.RUNNING and (lv := self.level_of(t)) is not None
+        )
+        return float(self._budget["budget"]), self._paid + running
 
     def timed_levels(self, given: Mapping[str, float]) -> list[str]:
         """Levels not in ``given`` whose trials carry no numeric ``cost`` attribute."""

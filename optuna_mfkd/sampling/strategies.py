@@ -23,7 +23,7 @@ import torch
 
 from optuna_mfkd.gp.acquisition import build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
-from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level
+from optuna_mfkd.gp.fidelity_choice import cheap_warmup_size, choose_level, within_budget
 from optuna_mfkd.gp.information import (
     choose_level_by_information,
     information_gains,
@@ -172,8 +172,11 @@ class CostAwareStrategy(Strategy):
                     for lv in range(top)
                 ] + [True]
                 costs = history.costs(opts.costs)
+                level_costs = [costs[n] for n in opts.names]
+                if (budget := history.budget(opts.costs)) is not None:
+                    allowed = within_budget(allowed, level_costs, *budget)
                 self._warn_if_timed(history)
-                level = self.choose_level(fitted, feats, [costs[n] for n in opts.names], allowed)
+                level = self.choose_level(fitted, feats, level_costs, allowed)
             except Exception as err:  # numerical failures must not stop the study
                 warn_failed(trial_number, "choosing the level with the co-kriging model", err,
                             "evaluating at the top level")
