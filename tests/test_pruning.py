@@ -273,7 +273,7 @@ def test_probability_of_improvement_is_the_normal_tail(mean, var, best) -> None:
     )
 
 
-@pytest.mark.parametrize(("p", "pruned"), [(0.049, True), (0.05, False), (0.6, False)])
+@pytest.mark.parametrize(("p", "pruned"), [(0.0049, True), (0.005, False), (0.6, False)])
 def test_the_pruner_prunes_below_its_probability_and_says_why(p, pruned, monkeypatch) -> None:
     study, pruner = _study_with_history(0)
     monkeypatch.setattr(pruner._strategy, "improvement_probability", lambda *args: p)
@@ -285,7 +285,7 @@ def test_the_pruner_prunes_below_its_probability_and_says_why(p, pruned, monkeyp
     assert attrs["p_improve@3"] == p
     assert ("pruned_by" in attrs) is pruned
     if pruned:
-        assert attrs["pruned_by"] == f"MFKDPruner(p={p:.3g} < 0.05 at step 3)"
+        assert attrs["pruned_by"] == f"MFKDPruner(p={p:.3g} < 0.005 at step 3)"
 
 
 def test_points_beyond_the_per_rung_cap_are_not_proposed_again(monkeypatch) -> None:
