@@ -213,3 +213,19 @@ def wait_for_running_trial(url: str, name: str, proc: Any) -> Any:
                 return t
         time.sleep(0.2)
     raise AssertionError("no trial started running")
+
+
+def two_level_bowl(trial: Any, wiggle: float = 0.2, frequency: float = 6.0) -> float:
+    """A two-level objective: ``(x - 0.3)^2 + (y - 0.7)^2`` at the level "high" (cost 10), plus
+    ``wiggle * sin(frequency * x)`` at "low" (cost 1); the cost is set as the trial's
+    ``cost`` user attribute."""
+    import math
+
+    from optuna_mfkd import fidelity_of
+
+    x = trial.suggest_float("x", 0.0, 1.0)
+    y = trial.suggest_float("y", 0.0, 1.0)
+    low = fidelity_of(trial) == "low"
+    trial.set_user_attr("cost", 1.0 if low else 10.0)
+    value = (x - 0.3) ** 2 + (y - 0.7) ** 2
+    return value + (wiggle * math.sin(frequency * x) if low else 0.0)

@@ -4,12 +4,11 @@ one) for the top level."""
 
 from __future__ import annotations
 
-import math
-
 import optuna
 import pytest
+from conftest import two_level_bowl
 
-from optuna_mfkd import MaxCostCallback, MFKDSampler, fidelity_of
+from optuna_mfkd import MaxCostCallback, MFKDSampler
 from optuna_mfkd.fidelity import BUDGET_ATTR
 from optuna_mfkd.gp.fidelity_choice import TOP_LEVEL_SHARE, within_budget
 from optuna_mfkd.sampling.history import History
@@ -60,18 +59,10 @@ def test_max_cost_callback_records_its_budget_and_history_counts_what_is_spent()
 
 @pytest.mark.parametrize("strategy", ["cost-aware", "mf-mes"])
 def test_the_last_share_of_the_budget_goes_to_the_top_level(strategy):
-    def objective(trial):
-        x = trial.suggest_float("x", 0.0, 1.0)
-        y = trial.suggest_float("y", 0.0, 1.0)
-        low = fidelity_of(trial) == "low"
-        trial.set_user_attr("cost", 1.0 if low else 10.0)
-        value = (x - 0.3) ** 2 + (y - 0.7) ** 2
-        return value + (0.2 * math.sin(6 * x) if low else 0.0)
-
     budget = 150.0
     sampler = MFKDSampler(["low", "high"], n_warmup={"low": 6, "high": 2}, seed=1, strategy=strategy)
     study = optuna.create_study(sampler=sampler)
-    study.optimize(objective, n_trials=200, callbacks=[MaxCostCallback(budget)])
+    study.optimize(two_level_bowl, n_trials=200, callbacks=[MaxCostCallback(budget)])
     spent, late = 0.0, []
     for t in study.trials:
         if spent >= (1 - TOP_LEVEL_SHARE) * budget or spent + 1.0 + 10.0 > budget:

@@ -9,9 +9,10 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from conftest import two_level_bowl
 from scipy import stats
 
-from optuna_mfkd import MFKDSampler, fidelity_of
+from optuna_mfkd import MFKDSampler
 from optuna_mfkd.gp.information import (
     STANDARD_NORMAL_ENTROPY,
     choose_level_by_information,
@@ -102,18 +103,10 @@ def test_a_level_1000_times_dearer_is_chosen_only_when_its_information_is_worth_
 
 
 def test_mf_mes_strategy_searches_two_levels():
-    def objective(trial):
-        x = trial.suggest_float("x", 0.0, 1.0)
-        y = trial.suggest_float("y", 0.0, 1.0)
-        low = fidelity_of(trial) == "low"
-        trial.set_user_attr("cost", 1.0 if low else 10.0)
-        value = (x - 0.3) ** 2 + (y - 0.7) ** 2
-        return value + (0.1 * math.sin(5 * x) if low else 0.0)
-
     sampler = MFKDSampler(["low", "high"], n_warmup={"low": 6, "high": 2}, seed=0, strategy="mf-mes")
     assert sampler.strategy == "mf-mes"
     study = optuna.create_study(sampler=sampler)
-    study.optimize(objective, n_trials=30)
+    study.optimize(lambda trial: two_level_bowl(trial, wiggle=0.1, frequency=5.0), n_trials=30)
     hows = [t.system_attrs.get("mfkd:how") for t in study.trials[8:]]
     assert hows.count("logei+mf-mes") >= 15, hows
     levels = [t.user_attrs["fidelity"] for t in study.trials[8:]]
