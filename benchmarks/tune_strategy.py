@@ -122,6 +122,8 @@ def main() -> None:
                         help="name=JSON keyword arguments of MFKDSampler, or name=<suite method>")
     parser.add_argument("--table", default=None, help="NB201 table (default: the bundled one)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tune-strategy"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="write summary.md from the rows of runs.csv; run nothing")
     args = parser.parse_args()
     variants: dict[str, str | dict] = {}
     for text in args.variant:
@@ -137,7 +139,8 @@ def main() -> None:
             r[f] = float(r[f])
         r["seed"], r["top_trials"] = int(r["seed"]), int(r["top_trials"])
     done = {(r["problem"], r["variant"], r["seed"]) for r in rows}
-    todo = [(p, v, s) for s in parse_seeds(args.seeds) for p in args.problems for v in variants if (p, v, s) not in done]
+    todo = [(p, v, s) for s in parse_seeds(args.seeds) for p in args.problems for v in variants
+            if (p, v, s) not in done and not args.report_only]
     new = not path.exists()
     with ProcessPoolExecutor(args.jobs) as pool, path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
