@@ -34,7 +34,8 @@ def test_within_budget_switches_at_the_stated_share():
 
 def test_max_cost_callback_records_its_budget_and_history_counts_what_is_spent():
     study = optuna.create_study()
-    assert History(study, None, ["low", "high"]).budget({}) is None
+    history = History(study, None, ["low", "high"])
+    assert history.budget(history.costs({})) is None
     callback = MaxCostCallback(50.0)
     for level, cost in (("low", 1.0), ("high", 10.0), ("low", 1.0)):
         trial = study.ask()
@@ -51,10 +52,12 @@ def test_max_cost_callback_records_its_budget_and_history_counts_what_is_spent()
     assert study._storage.get_study_system_attrs(study._study_id)[BUDGET_ATTR] == {"budget": 50.0, "cost_attr": "cost"}
     # finished 1 + 10 + 1 + 1 (pruned) = 13, and the running trial commits one high-level
     # evaluation (the median cost of its level, 10).
-    assert History(study, None, ["low", "high"]).budget({}) == (50.0, 23.0)
+    history = History(study, None, ["low", "high"])
+    assert history.budget(history.costs({})) == (50.0, 23.0)
     # The trial being sampled is not part of its own history.
     frozen = study.trials[-1]
-    assert History(study, frozen, ["low", "high"]).budget({}) == (50.0, 13.0)
+    history = History(study, frozen, ["low", "high"])
+    assert history.budget(history.costs({})) == (50.0, 13.0)
 
 
 @pytest.mark.parametrize("strategy", ["cost-aware", "mf-mes"])

@@ -158,14 +158,13 @@ class History:
         """Cost of one evaluation per level (:func:`optuna_mfkd.fidelity.level_costs`)."""
         return level_costs(self.complete, self.names, given)
 
-    def budget(self, given: Mapping[str, float]) -> tuple[float, float] | None:
+    def budget(self, costs: Mapping[str, float]) -> tuple[float, float] | None:
         """``(budget, spent)`` when a :class:`~optuna_mfkd.fidelity.MaxCostCallback` recorded a
         budget in the study, else ``None``: ``spent`` is the cost of the finished trials
         (COMPLETE, PRUNED, FAIL) plus one evaluation of its level per RUNNING trial (their
-        cost is committed)."""
+        cost is committed), with ``costs`` the cost per level (:meth:`costs`)."""
         if not self._budget:
             return None
-        costs = self.costs(given)
         running = sum(
             costs[self.names[lv]] for t in self.trials
             if t.state == TrialState.RUNNING and (lv := self.level_of(t)) is not None

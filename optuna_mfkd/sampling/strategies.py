@@ -173,7 +173,7 @@ class CostAwareStrategy(Strategy):
                 ] + [True]
                 costs = history.costs(opts.costs)
                 level_costs = [costs[n] for n in opts.names]
-                if (budget := history.budget(opts.costs)) is not None:
+                if (budget := history.budget(costs)) is not None:
                     allowed = within_budget(allowed, level_costs, *budget)
                 self._warn_if_timed(history)
                 level = self.choose_level(fitted, feats, level_costs, allowed)
