@@ -55,20 +55,21 @@ class MFKDSampler(BaseSampler):
     space is conditional) and running ones enter at their posterior mean.
 
     ``strategy="paper"`` (Algorithm 1) evaluates every trial after the warm-up at the top
-    level. ``strategy="cost-aware"`` (default) chooses the level too
-    (:mod:`optuna_mfkd.gp.fidelity_choice`): the acquisition's maximiser is evaluated at
-    the cheapest level where it is still more uncertain than ``sqrt(cost ratio) x`` that
-    level's discrepancy with the level above (MF-GP-UCB's rule), so a point climbs the levels
-    while it stays the best; its warm-up is sized by cost
-    (:data:`~optuna_mfkd.sampling.options.COST_AWARE_WARMUP`) and a cheaper level holds at
-    most its warm-up plus ``screen`` trials per trial of the level above. Costs per level are
+    level. ``strategy="mf-mes"`` (default) chooses the level too: the acquisition's
+    maximiser is evaluated at the level of most information on the top level's maximum per
+    unit cost, ``argmax_m I(y_m(x); f*) / c_m`` (:mod:`optuna_mfkd.gp.information`);
+    ``"cost-aware"``: the cheapest level where the point is more uncertain than ``sqrt(cost
+    ratio) x`` its discrepancy with the level above (MF-GP-UCB, :mod:`~optuna_mfkd.gp.fidelity_choice`).
+    Both spend the last tenth of a recorded budget at the top level; the warm-up is sized by
+    cost (:data:`~optuna_mfkd.sampling.options.COST_AWARE_WARMUP`), a cheaper level holds at
+    most its warm-up plus ``screen`` trials per trial of the level above, and costs are
     ``costs`` where given, else learned (:func:`optuna_mfkd.fidelity.level_costs`).
 
     Acquisitions (:mod:`optuna_mfkd.gp.acquisition`), in standardised top-level units:
     ``"logei"`` (default, BoTorch's ``LogExpectedImprovement``), ``"ucb"`` (the paper's
     ``mu + beta * sigma^2``); :data:`PAPER_SETTINGS` are the paper's. One level (the default:
-    ``MFKDSampler()`` is single-fidelity GP BO on any objective) has no level choice. FAILED and PRUNED trials do not enter the model; a failed
-    fit logs a warning and gives that trial a random point. The direction is respected.
+    ``MFKDSampler()`` is single-fidelity GP BO on any objective) has no level choice. FAILED
+    and PRUNED trials are left out; a failed fit logs a warning and gives a random point.
 
     Args:
         fidelities: level names ordered from cheapest to most expensive, or a dict
@@ -76,7 +77,7 @@ class MFKDSampler(BaseSampler):
             are recorded as user attributes of the trials at that level. Default: one level,
             ``"high"`` (single-fidelity; declare levels for multi-fidelity search).
         n_warmup: warm-up trials per level (given counts are kept exactly, levels not named
-            get 0). Default: 10 for one level; cost-aware: sized by cost (see above); paper:
+            get 0). Default: 10 for one level; mf-mes, cost-aware: sized by cost; paper:
             100 per cheaper level and 20 at the top.
         n_candidates: ``None`` (default): exhaustive over discrete spaces of at most
             ``exhaustive_limit`` points, else optimised. ``"all"``: exhaustive over any
@@ -98,11 +99,10 @@ class MFKDSampler(BaseSampler):
         torch_threads: torch threads inside a step (restored after; ``None``: untouched).
         point_key: params -> key; points with equal keys are one point (e.g. isomorphic NB201
             cells, :func:`optuna_mfkd.nasbench201.space.cell_key`). Default: all the values.
-        strategy: ``"paper"``, ``"cost-aware"`` (default; see above) or ``"mf-mes"`` (the level of
-            most information on the top level's maximum per cost, :mod:`~optuna_mfkd.gp.information`).
-        costs: ``{level: cost of one evaluation}`` for the cost-aware strategy; levels not
+        strategy: ``"paper"``, ``"mf-mes"`` (default) or ``"cost-aware"``; see above.
+        costs: ``{level: cost of one evaluation}`` for the level choice; levels not
             named are learned from the trials.
-        screen: see the cost-aware strategy above (positive).
+        screen: see the level choice above (positive).
         xi_min: smallest discrepancy scale of the cost-aware level choice (``>= 0``).
         level_points: ``{level: [params, ...]}``: the only points a cheaper level can
             evaluate (e.g. a cached low-fidelity pool); its warm-up draws from them, only they

@@ -31,6 +31,10 @@ FACTORIES = {
         seed=0,
         max_fit_iter=15,
     ),
+    # The default level choice (MF-MES) after a short warm-up.
+    "two-level-mf-mes": lambda: MFKDSampler(
+        ["low", "high"], n_warmup={"low": 2, "high": 1}, n_candidates=256, seed=0, max_fit_iter=15
+    ),
     # The step (learning-curve) mode: levels are reported steps; trials without reports are
     # observations at the top level only.
     "steps": lambda: MFKDSampler(steps=[1, 3], seed=0, max_fit_iter=15),

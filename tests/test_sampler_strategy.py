@@ -201,7 +201,7 @@ def _levels_after_warmup(study, sampler):
 def test_cost_aware_uses_cheap_correlated_levels_and_climbs_to_the_top():
     problem = Levels()
     assert MFKDSampler(list(problem.names)).n_warmup == {"l0": 100, "l1": 3, "l2": 3}  # the default
-    assert MFKDSampler(list(problem.names)).strategy == "cost-aware"
+    assert MFKDSampler(list(problem.names)).strategy == "mf-mes"
     sampler = MFKDSampler(list(problem.names), strategy="cost-aware", seed=0, max_fit_iter=30, n_warmup=WARM)
     study = optuna.create_study(sampler=sampler)
     study.optimize(problem.objective, n_trials=45)
@@ -243,7 +243,7 @@ def _warmup_levels(level_costs_, n_trials, **kwargs):
 
 
 @pytest.mark.parametrize("given", [False, True])
-def test_default_cost_aware_warmup_is_sized_by_the_costs(given):
+def test_default_warmup_is_sized_by_the_costs(given):
     # l0 is only twice as cheap as l2 (6 top-level evaluations' worth = 12 points, not 100):
     # first 10 random l0 points and one promotion per level (the probe that learns the
     # costs), then l0 up to 12, then two more promotions per level; then the model decides.
@@ -253,7 +253,7 @@ def test_default_cost_aware_warmup_is_sized_by_the_costs(given):
     assert levels[12:18] == ["l0", "l0", "l1", "l1", "l2", "l2"]
     how = [t.system_attrs.get(HOW_ATTR, "random") for t in study.trials[:18]]
     assert how[10:12] == ["promote"] * 2 and how[12:14] == ["random"] * 2 and how[14:18] == ["promote"] * 4
-    assert all(h.endswith("+cost") for h in (t.system_attrs.get(HOW_ATTR) for t in study.trials[18:]))
+    assert all(h.endswith("+mf-mes") for h in (t.system_attrs.get(HOW_ATTR) for t in study.trials[18:]))
 
 
 def test_cheap_levels_keep_the_full_warmup_and_given_counts_are_kept_exactly():
@@ -355,7 +355,7 @@ def test_a_resumed_study_continues_the_cost_sized_warmup(tmp_path):
     levels, how = _resumed_levels(tmp_path, "", 0.5, "0.05", 6)
     assert levels[:15] == ["low"] * 10 + ["high"] + ["low"] * 2 + ["high"] * 2
     assert how[10] == "promote" and how[11:13] == ["random"] * 2 and how[13:15] == ["promote"] * 2
-    assert len(levels) == 18 and all(h.endswith("+cost") for h in how[15:])
+    assert len(levels) == 18 and all(h.endswith("+mf-mes") for h in how[15:])
 
 
 @pytest.mark.parametrize(
@@ -412,7 +412,7 @@ def test_a_restricted_level_evaluates_only_its_points(strategy):
     assert any(p not in set(low) for p in high[3:])
 
 
-def test_cost_aware_screens_a_restricted_level_at_its_own_points():
+def test_the_level_choice_screens_a_restricted_level_at_its_own_points():
     """The cheap level holds 10 of 40 values; point_key makes pairs (2k, 2k+1) one point, the
     model's representatives are the even values and the cheap level's points are odd: every
     cheap trial uses the given (odd) value, and the cheap level is chosen after the warm-up."""
@@ -435,7 +435,7 @@ def test_cost_aware_screens_a_restricted_level_at_its_own_points():
     after = study.trials[5:]
     low = [t.params["a"] for t in after if t.user_attrs["fidelity"] == "low"]
     assert low, "the cheap level was never chosen after the warm-up"
-    assert all(t.system_attrs[HOW_ATTR].endswith("+cost") for t in after)
+    assert all(t.system_attrs[HOW_ATTR].endswith("+mf-mes") for t in after)
     keys_high = [t.params["a"] // 2 for t in study.trials if t.user_attrs["fidelity"] == "high"]
     assert len(keys_high) == len(set(keys_high))  # one evaluation per key at the top
 

@@ -36,8 +36,8 @@ class SearchConfig:
     ``e1``/``e2`` are the epochs of the low and high fidelity; ``n1``/``n2`` the random
     warm-up evaluations at each; ``acquisition`` the sampler's acquisition (``logei`` or the
     paper's ``ucb``) and ``beta`` its UCB weight; ``strategy`` its level choice (``paper``:
-    the high fidelity only after the warm-up; ``cost-aware``: the sampler chooses the level
-    of every trial); ``n_candidates`` the random cells scored per
+    the high fidelity only after the warm-up; ``mf-mes``, ``cost-aware``: the sampler chooses
+    the level of every trial by information per cost or by MF-GP-UCB's rule); ``n_candidates`` the random cells scored per
     step (``None``: every cell, one per isomorphism class); ``train_images`` the training
     images of a live low fidelity (``None``: all) and ``eval_images`` its validation images
     (``None``: all); ``time_ratio`` the

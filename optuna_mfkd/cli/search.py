@@ -335,14 +335,15 @@ def register(sub: Any) -> None:
     p.add_argument("--e2", type=positive_int, help="high-fidelity epochs (default: 200 tabular, 12 otherwise)")
     p.add_argument("--n1", type=nonneg_int, help=f"random warm-up trials at low fidelity (default: {defaults.CLI_N_WARMUP_LOW})")
     p.add_argument("--n2", type=nonneg_int,
-                   help="warm-up trials at high fidelity: the best low-fidelity cells, promoted (cost-aware "
-                        f"strategy), or random cells (--strategy paper) (default: {defaults.CLI_N_WARMUP_HIGH})")
+                   help="warm-up trials at high fidelity: the best low-fidelity cells, promoted (mf-mes, "
+                        f"cost-aware), or random cells (--strategy paper) (default: {defaults.CLI_N_WARMUP_HIGH})")
     p.add_argument("--beta", type=nonneg_float, help=f"UCB weight of the variance (default: {defaults.UCB_BETA})")
     p.add_argument("--acquisition", choices=ACQUISITIONS,
                    help="logei (default) or the paper's ucb (mean + beta * variance)")
     p.add_argument("--strategy", choices=defaults.STRATEGIES,
-                   help="level choice after the warm-up: paper (high fidelity only) or cost-aware "
-                        f"(the sampler chooses the level of every trial; default: {defaults.DEFAULT_STRATEGY})")
+                   help="level choice after the warm-up: paper (high fidelity only), mf-mes (the level of most "
+                        "information on the best cell per cost) or cost-aware (MF-GP-UCB's rule) "
+                        f"(default: {defaults.DEFAULT_STRATEGY})")
     p.add_argument("--n-candidates", type=positive_int,
                    help=f"score this many random cells per step, as the paper ({defaults.N_CANDIDATES}; default: every cell)")
     p.add_argument("--train-images", type=positive_int,
