@@ -40,7 +40,7 @@ from scipy import stats  # noqa: E402
 from optuna_mfkd.bench.curve_runs import PEER_METHODS, best_at, check_method, run  # noqa: E402
 from optuna_mfkd.bench.curves import CurveProblem  # noqa: E402
 from optuna_mfkd.bench.runs import parse_seeds  # noqa: E402
-from optuna_mfkd.bench.statistics import holm  # noqa: E402
+from optuna_mfkd.bench.statistics import holm, worst_decile  # noqa: E402
 
 TABLES = Path(__file__).resolve().parent / "results" / "curve-tables"
 PROBLEMS = ("augmented-hartmann", "augmented-branin", "mlp-digits", "torch-mlp", "nb201-cifar10")
@@ -218,8 +218,7 @@ def report(records: list[dict], out: Path, command: str) -> None:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for m, rs in rows.items():
-            end = np.sort(np.asarray(at[m][-1]))[::-1]
-            worst = float(np.mean(end[: max(1, len(end) // 10)]))
+            worst = worst_decile(at[m][-1], higher_is_better=False)
             means = " | ".join(_mean(a) for a in at[m])
             lines.append(
                 f"| `{m}` | {len(rs)} | {means} | {worst:.3g} | {np.mean([r['trials'] for r in rs]):.0f} | "

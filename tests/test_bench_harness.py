@@ -110,6 +110,20 @@ def test_holm_matches_hand_computation():
     assert adj[0] == pytest.approx(0.5) and np.isnan(adj[1]) and adj[2] == pytest.approx(0.002)
 
 
+def test_worst_decile_is_the_mean_of_the_worst_tenth_by_hand():
+    values = np.arange(1.0, 21.0)  # 20 seeds: the worst tenth is 2 seeds
+    assert statistics.worst_decile(values, higher_is_better=False) == pytest.approx((20 + 19) / 2)
+    assert statistics.worst_decile(values, higher_is_better=True) == pytest.approx((1 + 2) / 2)
+    assert statistics.worst_decile([3.0, 1.0, 2.0], higher_is_better=False) == pytest.approx(3.0)  # at least one
+    shuffled = np.random.default_rng(0).permutation(np.arange(30.0))  # 30 seeds: 3, whatever the order
+    assert statistics.worst_decile(shuffled, higher_is_better=True) == pytest.approx(1.0)
+    # a seed without an incumbent is the worst; a worst tenth holding one has no mean
+    assert np.isnan(statistics.worst_decile([1.0, float("nan"), 2.0], higher_is_better=False))
+    with_gap = [*np.arange(20.0), float("nan")]  # 21 seeds: the worst 2 are nan and 0
+    assert np.isnan(statistics.worst_decile(with_gap, higher_is_better=True))
+    assert np.isnan(statistics.worst_decile([], higher_is_better=True))
+
+
 def test_incumbent_curve_uses_top_level_only():
     from optuna.trial import TrialState, create_trial
 

@@ -4,7 +4,8 @@
   metric, its mean at fractions of the budget, and two-sided Mann-Whitney U tests of each
   method against each reference (:func:`compare`), Holm-corrected (:func:`holm`) within each
   family (one problem, one reference, one point of the budget);
-- :func:`verdict_word` / :func:`verdict`: ahead / level / behind, in words.
+- :func:`verdict_word` / :func:`verdict`: ahead / level / behind, in words;
+- :func:`worst_decile`: the mean of the worst tenth of the seeds.
 
 Holm's step-down correction of m p-values sorted ascending ``p_(1) <= ... <= p_(m)``:
 ``p'_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``.
@@ -36,6 +37,20 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out.tolist()
+
+
+def worst_decile(values: Sequence[float] | np.ndarray, higher_is_better: bool) -> float:
+    """The mean of the worst tenth of the seeds' values (at least one seed): the figure a user
+    running one seed should fear. A seed without a value (NaN) is the worst of all, and a worst
+    tenth that holds one has no mean (NaN)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return math.nan
+    worst_first = np.sort(np.where(np.isnan(v), -np.inf if higher_is_better else np.inf, v))
+    if not higher_is_better:
+        worst_first = worst_first[::-1]
+    tail = worst_first[: max(1, v.size // 10)]
+    return math.nan if np.isinf(tail).any() else float(np.mean(tail))
 
 
 #: Method order of tables and plots: the registry's.
@@ -85,6 +100,9 @@ def summarise(
 ) -> list[dict[str, object]]:
     """One row per (problem, method) with statistics and tests against the references.
 
+    Figures of the final incumbent: ``mean``, ``std``, ``median`` and ``worst_decile``
+    (:func:`worst_decile`); ``mean_at_<frac>_budget`` at each of ``fractions``.
+
     Problems in ``problem_order`` (``<name>/<variant>`` ids) come first in that order, the
     rest sorted; methods in ``method_order`` first, then the registry's order.
 
@@ -118,6 +136,7 @@ def summarise(
                 "metric": metric.attr, "higher_is_better": metric.higher_is_better, "metric_unit": metric.unit,
                 "mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else math.nan,
                 "median": float(np.nanmedian(vals)),
+                "worst_decile": worst_decile(vals, metric.higher_is_better),
                 "mean_regret": float(best - np.nanmean(vals)) if best is not None else math.nan,
                 "mean_trials": float(np.mean([r.n_trials for r in group])),
                 "wall_s_per_trial": float(np.nanmean([r.wall_seconds / max(r.n_trials, 1) for r in group])),
