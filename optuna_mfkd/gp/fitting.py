@@ -37,8 +37,11 @@ from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.utils import get_parameters
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.models import ExactGP
+from gpytorch.priors import GammaPrior, LogNormalPrior
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
+
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
 def random_start(model: ExactGP) -> None:
@@ -60,11 +63,47 @@ def random_start(model: ExactGP) -> None:
         rho.copy_(6.0 * torch.rand(rho.shape, dtype=rho.dtype) - 3.0)
 
 
-def map_objective(model: ExactGP) -> Tensor:
+def log_priors(model: ExactGP) -> list[Callable[[], Tensor]]:
+    """One function per prior of the model: ``log p(theta_p)`` (summed over its elements) at
+    the current hyperparameters.
+
+    The priors are looked up once (walking the modules costs more than the densities), and
+    the model's two kinds are written out as torch forms them (the same rounding):
+
+        LogNormal(mu, s):  log p(v) = -(log v - mu)^2 / (2 s^2) - log s - log sqrt(2 pi) - log v
+        Gamma(a, b):       log p(v) = a log b + (a - 1) log v - b v - log Gamma(a)
+
+    Any other prior uses its ``log_prob``.
+    """
+    terms: list[Callable[[], Tensor]] = []
+    for _, module, prior, closure, _ in model.named_priors():
+        if isinstance(prior, LogNormalPrior):
+            mu, s = prior.loc.detach(), prior.scale.detach()
+            two_var, log_s = 2 * s**2, s.log()  # in the prior's own precision, as torch's Normal
+
+            def term(module=module, closure=closure, mu=mu, two_var=two_var, log_s=log_s) -> Tensor:
+                log_v = torch.log(closure(module))
+                return ((-((log_v - mu) ** 2) / two_var - log_s - _LOG_SQRT_2PI) - log_v).sum()
+        elif isinstance(prior, GammaPrior):
+            a, b = prior.concentration.detach(), prior.rate.detach()
+            a_log_b, lgamma_a = torch.xlogy(a, b), torch.lgamma(a)
+
+            def term(module=module, closure=closure, a=a, b=b, a_log_b=a_log_b, lgamma_a=lgamma_a) -> Tensor:
+                v = closure(module)
+                return (a_log_b + torch.xlogy(a - 1, v) - b * v - lgamma_a).sum()
+        else:
+            def term(module=module, closure=closure, prior=prior) -> Tensor:
+                return prior.log_prob(closure(module)).sum()
+        terms.append(term)
+    return terms
+
+
+def map_objective(model: ExactGP, priors: list[Callable[[], Tensor]] | None = None) -> Tensor:
     """``J(theta)`` (see the module) at the model's current hyperparameters, differentiable in
     them; ``model`` is an AR1 model (``covar_module`` an
     :class:`~optuna_mfkd.gp.ar1_kernel.AR1Kernel`, a ``MultitaskMean`` of constant means and a
-    likelihood with one noise variance per level) in train mode.
+    likelihood with one noise variance per level) in train mode. ``priors``:
+    :func:`log_priors` of ``model``, made once for many evaluations (default: made here).
 
     Raises:
         linear_operator.utils.errors.NotPSDError: when ``K + diag(noise)`` is not positive
@@ -81,8 +120,8 @@ def map_objective(model: ExactGP) -> Tensor:
     w = torch.linalg.solve_triangular(chol, r, upper=False)  # r^T alpha = ||C^{-1} r||^2
     n = len(z)
     value = -0.5 * (w * w).sum() - chol.diagonal().log().sum() - 0.5 * n * math.log(2.0 * math.pi)
-    for _, module, prior, closure, _ in model.named_priors():
-        value = value + prior.log_prob(closure(module)).sum()
+    for term in log_priors(model) if priors is None else priors:
+        value = value + term()
     return value / n
 
 
@@ -91,8 +130,9 @@ def map_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
     parameters BoTorch's fit optimises (``get_parameters(mll, requires_grad=True)``, in its
     order), for ``fit_gpytorch_mll(mll, closure=...)``."""
     model = mll.model
+    priors = log_priors(model)
     return ForwardBackwardClosure(
-        forward=lambda: -map_objective(model), parameters=get_parameters(mll, requires_grad=True)
+        forward=lambda: -map_objective(model, priors), parameters=get_parameters(mll, requires_grad=True)
     )
 
 
