@@ -217,7 +217,7 @@ class MFKDSampler(BaseSampler):
                 plan = self._strategy.plan(self._history(study, trial), trial.number, hist.study_id(study))
             level = plan.level
             if plan.point is not None:
-                hist.record_point(study, trial, plan.point, plan.how)
+                hist.record_point(study, trial, plan.point, plan.how, self._strategy.proposer.take_fits())
                 self._plans[hist.trial_id(trial)] = plan
         name = self._names[level]
         if self._strategy.records_level:
@@ -272,7 +272,7 @@ class MFKDSampler(BaseSampler):
             history = self._histories.pop(tid, None) or self._history(study, trial, keep=False)
             for _ in range(3):
                 internal, how = self._strategy.propose(history, trial.number, hist.study_id(study), encoder, level)
-                hist.record_point(study, trial, internal, how)
+                hist.record_point(study, trial, internal, how, self._strategy.proposer.take_fits())
                 # Another process may have claimed the same point meanwhile: the earlier
                 # claim wins and this trial proposes again (the claim is now visible).
                 if not self._claimed_earlier(study, trial, encoder, level, internal):

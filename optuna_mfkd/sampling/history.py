@@ -47,6 +47,12 @@ from optuna_mfkd.fidelity import (
 POINT_ATTR = "mfkd:point"
 #: Trial system attribute saying how the point was chosen ("random", "fallback", or the acquisition).
 HOW_ATTR = "mfkd:how"
+#: Trial system attribute holding the hyperparameters fitted for the trial's step:
+#: ``{model key: {"n": observations of the fit, "state": {name: nested list}}}``; a new sampler
+#: on the study (another worker, a resumed process) starts from the latest instead of the defaults.
+FIT_ATTR = "mfkd:fit"
+#: A stored fit: the observations it was made on and its hyperparameters (nested lists).
+StoredFit = tuple[int, dict[str, Any]]
 
 class Observations(NamedTuple):
     """Observations of one search space: internal rows ``X`` ``(n, p)``, ``levels`` ``(n,)``,
@@ -273,6 +279,17 @@ class History:
         rows = [encoder.to_internal(t.params) for t in self.trials if encoder.contains(t.params)]
         return np.array(rows, dtype=float).reshape(-1, len(encoder.names))
 
+    def fits(self) -> dict[str, StoredFit]:
+        """The latest stored fit of each model (:data:`FIT_ATTR`), by trial number; malformed
+        entries are left out."""
+        latest: dict[str, StoredFit] = {}
+        for t in sorted(self.trials, key=lambda t: t.number):
+            records = t.system_attrs.get(FIT_ATTR)
+            for key, rec in records.items() if isinstance(records, dict) else ():
+                if isinstance(rec, dict) and isinstance(rec.get("n"), int) and isinstance(rec.get("state"), dict):
+                    latest[key] = (rec["n"], rec["state"])
+        return latest
+
     def used_point_keys(self, level: int, names: set[str], key: Callable[[dict[str, Any]], Hashable]) -> set[Hashable]:
         """Keys of the points (their parameters ``names``) evaluated or running at ``level``."""
         return {
@@ -365,7 +382,13 @@ def record_constraints(
     _process_constraints_after_trial(constraints_func, study, trial, state)
 
 
-def record_point(study: optuna.Study, trial: FrozenTrial, row: np.ndarray, how: str) -> None:
-    """Write the point ``trial`` was given (internal repr) and how it was chosen."""
+def record_point(
+    study: optuna.Study, trial: FrozenTrial, row: np.ndarray, how: str, fits: Mapping[str, StoredFit] | None = None
+) -> None:
+    """Write the point ``trial`` was given (internal repr), how it was chosen and the fits
+    made for it (:data:`FIT_ATTR`; ``Proposer.take_fits``)."""
     study._storage.set_trial_system_attr(trial._trial_id, POINT_ATTR, row.tolist())
     study._storage.set_trial_system_attr(trial._trial_id, HOW_ATTR, how)
+    if fits:
+        stored = {key: {"n": n, "state": state} for key, (n, state) in fits.items()}
+        study._storage.set_trial_system_attr(trial._trial_id, FIT_ATTR, stored)

@@ -21,7 +21,7 @@ from optuna_mfkd.gp.model import FittedModel
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise
 from optuna_mfkd.log import get_logger
 from optuna_mfkd.sampling.candidates import Candidates, Grid
-from optuna_mfkd.sampling.history import Observations
+from optuna_mfkd.sampling.history import Observations, StoredFit
 from optuna_mfkd.sampling.options import SamplerOptions
 
 _logger = get_logger("optuna_mfkd.sampler")
@@ -59,13 +59,30 @@ def used_keys(
     return used
 
 
+def model_key(key: tuple) -> str:
+    """The name of a model in storage: its key without the study's (e.g. the parameter names,
+    and ``"constraint", j`` for a constraint's model)."""
+    return repr(key[1:])
+
+
+def _tensors(state: dict[str, object]) -> dict[str, torch.Tensor] | None:
+    """A stored state as tensors; ``None`` when an entry is not a numeric (nested) list."""
+    try:
+        return {str(k): torch.tensor(v, dtype=torch.float64) for k, v in state.items()}
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 class Proposer:
     """Fits the AR1 model and maximises the top level's acquisition.
 
     Hyperparameters are re-optimised once ``refit_every`` observations (and, with
     ``refit_growth > 0``, that fraction of the data of the last fit) were added since the last
     fit, which then starts from the previous optimum; in between only the data are updated.
-    The fitted hyperparameters are kept per (study, parameter names).
+    The fitted hyperparameters are kept per (study, parameter names); new fits are handed out
+    by :meth:`take_fits` for the study to store, and the fits stored in a study
+    (:meth:`adopt`) take the place of older ones, so a new sampler (another worker, a resumed
+    process) goes on from the study's latest fit as the one that made it would.
     """
 
     def __init__(self, options: SamplerOptions, candidates: Candidates, refit_growth: float = 0.0) -> None:
@@ -73,11 +90,27 @@ class Proposer:
         self.candidates = candidates
         self.refit_growth = refit_growth
         self._last_fit: dict[tuple, tuple[int, dict[str, torch.Tensor]]] = {}
+        self._stored: dict[object, dict[str, StoredFit]] = {}
+        self._new: dict[str, StoredFit] = {}
+
+    def adopt(self, study_key: object, stored: dict[str, StoredFit]) -> None:
+        """The fits stored in study ``study_key`` (``History.fits``), used by :meth:`fit`
+        where they were made on more observations than this proposer's own."""
+        self._stored[study_key] = stored
+
+    def take_fits(self) -> dict[str, StoredFit]:
+        """The fits made since the last call, to store with the trial they were made for."""
+        new, self._new = self._new, {}
+        return new
 
     def fit(self, key: tuple, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray) -> FittedModel:
         """The AR1 model of ``(X, levels, y)`` (internal rows), refitted on the schedule."""
         opts = self.options
         n_fit_last, hyper = self._last_fit.get(key, (-(10**9), None))
+        stored = self._stored.get(key[0], {}).get(model_key(key))
+        if stored is not None and stored[0] > n_fit_last and (state := _tensors(stored[1])) is not None:
+            n_fit_last, hyper = stored[0], state
+            self._last_fit[key] = (n_fit_last, hyper)
         every = opts.refit_every
         if self.refit_growth > 0:
             every = max(every, math.ceil(self.refit_growth * max(n_fit_last, 0)))
@@ -99,6 +132,7 @@ class Proposer:
             )
         if refit:
             self._last_fit[key] = (len(y), fitted.hyperparameters())
+            self._new[model_key(key)] = (len(y), {k: v.tolist() for k, v in self._last_fit[key][1].items()})
         return fitted
 
     def fit_constraints(

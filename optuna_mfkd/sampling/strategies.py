@@ -83,6 +83,7 @@ class Strategy:
     def plan(self, history: History, trial_number: int, study_key: int) -> Plan:
         """The level of a new trial: the cheapest level short of its warm-up target in the
         first unfinished stage, else :meth:`after_warmup`."""
+        self.proposer.adopt(study_key, history.fits())
         counts = history.counts()
         stages = self.warmup_stages(history)
         for targets in stages:
@@ -99,6 +100,7 @@ class Strategy:
         self, history: History, trial_number: int, study_key: int, encoder: SearchSpaceEncoder, level: int
     ) -> tuple[np.ndarray, str]:
         """A point for a trial at ``level`` (:meth:`Proposer.propose`)."""
+        self.proposer.adopt(study_key, history.fits())
         obs = history.observations(encoder)
         key = (study_key, tuple(encoder.names))
         return self.proposer.propose(
@@ -289,6 +291,7 @@ class LearningCurveStrategy(Strategy):
     ) -> tuple[np.ndarray, str]:
         """A random point during the warm-up (counted in trials of any state), else the top
         level's acquisition maximiser; points of earlier trials are not proposed again."""
+        self.proposer.adopt(study_key, history.fits())
         obs = self._observe(history, encoder)
         exclusive = history.space_is_whole()
         used: set[Hashable] = set()
@@ -314,6 +317,7 @@ class LearningCurveStrategy(Strategy):
         obs = self._observe(history, encoder)
         if not (obs.levels == self.options.top).any():
             return None
+        self.proposer.adopt(study_key, history.fits())
         with torch_threads(self.options.torch_threads):
             grid = self.candidates.grid(encoder)
             X = self.candidates.representatives(encoder, obs.X, grid)
