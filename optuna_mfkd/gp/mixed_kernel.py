@@ -95,6 +95,12 @@ class MixedMaternKernel(Kernel):
             if sizes else torch.zeros(0, dtype=torch.long)
         )
         self.register_buffer("_cat", torch.tensor(cat, dtype=torch.long))
+        # One-hot code of the categorical columns: column j takes positions offset_j .. offset_j + k_j - 1.
+        self._code_size = sum(sizes)
+        self.register_buffer("_last_choice", torch.tensor([k - 1 for k in sizes], dtype=torch.long))
+        self.register_buffer(
+            "_code_offset", torch.tensor([sum(sizes[:j]) for j in range(len(sizes))], dtype=torch.long)
+        )
         self.register_buffer(
             "_num", torch.tensor([j for j in range(num_dims) if j not in cat], dtype=torch.long)
         )
@@ -109,12 +115,10 @@ class MixedMaternKernel(Kernel):
         return self.lengthscale[..., self._owner]
 
     def _one_hot(self, c: Tensor) -> Tensor:
-        """``(..., n, K)`` one-hot codes of ``(..., n, |C|)`` choice indices."""
-        parts = [
-            torch.nn.functional.one_hot(c[..., j].round().long().clamp(0, k - 1), k)
-            for j, k in enumerate(self._sizes)
-        ]
-        return torch.cat(parts, dim=-1).to(c.dtype)
+        """``(..., n, K)`` one-hot codes of ``(..., n, |C|)`` choice indices (rounded, clipped
+        to each parameter's choices): one scatter at each column's offset in the code."""
+        idx = torch.minimum(c.round().long().clamp_min(0), self._last_choice) + self._code_offset
+        return torch.zeros((*c.shape[:-1], self._code_size), dtype=c.dtype, device=c.device).scatter_(-1, idx, 1.0)
 
     def forward(
         self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params

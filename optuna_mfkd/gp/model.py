@@ -270,10 +270,11 @@ class FittedModel:
         return TopLevelModel(self)
 
     def hyperparameters(self) -> dict[str, Tensor]:
-        """The fitted hyperparameters, usable as ``warm_start`` of the next fit."""
+        """The fitted hyperparameters (the model's parameters, not its structural buffers),
+        usable as ``warm_start`` of the next fit."""
         return {
             k: v.detach().clone()
-            for k, v in self.model.state_dict().items()
+            for k, v in self.model.named_parameters()
             if k.startswith(_HYPER_PREFIXES)
         }
 
