@@ -11,7 +11,7 @@ Every method runs an Optuna study whose objective trains a configuration step by
   ``sha`` (``SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=3)``);
   ``pruner@<p>`` is MFKDPruner with ``min_probability=p`` (e.g. ``mfkd+pruner@0.02``, for
   choosing the threshold).
-- ``mfkd-levels``: MFKDSampler's level mode (the defaults, cost-aware) with one level per
+- ``mfkd-levels``: MFKDSampler's level mode (the defaults: MF-MES's level rule) with one level per
   rung: a trial trains up to its level's step.
 - peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``, ``syne-asha``, ``syne-bohb``, ``smac-hb``,
   ``smac-mf``): each evaluation trains up to the peer's budget, one of the rungs.
