@@ -29,11 +29,12 @@ def test_method_registry_builds():
     assert isinstance(pruner, optuna.pruners.HyperbandPruner) and isinstance(built["bohb"][0], optuna.samplers.TPESampler)
     assert {m for m in METHODS if m.startswith("mfkd")} == {
         "mfkd", "mfkd-gpr", "mfkd-nst", "mfkd-ce", "mfkd-kd", "mfkd-nst-ca", "mfkd-ce-ca", "mfkd-kd-ca", "mfkd-gpr-ca",
-        "mfkd-paper", "mfkd-mes",
+        "mfkd-paper", "mfkd-mes", "mfkd-ucb",
     }
-    # mfkd-mes is the defaults with the MF-MES level rule, on the protocol's levels.
-    sampler = get_method("mfkd-mes").build(3, mf.context("mfkd-mes"))[0]
-    assert sampler.strategy == "mf-mes" and sampler.fidelities == ["12ep", "200ep"]
+    # mfkd-mes / mfkd-ucb are the defaults with the level rule named, on the protocol's levels.
+    for name, strategy in (("mfkd-mes", "mf-mes"), ("mfkd-ucb", "cost-aware")):
+        sampler = get_method(name).build(3, mf.context(name))[0]
+        assert sampler.strategy == strategy and sampler.fidelities == ["12ep", "200ep"]
 
 
 def test_objectives_per_method(nb201_table_path):

@@ -27,8 +27,10 @@ levels whose low level is a cached (or live) low-fidelity score: NST distillatio
 / plain cross-entropy (:attr:`Method.low_loss`). ``mfkd-nst-ca`` / ``mfkd-ce-ca`` /
 ``mfkd-kd-ca`` are ``mfkd`` over such a score, queried on the pool's cells only
 (:attr:`Method.pool_cells_only`); ``mfkd-gpr-ca`` is ``mfkd`` on the top level alone
-(:attr:`Method.top_level_only`); ``mfkd-mes`` is ``mfkd`` with ``strategy="mf-mes"`` (the level
-of most information on the top level's maximum per unit cost).
+(:attr:`Method.top_level_only`); ``mfkd-mes`` and ``mfkd-ucb`` are ``mfkd`` with the level rule
+named: ``strategy="mf-mes"`` (the level of most information on the top level's maximum per unit
+cost, the default) and ``strategy="cost-aware"`` (MF-GP-UCB's, the default before it), so runs
+of either rule keep their name whatever the default is.
 
 Peers (other libraries' multi-fidelity optimisers, optional extra ``peers``; see
 :mod:`optuna_mfkd.bench.peers`): ``dehb``, ``syne-bohb``, ``syne-asha``, ``smac-mf``,
@@ -161,9 +163,12 @@ def _mfkd_defaults(seed: int, ctx: MethodContext) -> Built:
     return mfkd_sampler(_levels(ctx), seed=seed, **options, **ctx.sampler_options), None, MULTI
 
 
-def _mfkd_mes(seed: int, ctx: MethodContext) -> Built:
-    # The defaults with the MF-MES level rule instead of MF-GP-UCB's.
-    return _mfkd_defaults(seed, replace(ctx, sampler_options={**ctx.sampler_options, "strategy": "mf-mes"}))
+def _mfkd_strategy(strategy: str) -> Callable[[int, MethodContext], Built]:
+    # The defaults with the level rule ``strategy`` (whichever rule is the default).
+    def build(seed: int, ctx: MethodContext) -> Built:
+        return _mfkd_defaults(seed, replace(ctx, sampler_options={**ctx.sampler_options, "strategy": strategy}))
+
+    return build
 
 
 def _mfkd_paper(seed: int, ctx: MethodContext) -> Built:
@@ -223,7 +228,9 @@ METHODS: dict[str, Method] = {
                     "kd"),
         Method("mfkd-gpr-ca", "MFKDSampler defaults, top level only", MULTI, _mfkd_defaults, top_level_only=True),
         Method("mfkd-mes", "MFKDSampler defaults, level chosen by MF-MES per unit cost (strategy='mf-mes')",
-               MULTI, _mfkd_mes),
+               MULTI, _mfkd_strategy("mf-mes"), reference_rank=2),
+        Method("mfkd-ucb", "MFKDSampler defaults, level chosen by MF-GP-UCB's rule (strategy='cost-aware')",
+               MULTI, _mfkd_strategy("cost-aware")),
         *(_peer_method(p) for p in PEERS.values()),
         Method("mfkd-paper", "MFKDSampler, the paper's settings (UCB, beta 1, 5,000 candidates)", MULTI,
                _mfkd_paper, reference_rank=1, reference_unless="mfkd"),

@@ -329,7 +329,7 @@ def mf_protocol() -> Protocol:
         low_level="12ep",
         budget_median_top_evals=50.0,
         methods=SINGLE_FIDELITY_METHODS + ("bohb", "hyperband", "mfkd-paper"),
-        extra_methods=tuple(PEERS) + ("mfkd", "mfkd-mes"),
+        extra_methods=tuple(PEERS) + ("mfkd", "mfkd-mes", "mfkd-ucb"),
     )
 
 

@@ -51,7 +51,7 @@ fidelity. Its ``optimal_value`` (123.25) is rounded: the high-fidelity function 
 in every input but the sweep angle, minimal at ``Lambda = 0``, so the minimiser is the
 corner (150, 220, 6, 0, 16, 0.5, 0.18, 2.5, 1700, 0.025), value 123.2537; ``f*`` is that.
 
-The multi-fidelity problems also run ``mfkd-mes`` and the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
+The multi-fidelity problems also run ``mfkd-mes``, ``mfkd-ucb`` and the peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``,
 ``syne-bohb``, ``syne-asha``, ``smac-mf``, ``smac-hb``) when a run names them
 (``extra_methods``; they are not among :data:`SYNTHETIC_METHODS`). Their context gives the
 search space (a ``FloatDistribution(low, high)`` per input, a ``CategoricalDistribution`` for
@@ -89,7 +89,7 @@ SYNTHETIC_METHODS: tuple[str, ...] = ("mfkd", "mfkd-paper", "gp", "tpe", "random
 #: Methods the multi-fidelity problems run on request (not by default): the peers.
 PEER_METHODS: tuple[str, ...] = tuple(PEERS)
 #: The multi-fidelity problems' methods on request: MFKDSampler's MF-MES level rule and the peers.
-MF_EXTRA_METHODS: tuple[str, ...] = ("mfkd-mes", *PEER_METHODS)
+MF_EXTRA_METHODS: tuple[str, ...] = ("mfkd-mes", "mfkd-ucb", *PEER_METHODS)
 
 
 @dataclass(frozen=True)
