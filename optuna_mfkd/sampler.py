@@ -265,30 +265,30 @@ class MFKDSampler(BaseSampler):
         tid = hist.trial_id(trial)
         plan = self._plans.pop(tid, None)
         with self._lock, torch_threads(self._options.torch_threads):
+            history = self._histories.pop(tid, None) or self._history(study, trial, keep=False)
+            exclusive = history.space_is_whole()  # a conditional space's points are shared
             if plan is not None and plan.signature == signature(encoder):
-                if not self._claimed_earlier(study, trial, encoder, level, plan.point):
+                if not (exclusive and self._claimed(study, trial, encoder, level, plan.point)):
                     hist.record_objective_start(study, trial)
                     return encoder.to_params(plan.point)
-            history = self._histories.pop(tid, None) or self._history(study, trial, keep=False)
             for _ in range(3):
                 internal, how = self._strategy.propose(history, trial.number, hist.study_id(study), encoder, level)
                 hist.record_point(study, trial, internal, how, self._strategy.proposer.take_fits())
-                # Another process may have claimed the same point meanwhile: the earlier
-                # claim wins and this trial proposes again (the claim is now visible).
-                if not self._claimed_earlier(study, trial, encoder, level, internal):
+                # Another process holds the same point: propose again (hist.claimed_elsewhere).
+                if not (exclusive and self._claimed(study, trial, encoder, level, internal)):
                     break
                 history = self._history(study, trial, keep=False)
         hist.record_objective_start(study, trial)
         return encoder.to_params(internal)
 
-    def _claimed_earlier(
+    def _claimed(
         self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int, internal: np.ndarray
     ) -> bool:
         def key(row: np.ndarray) -> Hashable:
             return self._candidates.keys(encoder, row)[0]
 
         name = self._names[level] if self._strategy.records_level else None  # the step mode has no levels
-        return hist.claimed_earlier(study, trial, name, len(internal), key(internal), key)
+        return hist.claimed_elsewhere(study, trial, name, len(internal), key(internal), key)
 
     def after_trial(
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None

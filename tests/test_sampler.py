@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from optuna_mfkd import MaxCostCallback, MFKDSampler, best_high_fidelity_trial, fidelity_of
 from optuna_mfkd.sampler import HOW_ATTR, POINT_ATTR
+from optuna_mfkd.sampling import history as history_module
 from optuna_mfkd.sampling.history import History
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -214,6 +215,41 @@ def test_running_points_are_excluded_and_believed():
     assert len(set(points)) == 4
     assert all(study._storage.get_trial(t._trial_id).system_attrs[HOW_ATTR] == sampler.acquisition for t in pending)
     assert all(study._storage.get_trial(t._trial_id).system_attrs[POINT_ATTR] for t in pending)
+
+
+@pytest.mark.parametrize("b_finishes", [False, True])
+def test_a_point_another_process_took_meanwhile_is_not_taken_again(b_finishes, monkeypatch):
+    """Two processes (two samplers, one seed) on one study: A scans the study, then B
+    proposes the same point and holds it (running, or already finished) before A proposes
+    from its scan. A sees B's claim, though B's trial is numbered after A's, and proposes
+    again: no point is evaluated twice."""
+    problem = TwoLevelProblem(6)
+    space = {f"x{i}": CategoricalDistribution(CHOICES) for i in range(6)}
+    storage = optuna.storages.InMemoryStorage()
+    kw = dict(fidelities=["high"], n_warmup={"high": 4}, n_candidates="all")
+    first = optuna.create_study(storage=storage, study_name="s", direction="maximize", sampler=MFKDSampler(**kw, seed=0))
+    for _ in range(5):
+        t = first.ask(space)
+        first.tell(t, problem.high(list(t.params.values())))
+    sampler_a = MFKDSampler(**kw, seed=1)
+    study_a = optuna.load_study(study_name="s", storage=storage, sampler=sampler_a)
+    study_b = optuna.load_study(study_name="s", storage=storage, sampler=MFKDSampler(**kw, seed=1))
+    trial_a = study_a.ask()
+    frozen_a = storage.get_trial(trial_a._trial_id)
+    space_a = sampler_a.infer_relative_search_space(study_a, frozen_a)  # A's scan, before B
+    trial_b = study_b.ask(space)
+    assert trial_b.number > trial_a.number
+    if b_finishes:
+        study_b.tell(trial_b, problem.high(list(trial_b.params.values())))
+    recorded = []
+    record = history_module.record_point
+    monkeypatch.setattr(history_module, "record_point", lambda study, trial, row, *a: (recorded.append(list(row)), record(study, trial, row, *a)))
+    params_a = sampler_a.sample_relative(study_a, frozen_a, space_a)
+    assert params_a != trial_b.params
+    # A's first proposal was B's point (one seed, one history): the check is what moved it.
+    point_b = storage.get_trial(trial_b._trial_id).system_attrs[POINT_ATTR]
+    assert recorded[0] == point_b and len(recorded) == 2
+    assert storage.get_trial(trial_a._trial_id).system_attrs[POINT_ATTR] == recorded[1]
 
 
 def test_sqlite_resume_in_a_new_process_continues_the_phase_counts(tmp_path):

@@ -22,7 +22,8 @@ HOOKS = ("before_trial", "infer_relative_search_space", "sample_relative", "samp
 
 class CountingStorage(optuna.storages.InMemoryStorage):
     """Counts the full scans (``get_all_trials`` over COMPLETE trials) made inside the
-    sampler, by trial number and hook."""
+    sampler, by trial number and hook; the check of a claim (``claimed_elsewhere``) is
+    counted apart, under ``"claim"``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,6 +41,8 @@ class CountingStorage(optuna.storages.InMemoryStorage):
     def _sampler_hook() -> str | None:
         frame = sys._getframe(1)
         while frame is not None:
+            if frame.f_code.co_name == "claimed_elsewhere":
+                return "claim"
             if frame.f_code.co_name in HOOKS and frame.f_code.co_filename.endswith("optuna_mfkd/sampler.py"):
                 return frame.f_code.co_name
             frame = frame.f_back
@@ -69,7 +72,9 @@ def test_one_full_scan_per_hook_and_two_per_trial(strategy: str) -> None:
         assert storage.scans[(n, "before_trial")] == 1
         relative = sum(storage.scans[(n, hook)] for hook in HOOKS[1:])
         assert relative == 1, (n, storage.scans)
-    assert sum(storage.scans.values()) == 2 * n_trials
+        # one check of the point's claim once the search space is known (not in trial 0)
+        assert storage.scans[(n, "claim")] == (n > 0), (n, storage.scans)
+    assert sum(storage.scans.values()) == 3 * n_trials - 1
     # the model-based phase was reached, at both levels
     assert {t.user_attrs["fidelity"] for t in study.trials} == {"low", "high"}
     assert any(t.system_attrs.get("mfkd:how") not in (None, "random", "promote") for t in study.trials)

@@ -299,15 +299,22 @@ class History:
         }
 
 
-def claimed_earlier(
+def claimed_elsewhere(
     study: optuna.Study, trial: FrozenTrial, level: str | None, width: int, mine: Hashable,
     key: Callable[[np.ndarray], Hashable],
 ) -> bool:
-    """Whether a RUNNING trial numbered before ``trial`` at ``level`` holds a recorded point
-    (of ``width`` coordinates) whose ``key`` is ``mine``: the earlier claim wins. Reads the
-    RUNNING trials only."""
-    for t in study._get_trials(deepcopy=False, states=(TrialState.RUNNING,), use_cache=False):
-        if t.number >= trial.number or fidelity_of(t) != level:
+    """Whether another RUNNING or COMPLETE trial at ``level`` holds a recorded point (of
+    ``width`` coordinates) whose ``key`` is ``mine``.
+
+    Every process records its trial's point before it calls this, and gives the point up
+    when it returns True. Of two trials that claim one point, the one that checks second
+    sees the other's record, so at most one of them keeps it; both may give it up (each
+    proposes again, with the other's claim now visible). COMPLETE trials count because a
+    fast objective can finish between another process's scan and its check.
+    """
+    own = trial_id(trial)
+    for t in study._get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE), use_cache=False):
+        if t._trial_id == own or fidelity_of(t) != level:
             continue
         point = t.system_attrs.get(POINT_ATTR)
         if point is not None and len(point) == width and key(np.asarray(point, dtype=float)) == mine:
