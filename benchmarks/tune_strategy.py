@@ -16,6 +16,11 @@ the first one. No other problem is used to choose defaults::
 
     OMP_NUM_THREADS=1 python benchmarks/tune_strategy.py --seeds 0-7 --jobs 2 \\
         --variant paper='{}' --variant cost='{"strategy": "cost-aware"}' --variant gp=gp
+
+``--reuse NAME=METHOD --records FILE`` takes the variant ``NAME``'s rows from the finished runs
+of the suite method ``METHOD`` in a records file (``sampler_suite.py --records``) instead of
+running them, for code whose searches have not changed since (``trial_trace.py`` shows it);
+such rows have no level counts, and the reused variants come first (the reference of the p-values).
 """
 
 from __future__ import annotations
@@ -74,6 +79,35 @@ def _run(problem_id: str, variant: str, spec: str | dict, seed: int, table: str 
     return row
 
 
+def reused_rows(records: Path, method: str, variant: str, problems: list[str], seeds: list[int]) -> list[dict]:
+    """The rows of ``variant`` from the finished suite runs of ``method`` in ``records``
+    (the incumbent after the last trial that fits in each fraction of the budget, as
+    :func:`_run` takes it)."""
+    from optuna_mfkd.bench.incumbent import from_record
+    from optuna_mfkd.bench.records import read_runs
+    from optuna_mfkd.bench.runs import META_ATTR, RESULT_ATTR, parse_study_name
+
+    rows = []
+    for rec in read_runs(records):
+        parsed = parse_study_name(rec["study"])
+        if parsed is None:
+            continue
+        protocol, dataset, name, seed = parsed
+        problem = f"{protocol}/{dataset}"
+        if name != method or problem not in problems or seed not in seeds:
+            continue
+        attrs = rec["user_attrs"]
+        costs, metrics, _, _, n_trials = from_record(attrs[RESULT_ATTR])
+        budget = float(attrs[META_ATTR]["budget"])
+        row: dict = {"problem": problem, "variant": variant, "seed": seed}
+        for f in FRACTIONS:
+            fit = np.flatnonzero(costs <= f * budget) if f < 1 else np.arange(len(costs))
+            row[f"at{int(f * 100)}"] = float(metrics[fit[-1]]) if len(fit) else math.nan
+        row.update(trials=n_trials, top_trials=math.nan, cpu_s=round(float(attrs[META_ATTR]["cpu_seconds"]), 1))
+        rows.append(row)
+    return rows
+
+
 def summarise(rows: list[dict], variants: list[str]) -> str:
     lines = [
         "# MFKDSampler multi-fidelity defaults: tuning problems only",
@@ -106,9 +140,9 @@ def summarise(rows: list[dict], variants: list[str]) -> str:
                 x = [r[f] for r in mine if not math.isnan(r[f])]
                 y = [a for a in ref[f] if not math.isnan(a)]
                 ps.append(f"{stats.mannwhitneyu(x, y).pvalue:.3g}" if v != variants[0] and x and y else "")
-            top = np.mean([r["top_trials"] for r in mine])
+            top = np.mean([float(r["top_trials"]) for r in mine])
             cpu = np.mean([r["cpu_s"] for r in mine])
-            lines.append(f"| `{v}` | {len(mine)} | {' | '.join(cells)} | {se:.3f} | {' | '.join(ps)} | {top:.0f} | {cpu:.0f} |")
+            lines.append(f"| `{v}` | {len(mine)} | {' | '.join(cells)} | {se:.3f} | {' | '.join(ps)} | {'' if math.isnan(top) else f'{top:.0f}'} | {cpu:.0f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -124,8 +158,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tune-strategy"))
     parser.add_argument("--report-only", action="store_true",
                         help="write summary.md from the rows of runs.csv; run nothing")
+    parser.add_argument("--reuse", action="append", default=[], metavar="NAME=METHOD",
+                        help="variant NAME's rows from the suite method METHOD's runs in --records")
+    parser.add_argument("--records", type=Path, default=None, help="suite records file for --reuse")
     args = parser.parse_args()
     variants: dict[str, str | dict] = {}
+    reuse = dict(text.partition("=")[::2] for text in args.reuse)
+    if reuse and args.records is None:
+        parser.error("--reuse needs --records")
     for text in args.variant:
         name, _, spec = text.partition("=")
         spec = spec.strip() or "{}"
@@ -137,10 +177,13 @@ def main() -> None:
     for r in rows:
         for f in ("at25", "at50", "at100", "cpu_s"):
             r[f] = float(r[f])
-        r["seed"], r["top_trials"] = int(r["seed"]), int(r["top_trials"])
+        r["seed"], r["top_trials"] = int(r["seed"]), float(r["top_trials"])
+    rows = [r for r in rows if r["variant"] not in reuse]
+    for name, method in reuse.items():
+        rows += reused_rows(args.records, method, name, args.problems, parse_seeds(args.seeds))
     done = {(r["problem"], r["variant"], r["seed"]) for r in rows}
     todo = [(p, v, s) for s in parse_seeds(args.seeds) for p in args.problems for v in variants
-            if (p, v, s) not in done and not args.report_only]
+            if (p, v, s) not in done and v not in reuse and not args.report_only]
     new = not path.exists()
     with ProcessPoolExecutor(args.jobs) as pool, path.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -153,7 +196,7 @@ def main() -> None:
             fh.flush()
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (args.out / "summary.md").write_text(summarise(rows, list(variants)) + "\n")
+    (args.out / "summary.md").write_text(summarise(rows, [*reuse, *(v for v in variants if v not in reuse)]) + "\n")
 
 
 if __name__ == "__main__":
