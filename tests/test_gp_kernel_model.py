@@ -411,3 +411,44 @@ def test_map_objective_equals_gpytorch_and_the_normal_density(num_levels, cat_di
         log_prior = sum(float(p.log_prob(c(m)).sum()) for _, m, p, c, _ in model.named_priors())
     density = stats.multivariate_normal(means, K + np.diag(noise_var)).logpdf(model.train_targets.numpy())
     assert float(ours) == pytest.approx((density + log_prior) / n, rel=1e-9)
+
+
+def _augmented_branin_design(seed: int, n_low: int = 40, n_high: int = 12):
+    """A random two-level design of BoTorch's AugmentedBranin (fidelity 0.5 and 1), maximised."""
+    from botorch.test_functions.multi_fidelity import AugmentedBranin
+
+    fn = AugmentedBranin()
+    g = torch.Generator().manual_seed(seed)
+    U = torch.rand(n_low + n_high, 2, generator=g, dtype=torch.float64)
+    bounds = fn.bounds[:, :2].to(torch.float64)
+    s = torch.cat([torch.full((n_low, 1), 0.5), torch.ones(n_high, 1)]).to(torch.float64)
+    y = -fn(torch.cat([bounds[0] + U * (bounds[1] - bounds[0]), s], 1))
+    return U, torch.cat([torch.zeros(n_low), torch.ones(n_high)]).long(), y
+
+
+def test_the_cheapest_level_scale_has_gamma_2_1_and_stays_moderate(monkeypatch):
+    """Only the cheapest level's output scale has a prior, Gamma(2, 1) (scipy's density); with
+    it the fit of AugmentedBranin stays near unit scale, without it the scale runs off."""
+    import optuna_mfkd.gp.model as model_module
+    from optuna_mfkd.gp.fitting import random_start
+
+    X, levels, y = _augmented_branin_design(0)
+    model = fit_ar1_model(X, levels, y, 2, fit=False).model
+    random_start(model)
+    on_scales = [(m, p, c) for name, m, p, c, _ in model.named_priors() if "outputscale" in name]
+    assert len(on_scales) == 1 and on_scales[0][0] is model.covar_module.base_kernels[0]
+    _, prior, closure = on_scales[0]
+    s0 = float(closure(model.covar_module.base_kernels[0]))
+    assert float(prior.log_prob(closure(model.covar_module.base_kernels[0]))) == pytest.approx(
+        stats.gamma(a=2.0, scale=1.0).logpdf(s0), rel=1e-10
+    )
+
+    def s0_fitted() -> list[float]:
+        fits = [fit_ar1_model(*_augmented_branin_design(seed), 2) for seed in range(3)]
+        return [float(f.model.covar_module.base_kernels[0].outputscale.detach()) for f in fits]
+
+    with_prior = s0_fitted()
+    monkeypatch.setattr(model_module, "ScaleKernel", lambda base, **kw: ScaleKernel(base))
+    flat = s0_fitted()
+    assert max(with_prior) < 20.0, with_prior
+    assert min(flat) > 100.0, flat

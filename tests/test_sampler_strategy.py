@@ -74,11 +74,13 @@ def test_paper_strategy_reproduces_the_recorded_trials(case):
     trial and the same random warm-up points. With the paper's settings (the best of random
     candidates) every later point is the recorded one too. Under the defaults the later
     points come from L-BFGS-B, whose last digits differ between CPUs (and then the paths
-    part), so there the run must repeat itself exactly for the seed instead. One record was
-    made again since: ``discrete-paper/seed-1`` from trial 12 on, when the fit's objective
-    moved from GPyTorch's likelihood to :func:`optuna_mfkd.gp.fitting.map_objective` (equal
-    to rounding; a near-tie among the random candidates went the other way); every level
-    and every other record is the original one."""
+    part), so there the run must repeat itself exactly for the seed instead. The model-based
+    points of the ``*-paper`` records were made again twice: ``discrete-paper/seed-1`` from
+    trial 12 on when the fit's objective moved from GPyTorch's likelihood to
+    :func:`optuna_mfkd.gp.fitting.map_objective` (equal to rounding; a near-tie among the
+    random candidates went the other way), and all four from trial 9-12 on when the cheapest
+    level's output scale got its ``Gamma(2, 1)`` prior (another model). Every level and every
+    warm-up point is the original record."""
     expected = json.loads(GOLDEN.read_text())[case]
     trials = _paper_strategy_trials(case, len(expected))
     n_warmup = 6 + 3

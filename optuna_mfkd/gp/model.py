@@ -14,7 +14,13 @@ affine map per level, the level's mean and standard deviation, or robust). Every
 the log-normal prior ``LogNormal(sqrt(2) + log(d) / 2, sqrt(3))`` (the dimension-scaled
 prior of Hvarfner et al. 2024, BoTorch's default for ``SingleTaskGP``); each noise variance
 (model units) has the prior ``Gamma(1.1, 30)`` (mean 0.037, as Optuna's GPSampler), since
-benchmark and training objectives are nearly deterministic at a fixed seed. Hyperparameters
+benchmark and training objectives are nearly deterministic at a fixed seed. The cheapest
+level's output scale ``s_0`` (the prior variance of the standardised ``y_0``) has the prior
+``Gamma(2, 1)`` (mode 1, mean 2; Optuna's GPSampler puts it on its kernel scale): with a flat
+prior the fit of a smooth, wide-ranging function (AugmentedBranin) runs to ``s_0`` of
+500-4,000 with long length scales, a posterior variance that swamps the acquisition far from
+the data. The discrepancies' scales keep a flat prior (a discrepancy near 0 is a good model
+of related levels). Hyperparameters
 (length scales and output scales per level, ``rho``, means, noises) are fitted by maximum
 marginal likelihood (MAP) with ``botorch.fit.fit_gpytorch_mll``, warm-started from a
 previous fit.
@@ -130,7 +136,7 @@ class AR1CoKrigingGP(MultiTaskGP):
                 lengthscale_constraint=GreaterThan(1e-2),
             )
             base.lengthscale = math.exp(lengthscale_loc - 3.0)  # the prior's mode
-            scaled = ScaleKernel(base)
+            scaled = ScaleKernel(base, outputscale_prior=GammaPrior(2.0, 1.0) if level == 0 else None)
             # The discrepancy starts small: the levels are assumed to be related.
             scaled.outputscale = 1.0 if level == 0 else 0.1
             kernels.append(scaled)
