@@ -14,7 +14,8 @@ Every variant is a method of the sampler suite's registry (``gp``, ``tpe``, ``mf
 For each run the incumbent's metric at 25%, 50% and 100% of the budget is appended to
 ``--out/runs.csv`` as runs finish (a rerun skips rows already there); ``--out/summary.md``
 gets the mean at each point and a two-sided Mann-Whitney U p-value of every variant against
-the first one. No other problem is used to choose defaults::
+the first one. No other problem is used to choose defaults; ``--held-out`` runs the suite's
+other problems too, to report a chosen default there or to read a run (their sections say so)::
 
     OMP_NUM_THREADS=1 python benchmarks/tune_strategy.py --seeds 0-7 --jobs 2 \\
         --variant paper='{}' --variant cost='{"strategy": "cost-aware"}' --variant gp=gp
@@ -41,6 +42,14 @@ from scipy import stats
 from optuna_mfkd.bench.runs import parse_seeds
 
 PROBLEMS = ("mf/cifar10", "augmented-hartmann/3-level", "nb201/cifar10", "hartmann6/1-level")
+
+
+def held_out_problems() -> tuple[str, ...]:
+    """The suite's other multi-fidelity and one-level problems: run with ``--held-out`` to
+    report a chosen default there or to read a run, never to choose one."""
+    import suite_settings as suite  # beside this script
+
+    return tuple(p for p in suite.GROUPS["all"] if p not in PROBLEMS)
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
@@ -119,11 +128,12 @@ def summarise(rows: list[dict], variants: list[str]) -> str:
         "p: two-sided Mann-Whitney U against the first variant listed under each problem.",
         "",
     ]
-    for problem in PROBLEMS:
+    for problem in dict.fromkeys([*PROBLEMS, *(r["problem"] for r in rows)]):
         got = [r for r in rows if r["problem"] == problem]
         if not got:
             continue
-        lines += [f"## {problem}", "",
+        held = "" if problem in PROBLEMS else " (held out: reported, never used to choose a default)"
+        lines += [f"## {problem}{held}", "",
                   "| variant | n | 25% | 50% | 100% | s.e. 100% | p 25% | p 50% | p 100% | top trials | CPU s/run |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         # the reference: the first variant with rows on this problem
@@ -155,7 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-7")
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS[:2]), choices=PROBLEMS)
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS[:2]), help=f"of {', '.join(PROBLEMS)}")
+    parser.add_argument("--held-out", action="store_true",
+                        help="also accept the suite's other problems (to report a default there, not to choose one)")
     parser.add_argument("--variant", action="append", required=True,
                         help="name=JSON keyword arguments of MFKDSampler, or name=<suite method>")
     parser.add_argument("--table", default=None, help="NB201 table (default: the bundled one)")
@@ -166,6 +178,11 @@ def main() -> None:
                         help="variant NAME's rows from the suite method METHOD's runs in --records")
     parser.add_argument("--records", type=Path, default=None, help="suite records file for --reuse")
     args = parser.parse_args()
+    allowed = PROBLEMS + (held_out_problems() if args.held_out else ())
+    for problem in args.problems:
+        if problem not in allowed:
+            parser.error(f"--problems: {problem!r} is not a tuning problem ({', '.join(PROBLEMS)})"
+                         + ("" if args.held_out else "; --held-out accepts the suite's other problems"))
     variants: dict[str, str | dict] = {}
     reuse = dict(text.partition("=")[::2] for text in args.reuse)
     if reuse and args.records is None:
