@@ -185,8 +185,10 @@ def main() -> None:
                          + ("" if args.held_out else "; --held-out accepts the suite's other problems"))
     variants: dict[str, str | dict] = {}
     reuse = dict(text.partition("=")[::2] for text in args.reuse)
-    if reuse and args.records is None:
-        parser.error("--reuse needs --records")
+    if any(not name or not method for name, method in reuse.items()):
+        parser.error(f"--reuse takes NAME=METHOD, got {args.reuse}")
+    if reuse and (args.records is None or not args.records.is_file()):
+        parser.error(f"--reuse needs --records naming a records file, got {args.records}")
     for text in args.variant:
         name, _, spec = text.partition("=")
         spec = spec.strip() or "{}"
