@@ -118,6 +118,12 @@ class MFKDSampler(BaseSampler):
             largest reported step in ``(steps[m-1], steps[m]]``, the last the final value.
             Every trial, COMPLETE, PRUNED or RUNNING, gives its rungs to the model; pair it
             with :class:`~optuna_mfkd.pruning.MFKDPruner` or any Optuna pruner.
+        model_check: with ``"mf-mes"`` and ``"cost-aware"`` (not ``"paper"``, not the step
+            mode, not with constraints): from 5 top-level observations on, a GP of the top
+            level alone drives the acquisition, and the trial runs at the top level, whenever
+            it predicts the top level's observations better than the AR1 model (mean
+            leave-one-out log predictive density, :mod:`optuna_mfkd.gp.model_choice`); the
+            trial's ``how`` then ends in ``+top-only``. ``False``: always the AR1 model.
     """
 
     def __init__(
@@ -144,13 +150,14 @@ class MFKDSampler(BaseSampler):
         level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
         steps: Sequence[float] | None = None,
+        model_check: bool = True,
     ) -> None:
         self._options = build_options(
             fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition,
             exhaustive_limit=exhaustive_limit, refit_every=refit_every, max_fit_iter=max_fit_iter, ard=ard,
             cat_ard=cat_ard, robust=robust, torch_threads=torch_threads, point_key=point_key, strategy=strategy,
             costs=costs, screen=screen, xi_min=xi_min, level_points=level_points, constraints_func=constraints_func,
-            steps=steps,
+            steps=steps, model_check=model_check,
         )
         self._names = list(self._options.names)
         self._candidates = Candidates(self._options, np.random.default_rng(seed))

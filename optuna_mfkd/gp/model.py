@@ -210,6 +210,27 @@ class FittedModel:
             self._cache = (L, alpha)
         return self._cache
 
+    def loo_log_density(self, level: int) -> Tensor:
+        """Leave-one-out log predictive density of each observation at ``level``, in
+        observation units, with the hyperparameters fixed (Rasmussen & Williams, eq. 5.10-5.12).
+
+        With ``K = K_nn + diag(noise)`` over every training row (all levels) and
+        ``alpha = K^{-1} (y - m)``, the predictive of row ``i`` given all the others is
+        ``N(y_i - alpha_i / [K^{-1}]_ii, 1 / [K^{-1}]_ii)`` in model units; its log density
+        at ``y_i`` is
+
+            log p_i = -log(2 pi / [K^{-1}]_ii) / 2 - alpha_i^2 / (2 [K^{-1}]_ii) - log(s),
+
+        ``s`` being the level's standardisation scale (the Jacobian to observation units, so
+        that models of the same observations with other standardisations compare).
+        """
+        L, alpha = self.training_cholesky()
+        precision = torch.cholesky_inverse(L).diagonal()
+        rows = self.model.train_inputs[0][:, -1].round().long() == level
+        p, a = precision[rows], alpha[rows]
+        scale = float(self.standardisation.scale[level])
+        return -0.5 * torch.log(2.0 * math.pi / p) - 0.5 * a.square() / p - math.log(scale)
+
     def marginals(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean and variance of the top level at ``X`` (``(m, d)``), in model
         units, differentiable in ``X``.

@@ -100,6 +100,7 @@ class SamplerOptions:
     level_points: Mapping[int, list[dict[str, Any]]]
     constraints_func: Callable[[Any], Sequence[float]] | None = None
     steps: tuple[float, ...] | None = None
+    model_check: bool = True
 
     @property
     def top(self) -> int:
@@ -278,6 +279,7 @@ def build_options(
     level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None,
     constraints_func: Callable[[Any], Sequence[float]] | None = None,
     steps: Sequence[float] | None = None,
+    model_check: bool = True,
 ) -> SamplerOptions:
     """The checked :class:`SamplerOptions` of MFKDSampler's arguments.
 
@@ -292,6 +294,8 @@ def build_options(
     elif strategy is None:
         strategy = defaults.DEFAULT_STRATEGY
     names, settings = normalise_fidelities(fidelities)
+    if not isinstance(model_check, bool):
+        raise ValueError(f"model_check must be True or False, got {model_check!r}.")
     if strategy not in (*STRATEGIES, "steps"):
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}.")
     if costs is not None and not isinstance(costs, Mapping):
@@ -352,4 +356,5 @@ def build_options(
         level_points=restricted,
         constraints_func=constraints_func,
         steps=None if steps is None else tuple(steps),
+        model_check=model_check,
     )

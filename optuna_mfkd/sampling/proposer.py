@@ -18,6 +18,7 @@ from optuna_mfkd.gp import model as gp_model
 from optuna_mfkd.gp.acquisition import build_acquisition
 from optuna_mfkd.gp.encoding import SearchSpaceEncoder
 from optuna_mfkd.gp.model import FittedModel
+from optuna_mfkd.gp.model_choice import MIN_TOP_POINTS, prefer_single
 from optuna_mfkd.gp.proposal import best_of_candidates, optimise
 from optuna_mfkd.log import get_logger
 from optuna_mfkd.sampling.candidates import Candidates, Grid
@@ -85,10 +86,13 @@ class Proposer:
     process) goes on from the study's latest fit as the one that made it would.
     """
 
-    def __init__(self, options: SamplerOptions, candidates: Candidates, refit_growth: float = 0.0) -> None:
+    def __init__(
+        self, options: SamplerOptions, candidates: Candidates, refit_growth: float = 0.0, check_top_only: bool = False,
+    ) -> None:
         self.options = options
         self.candidates = candidates
         self.refit_growth = refit_growth
+        self.check_top_only = check_top_only
         self._last_fit: dict[tuple, tuple[int, dict[str, torch.Tensor]]] = {}
         self._stored: dict[object, dict[str, StoredFit]] = {}
         self._new: dict[str, StoredFit] = {}
@@ -103,8 +107,12 @@ class Proposer:
         new, self._new = self._new, {}
         return new
 
-    def fit(self, key: tuple, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray) -> FittedModel:
-        """The AR1 model of ``(X, levels, y)`` (internal rows), refitted on the schedule."""
+    def fit(
+        self, key: tuple, encoder: SearchSpaceEncoder, X: np.ndarray, levels: np.ndarray, y: np.ndarray,
+        num_levels: int | None = None,
+    ) -> FittedModel:
+        """The AR1 model of ``(X, levels, y)`` (internal rows) over ``num_levels`` levels
+        (default: the sampler's), refitted on the schedule."""
         opts = self.options
         n_fit_last, hyper = self._last_fit.get(key, (-(10**9), None))
         stored = self._stored.get(key[0], {}).get(model_key(key))
@@ -121,7 +129,7 @@ class Proposer:
                 encoder.encode(X),
                 torch.from_numpy(levels),
                 torch.from_numpy(y),
-                len(opts.names),
+                len(opts.names) if num_levels is None else num_levels,
                 cat_dims=encoder.cat_dims,
                 warm_start=hyper,
                 max_iter=opts.max_fit_iter,
@@ -202,11 +210,27 @@ class Proposer:
 
         ``every_level_pending``: the running points of every level enter at their level's
         posterior mean; otherwise those of the top level only, at the top level's.
+        With ``check_top_only`` (and no constraints), a GP of the top level's observations
+        alone replaces the AR1 model where it predicts them better (:mod:`optuna_mfkd.gp.model_choice`); the model
+        returned then has one level, and only the top level's running points enter it.
         Returns the point and the conditioned model; numerical errors propagate.
         """
         cands = self.candidates
         X, levels, y, running = obs.X, obs.levels, obs.y, obs.running
         fitted = self.fit(key, encoder, cands.representatives(encoder, X, grid), levels, y)
+        top = self.options.top
+        at_top = levels == top
+        if self.check_top_only and top > 0 and obs.constraints is None and int(at_top.sum()) >= MIN_TOP_POINTS:
+            single = self.fit(
+                (*key, "top-only"), encoder, cands.representatives(encoder, X[at_top], grid),
+                np.zeros(int(at_top.sum()), dtype=levels.dtype), y[at_top], num_levels=1,
+            )
+            if prefer_single(fitted, single):
+                pending = [pt for lv, pt in running if lv == top]
+                if pending:
+                    P = cands.representatives(encoder, np.stack(pending), grid)
+                    single = single.condition_on_pending(encoder.encode(P))
+                return self.maximise(single, encoder, grid, used, obs), single
         constraints = self.fit_constraints(key, encoder, obs, grid)
         if every_level_pending and running:
             P = cands.representatives(encoder, np.stack([pt for _, pt in running]), grid)

@@ -65,6 +65,9 @@ class Strategy:
 
     promotes: bool = False
     refit_growth: float = 0.0
+    #: Whether a GP of the top level alone may replace the AR1 model where it predicts the top
+    #: level better (:mod:`optuna_mfkd.gp.model_choice`), with ``model_check=True``.
+    checks_top_only: bool = False
     #: Whether trials carry their level as user attributes (not in the step mode, where every
     #: trial is one training run and its rungs are its reported steps).
     records_level: bool = True
@@ -74,7 +77,9 @@ class Strategy:
     def __init__(self, options: SamplerOptions, candidates: Candidates) -> None:
         self.options = options
         self.candidates = candidates
-        self.proposer = Proposer(options, candidates, self.refit_growth)
+        self.proposer = Proposer(
+            options, candidates, self.refit_growth, check_top_only=self.checks_top_only and options.model_check
+        )
 
     def warmup_stages(self, history: History) -> list[Mapping[str, int]]:
         """Warm-up trials per level, in stages done one after the other."""
@@ -117,6 +122,7 @@ class CostAwareStrategy(Strategy):
 
     promotes = True
     refit_growth = REFIT_GROWTH
+    checks_top_only = True
     #: How the level is chosen, recorded in the trial's ``how`` (e.g. ``logei+cost``).
     level_rule = "cost"
     _warned_timed = False
@@ -164,6 +170,8 @@ class CostAwareStrategy(Strategy):
                 row, fitted = self.proposer.model_step(
                     (study_key, tuple(encoder.names)), encoder, obs, grid, used[top], every_level_pending=True
                 )
+                if fitted.num_levels == 1:  # the top level's own GP predicts it better
+                    return Plan(top, row, signature(encoder), f"{opts.acquisition}+top-only")
                 points, free = self._level_points(fitted, encoder, grid, row, used)
                 feats = encoder.encode(cands.representatives(encoder, np.stack(points), grid))
                 counts = np.bincount(levels, minlength=top + 1) + np.bincount(
