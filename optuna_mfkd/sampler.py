@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,15 +56,14 @@ class MFKDSampler(BaseSampler):
     space is conditional) and running ones enter at their posterior mean.
 
     ``strategy="paper"`` (Algorithm 1) evaluates every trial after the warm-up at the top
-    level. ``strategy="mf-mes"`` (default) chooses the level too: the acquisition's
-    maximiser is evaluated at the level of most information on the top level's maximum per
-    unit cost, ``argmax_m I(y_m(x); f*) / c_m`` (:mod:`optuna_mfkd.gp.information`);
-    ``"cost-aware"``: the cheapest level where the point is more uncertain than ``sqrt(cost
-    ratio) x`` its discrepancy with the level above (MF-GP-UCB, :mod:`~optuna_mfkd.gp.fidelity_choice`).
-    Both spend the last tenth of a recorded budget at the top level; the warm-up is sized by
-    cost (:data:`~optuna_mfkd.sampling.options.COST_AWARE_WARMUP`), a cheaper level holds at
-    most its warm-up plus ``screen`` trials per trial of the level above, and costs are
-    ``costs`` where given, else learned (:func:`optuna_mfkd.fidelity.level_costs`).
+    level. ``"mf-mes"`` (default) evaluates the acquisition's maximiser at the level of most
+    information on the top level's maximum per unit cost, ``argmax_m I(y_m(x); f*) / c_m``
+    (:mod:`optuna_mfkd.gp.information`); ``"cost-aware"`` at the cheapest level where it is more
+    uncertain than ``sqrt(cost ratio) x`` its discrepancy with the level above (MF-GP-UCB,
+    :mod:`~optuna_mfkd.gp.fidelity_choice`). Both spend the last tenth of a recorded budget at
+    the top level, size the warm-up by cost (:data:`~optuna_mfkd.sampling.options.COST_AWARE_WARMUP`),
+    keep a cheaper level to its warm-up plus ``screen`` trials per trial of the level above, and
+    take ``costs`` where given, else learn them (:func:`optuna_mfkd.fidelity.level_costs`).
 
     Acquisitions (:mod:`optuna_mfkd.gp.acquisition`), in standardised top-level units:
     ``"logei"`` (default, BoTorch's ``LogExpectedImprovement``), ``"ucb"`` (the paper's
@@ -115,15 +115,10 @@ class MFKDSampler(BaseSampler):
             (:class:`~optuna_mfkd.gp.acquisition.ConstrainedAcquisition`).
         steps: the step (learning-curve) mode, e.g. ``[1, 3, 9, 27]``: the objective reports
             ``trial.report(value, step)`` and needs no levels; rung ``m`` is the value at the
-            largest reported step in ``(steps[m-1], steps[m]]``, the last the final value.
-            Every trial, COMPLETE, PRUNED or RUNNING, gives its rungs to the model; pair it
-            with :class:`~optuna_mfkd.pruning.MFKDPruner` or any Optuna pruner.
-        model_check: with ``"mf-mes"`` and ``"cost-aware"`` (not ``"paper"``, not the step
-            mode, not with constraints): from 5 top-level observations on, a GP of the top
-            level alone drives the acquisition, and the trial runs at the top level, whenever
-            it predicts the top level's observations better than the AR1 model (mean
-            leave-one-out log predictive density, :mod:`optuna_mfkd.gp.model_choice`); the
-            trial's ``how`` then ends in ``+top-only``. ``False``: always the AR1 model.
+            largest reported step in ``(steps[m-1], steps[m]]``, the last the final value; every
+            trial (COMPLETE, PRUNED, RUNNING) gives its rungs; pair it with any Optuna pruner.
+        model_check: a GP of the top level alone drives the acquisition at the top level where it
+            predicts the top level's observations better (:mod:`optuna_mfkd.gp.model_choice`).
     """
 
     def __init__(
@@ -291,10 +286,8 @@ class MFKDSampler(BaseSampler):
     def _claimed(
         self, study: optuna.Study, trial: FrozenTrial, encoder: SearchSpaceEncoder, level: int, internal: np.ndarray
     ) -> bool:
-        def key(row: np.ndarray) -> Hashable:
-            return self._candidates.keys(encoder, row)[0]
-
         name = self._names[level] if self._strategy.records_level else None  # the step mode has no levels
+        key = partial(lambda enc, row: self._candidates.keys(enc, row)[0], encoder)  # row -> point key
         return hist.claimed_elsewhere(study, trial, name, len(internal), key(internal), key)
 
     def after_trial(
