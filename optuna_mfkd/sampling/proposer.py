@@ -204,44 +204,46 @@ class Proposer:
     def model_step(
         self, key: tuple, encoder: SearchSpaceEncoder, obs: Observations, grid: Grid | None, used: set[Hashable],
         every_level_pending: bool,
-    ) -> tuple[np.ndarray, FittedModel]:
+    ) -> tuple[np.ndarray, FittedModel, FittedModel | None]:
         """Fit (the objective, and each constraint), condition on the running points
         (kriging believer), maximise.
 
         ``every_level_pending``: the running points of every level enter at their level's
         posterior mean; otherwise those of the top level only, at the top level's.
         With ``check_top_only`` (and no constraints), a GP of the top level's observations
-        alone replaces the AR1 model where it predicts them better (:mod:`optuna_mfkd.gp.model_choice`); the model
-        returned then has one level, and only the top level's running points enter it.
-        Returns the point and the conditioned model; numerical errors propagate.
+        alone takes the AR1 model's place in the acquisition where it predicts them better
+        (:mod:`optuna_mfkd.gp.model_choice`); only the top level's running points enter it.
+        Returns the point, the conditioned AR1 model (for the level choice), and the top
+        level's GP when it chose the point (else ``None``); numerical errors propagate.
         """
         cands = self.candidates
         X, levels, y, running = obs.X, obs.levels, obs.y, obs.running
         fitted = self.fit(key, encoder, cands.representatives(encoder, X, grid), levels, y)
         top = self.options.top
         at_top = levels == top
+        single = None
         if self.check_top_only and top > 0 and obs.constraints is None and int(at_top.sum()) >= MIN_TOP_POINTS:
             single = self.fit(
                 (*key, "top-only"), encoder, cands.representatives(encoder, X[at_top], grid),
                 np.zeros(int(at_top.sum()), dtype=levels.dtype), y[at_top], num_levels=1,
             )
-            if prefer_single(fitted, single):
-                pending = [pt for lv, pt in running if lv == top]
-                if pending:
-                    P = cands.representatives(encoder, np.stack(pending), grid)
-                    single = single.condition_on_pending(encoder.encode(P))
-                return self.maximise(single, encoder, grid, used, obs), single
+            if not prefer_single(fitted, single):
+                single = None
         constraints = self.fit_constraints(key, encoder, obs, grid)
+        top_pending = [pt for lv, pt in running if lv == top]
         if every_level_pending and running:
             P = cands.representatives(encoder, np.stack([pt for _, pt in running]), grid)
             lv_p = torch.tensor([lv for lv, _ in running], dtype=torch.long)
             fitted = fitted.condition_on_pending(encoder.encode(P), lv_p)
-        elif not every_level_pending:
-            pending = [pt for lv, pt in running if lv == self.options.top]
-            if pending:
-                P = cands.representatives(encoder, np.stack(pending), grid)
-                fitted = fitted.condition_on_pending(encoder.encode(P))
-        return self.maximise(fitted, encoder, grid, used, obs, constraints), fitted
+        elif not every_level_pending and top_pending:
+            P = cands.representatives(encoder, np.stack(top_pending), grid)
+            fitted = fitted.condition_on_pending(encoder.encode(P))
+        if single is not None:
+            if top_pending:
+                P = cands.representatives(encoder, np.stack(top_pending), grid)
+                single = single.condition_on_pending(encoder.encode(P))
+            return self.maximise(single, encoder, grid, used, obs), fitted, single
+        return self.maximise(fitted, encoder, grid, used, obs, constraints), fitted, None
 
     def propose(
         self, key: tuple, trial_number: int, encoder: SearchSpaceEncoder, obs: Observations, level: int, promote: bool,
@@ -278,7 +280,8 @@ class Proposer:
         if grid is not None and not any(k not in used for k in grid[2]):
             return cands.all_taken(trial_number, encoder, opts.names[level]), "random"
         try:
-            return self.model_step(key, encoder, obs, grid, used, every_level_pending=False)[0], opts.acquisition
+            row, _, single = self.model_step(key, encoder, obs, grid, used, every_level_pending=False)
+            return row, opts.acquisition + ("+top-only" if single is not None else "")
         except Exception as err:  # numerical failures must not stop the study
             warn_failed(trial_number, "fitting or optimising the co-kriging model", err, "using a random point")
             row = cands.random_free(encoder, used, grid, restricted)

@@ -167,11 +167,9 @@ class CostAwareStrategy(Strategy):
             if grid is not None and not any(k not in used[top] for k in grid[2]):
                 return Plan(top)
             try:
-                row, fitted = self.proposer.model_step(
+                row, fitted, single = self.proposer.model_step(
                     (study_key, tuple(encoder.names)), encoder, obs, grid, used[top], every_level_pending=True
                 )
-                if fitted.num_levels == 1:  # the top level's own GP predicts it better
-                    return Plan(top, row, signature(encoder), f"{opts.acquisition}+top-only")
                 points, free = self._level_points(fitted, encoder, grid, row, used)
                 feats = encoder.encode(cands.representatives(encoder, np.stack(points), grid))
                 counts = np.bincount(levels, minlength=top + 1) + np.bincount(
@@ -191,7 +189,9 @@ class CostAwareStrategy(Strategy):
                 warn_failed(trial_number, "choosing the level with the co-kriging model", err,
                             "evaluating at the top level")
                 return Plan(top)
-        return Plan(level, points[level], signature(encoder), f"{opts.acquisition}+{self.level_rule}")
+        # "+top-only": the top level's own GP chose the point (model check), AR1 its level.
+        how = f"{opts.acquisition}+{self.level_rule}" + ("+top-only" if single is not None else "")
+        return Plan(level, points[level], signature(encoder), how)
 
     def choose_level(self, fitted: FittedModel, feats: torch.Tensor, costs: list[float], allowed: list[bool]) -> int:
         """MF-GP-UCB's level (:func:`~optuna_mfkd.gp.fidelity_choice.choose_level`) for the
