@@ -117,7 +117,7 @@ class MFKDSampler(BaseSampler):
             ``trial.report(value, step)`` and needs no levels; rung ``m`` is the value at the
             largest reported step in ``(steps[m-1], steps[m]]``, the last the final value; every
             trial (COMPLETE, PRUNED, RUNNING) gives its rungs; pair it with any Optuna pruner.
-        model_check: a GP of the top level alone drives the acquisition at the top level where it
+        model_check: a GP of the top level alone chooses the point (not its level) where it
             predicts the top level's observations better (:mod:`optuna_mfkd.gp.model_choice`).
     """
 

@@ -16,8 +16,9 @@ section 5.4.2), each with its own fitted hyperparameters
     use the top-level GP  iff  mean_i log p_single(y_i | y_-i) > mean_i log p_AR1(y_i | y_-i),
 
 over the top-level observations ``i``, once there are at least :data:`MIN_TOP_POINTS` of
-them. When the top-level GP wins, the trial is evaluated at the top level (the cheaper
-levels are judged not to tell about it). Pure functions; the caller fits both models.
+them. When the top-level GP wins, its acquisition's maximiser is the next point; the level
+to evaluate it at is still chosen on the AR1 model (a cheap evaluation there still informs
+the AR1 model, and costs little). Pure functions; the caller fits both models.
 """
 
 from __future__ import annotations
