@@ -129,8 +129,8 @@ def summarise(rows: list[dict], variants: list[str]) -> str:
         "",
     ]
     for problem in dict.fromkeys([*PROBLEMS, *(r["problem"] for r in rows)]):
-        got = [r for r in rows if r["problem"] == problem]
-        if not got:
+        got = [r for r in rows if r["problem"] == problem and r["variant"] in variants]
+        if not got:  # no row of the variants asked for
             continue
         held = "" if problem in PROBLEMS else " (held out: reported, never used to choose a default)"
         lines += [f"## {problem}{held}", "",

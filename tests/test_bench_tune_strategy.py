@@ -38,3 +38,19 @@ def test_reused_rows_take_the_incumbent_after_the_last_trial_within_each_fractio
     assert math.isnan(by_seed[4]["at25"]) and by_seed[4]["at50"] == -0.5 and by_seed[4]["at100"] == -0.7
     assert all(r["variant"] == "old" and r["cpu_s"] == pytest.approx(3.2) for r in rows)
     assert by_seed[3]["trials"] == 5 and math.isnan(by_seed[3]["top_trials"])
+
+
+def test_the_summary_leaves_out_problems_without_rows_of_the_variants_asked_for():
+    """A problem whose rows are all of other variants gets no section (the summary is written
+    after every invocation, when a problem may have rows of earlier variants only)."""
+    row = {"at25": -1.0, "at50": -2.0, "at100": -3.0, "trials": 10, "top_trials": 4, "cpu_s": 1.0}
+    rows = [
+        {"problem": "mf/cifar10", "variant": "old", "seed": 0, **row},
+        {"problem": "augmented-hartmann/3-level", "variant": "new", "seed": 0, **row},
+        {"problem": "augmented-hartmann/3-level", "variant": "new", "seed": 1, **row, "at100": -5.0},
+    ]
+    text = tune_strategy.summarise(rows, ["new"])
+    assert "## mf/cifar10" not in text
+    assert "## augmented-hartmann/3-level" in text
+    line = next(t for t in text.splitlines() if t.startswith("| `new` |"))
+    assert line.split("|")[2:6] == [" 2 ", " -1.000 ", " -2.000 ", " -4.000 "]
