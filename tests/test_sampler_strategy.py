@@ -456,3 +456,28 @@ def test_the_level_choice_screens_a_restricted_level_at_its_own_points():
 def test_bad_level_points_are_named(level_points):
     with pytest.raises(ValueError, match="level_points"):
         MFKDSampler(["low", "high"], level_points=level_points)
+
+
+def test_the_same_point_within_the_tolerance():
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from optuna_mfkd.gp.encoding import SearchSpaceEncoder
+    from optuna_mfkd.sampling.candidates import SAME_POINT_TOL
+
+    sampler = MFKDSampler(["low", "high"], seed=0)
+    cands = sampler._candidates
+    enc = SearchSpaceEncoder({
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "x": FloatDistribution(-5.0, 10.0),
+        "k": IntDistribution(1, 9),
+        "op": CategoricalDistribution(["a", "b", "c"]),
+    })
+    row = np.array([1e-2, 2.0, 3.0, 1.0])
+    rows = np.array([[0.02, 7.0, 5.0, 2.0], row])
+    assert cands.near(enc, row, rows)
+    # 15 * 1e-6 is 1e-6 of x's range; 15 * 5e-5 is five times the tolerance
+    assert cands.near(enc, row + [0.0, 15 * 1e-6, 0.0, 0.0], rows)
+    assert not cands.near(enc, row + [0.0, 15 * 5 * SAME_POINT_TOL, 0.0, 0.0], rows)
+    assert not cands.near(enc, row + [0.0, 0.0, 0.0, 1.0], rows)  # another choice
+    assert not cands.near(enc, row + [0.0, 0.0, 1.0, 0.0], rows)  # another integer
+    assert not cands.near(enc, row, rows[:0])

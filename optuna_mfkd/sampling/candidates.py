@@ -23,6 +23,11 @@ from optuna_mfkd.sampling.options import SamplerOptions, params_key
 
 _logger = get_logger("optuna_mfkd.sampler")
 
+#: Two points whose features (:meth:`SearchSpaceEncoder.encode`: numerical parameters scaled to
+#: ``[0, 1]``, categorical ones as choice indices) differ by at most this much in every column
+#: are the same point to the model: at this distance the kernel's correlation exceeds
+#: ``1 - 1e-6`` even at the smallest length scale a model may fit (0.01).
+SAME_POINT_TOL = 1e-5
 #: A grid: representative internal rows ``(g, p)``, their features, their keys.
 Grid = tuple[np.ndarray, torch.Tensor, list[Hashable]]
 #: A restricted level's points: internal rows ``(r, p)`` (one per key) and their keys.
@@ -53,6 +58,17 @@ class Candidates:
         if self.options.point_key is None:
             return encoder.point_ids(internal).tolist()
         return [self.options.point_key(encoder.to_params(row)) for row in internal]
+
+    def near(self, encoder: SearchSpaceEncoder, row: np.ndarray, rows: np.ndarray) -> bool:
+        """Whether ``row`` is the same point to the model as one of ``rows`` (internal rows):
+        every feature within :data:`SAME_POINT_TOL`. Keys tell points of a continuous space
+        apart to 12 decimals; the acquisition's optimiser returns the same maximiser again with
+        differences of about ``1e-7``, and this test catches those."""
+        rows = np.atleast_2d(rows)
+        if len(rows) == 0:
+            return False
+        diff = (encoder.encode(rows) - encoder.encode(row)).abs().amax(dim=-1)
+        return bool((diff <= SAME_POINT_TOL).any())
 
     def grid(self, encoder: SearchSpaceEncoder) -> Grid | None:
         """The grid of a discrete space scored exhaustively, or ``None``: a discrete space is

@@ -170,7 +170,8 @@ class CostAwareStrategy(Strategy):
                 row, fitted, single = self.proposer.model_step(
                     (study_key, tuple(encoder.names)), encoder, obs, grid, used[top], every_level_pending=True
                 )
-                points, free = self._level_points(fitted, encoder, grid, row, used)
+                taken = [_rows_at(obs, lv) if exclusive and not encoder.is_discrete else None for lv in range(top + 1)]
+                points, free = self._level_points(fitted, encoder, grid, row, used, taken)
                 feats = encoder.encode(cands.representatives(encoder, np.stack(points), grid))
                 counts = np.bincount(levels, minlength=top + 1) + np.bincount(
                     np.array([lv for lv, _ in running], dtype=np.int64), minlength=top + 1
@@ -213,12 +214,14 @@ class CostAwareStrategy(Strategy):
 
     def _level_points(
         self, fitted: FittedModel, encoder: SearchSpaceEncoder, grid: Grid | None, row: np.ndarray,
-        used: list[set[Hashable]],
+        used: list[set[Hashable]], taken: list[np.ndarray | None],
     ) -> tuple[list[np.ndarray], list[bool]]:
         """The point the level choice considers at each level, and whether it is free there:
-        ``row`` (the top-level acquisition's maximiser) at unrestricted levels; at a level with
-        ``level_points``, ``row``'s own entry when its key is one of them, else the level's
-        free point that maximises the same acquisition."""
+        ``row`` (the top-level acquisition's maximiser) at unrestricted levels, not free where
+        its key is ``used`` or it is the same point as one of the level's ``taken`` rows
+        (:meth:`Candidates.near`; ``None``: keys only); at a level with ``level_points``,
+        ``row``'s own entry when its key is one of them, else the level's free point that
+        maximises the same acquisition."""
         opts, cands = self.options, self.candidates
         key = cands.keys(encoder, row)[0]
         points, free = [], []
@@ -227,7 +230,7 @@ class CostAwareStrategy(Strategy):
             restricted = cands.restricted(encoder, lv)
             if restricted is None:
                 points.append(row)
-                free.append(key not in used[lv])
+                free.append(key not in used[lv] and (taken[lv] is None or not cands.near(encoder, row, taken[lv])))
                 continue
             rows, keys = restricted
             if key in keys and key not in used[lv]:
@@ -245,6 +248,12 @@ class CostAwareStrategy(Strategy):
             points.append(rows[best_of_candidates(acqf, feats, mask, cands.rng)])
             free.append(True)
         return points, free
+
+
+def _rows_at(obs: Observations, level: int) -> np.ndarray:
+    """Internal rows observed or running at ``level``."""
+    rows = [obs.X[obs.levels == level], *(pt[None] for lv, pt in obs.running if lv == level)]
+    return np.concatenate(rows) if rows else obs.X[:0]
 
 
 class InformationStrategy(CostAwareStrategy):
