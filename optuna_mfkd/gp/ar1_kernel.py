@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from gpytorch.kernels import Kernel
+from gpytorch.kernels import Kernel, ScaleKernel
 from torch import Tensor
+
+from optuna_mfkd.gp.mixed_kernel import MixedMaternKernel
 
 
 class AR1Kernel(Kernel):
@@ -75,7 +77,18 @@ class AR1Kernel(Kernel):
             raise NotImplementedError("AR1Kernel does not support last_dim_is_batch.")
         f1, f2 = x1[..., :-1], x2[..., :-1]
         a1 = self.coefficients(x1[..., -1]).to(x1.dtype)
-        a2 = self.coefficients(x2[..., -1]).to(x2.dtype)
+        a2 = a1 if x2 is x1 else self.coefficients(x2[..., -1]).to(x2.dtype)
+        stacked = self._stacked_bases()
+        if stacked is not None and x1.dim() == 2 and x2.dim() == 2:
+            # Every level's kernel in one pass: k_k = s_k^2 * profile(r_k^2), stacked over k.
+            first = stacked[0].base_kernel
+            scales = torch.stack([kernel.outputscale.reshape(()) for kernel in stacked])
+            ls = first.stacked_lengthscales([kernel.base_kernel for kernel in stacked])
+            kk = first.profile(first.scaled_sq_dist(ls, f1, f2, diag=diag))  # (L, n, m) or (L, n)
+            if diag:
+                return ((a1 * a2).transpose(0, 1) * scales[:, None] * kk).sum(0)
+            weights = a1.transpose(0, 1)[:, :, None] * a2.transpose(0, 1)[:, None, :]  # (L, n, m)
+            return (weights * scales[:, None, None] * kk).sum(0)
         out = None
         for k, kernel in enumerate(self.base_kernels):
             # ``forward``, not ``__call__``: a dense tensor, without a lazy kernel tensor per
@@ -88,3 +101,21 @@ class AR1Kernel(Kernel):
             out = term if out is None else out + term
         assert out is not None
         return out
+
+    def _stacked_bases(self) -> list[ScaleKernel] | None:
+        """The base kernels when all are ``ScaleKernel``\\ s (no batch shape) over
+        :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel`\\ s of one layout, whose
+        covariances :meth:`forward` then forms in one pass; else ``None``."""
+        bases = list(self.base_kernels)
+        first = bases[0].base_kernel if isinstance(bases[0], ScaleKernel) else None
+        if not isinstance(first, MixedMaternKernel):
+            return None
+        for kernel in bases:
+            if not (
+                isinstance(kernel, ScaleKernel)
+                and kernel.batch_shape == torch.Size()
+                and kernel.base_kernel.batch_shape == torch.Size()
+                and first.same_layout(kernel.base_kernel)
+            ):
+                return None
+        return bases

@@ -27,7 +27,7 @@ kernel that multiplies rather than adds the categorical distance, so this small 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from gpytorch.kernels import Kernel
@@ -125,7 +125,31 @@ class MixedMaternKernel(Kernel):
     ) -> Tensor:
         if last_dim_is_batch:
             raise NotImplementedError("MixedMaternKernel does not support last_dim_is_batch.")
-        ls = self._lengthscales()
+        return self.profile(self.scaled_sq_dist(self._lengthscales(), x1, x2, diag))
+
+    def same_layout(self, other: object) -> bool:
+        """Whether ``other`` is a kernel of this class with the same columns, length-scale
+        owners and smoothness (so that their length scales can be stacked,
+        :meth:`scaled_sq_dist`)."""
+        return (
+            isinstance(other, MixedMaternKernel)
+            and other.nu == self.nu
+            and other.num_dims == self.num_dims
+            and other._sizes == self._sizes
+            and torch.equal(other._owner, self._owner)
+            and torch.equal(other._cat, self._cat)
+        )
+
+    def stacked_lengthscales(self, kernels: Sequence[MixedMaternKernel]) -> Tensor:
+        """``(len(kernels), 1, d)``: every column's length scale of each of ``kernels``
+        (all of :meth:`same_layout` as this one), for :meth:`scaled_sq_dist`."""
+        return torch.stack([k._lengthscales() for k in kernels])
+
+    def scaled_sq_dist(self, ls: Tensor, x1: Tensor, x2: Tensor, diag: bool = False) -> Tensor:
+        """``r^2(x1, x2)`` (see the module) for column length scales ``ls`` of shape
+        ``(*b, 1, d)``: ``(*b, n, m)``, or ``(*b, n)`` with ``diag``. A leading ``b`` of
+        several kernels' length scales (:meth:`stacked_lengthscales`) gives all their
+        distances in one pass (the AR1 kernel's levels)."""
         r2 = None
         if len(self._num):
             ls_n = ls[..., self._num]
@@ -135,20 +159,20 @@ class MixedMaternKernel(Kernel):
             else:
                 r2 = self.covar_dist(a, b, square_dist=True)
         if len(self._cat):
-            w = 2.0 / ls[..., self._cat] ** 2  # (*batch, 1, |C|)
+            w = 2.0 / ls[..., self._cat] ** 2  # (*b, 1, |C|)
             c1, c2 = x1[..., self._cat], x2[..., self._cat]
             if diag:
                 term = ((c1 != c2).to(x1.dtype) * w).sum(-1)
             else:
                 o1, o2 = self._one_hot(c1), self._one_hot(c2)
-                w_cols = w[..., self._onehot_owner]  # (*batch, 1, K)
+                w_cols = w[..., self._onehot_owner]  # (*b, 1, K)
                 same = (o1 * w_cols) @ o2.transpose(-1, -2)
                 term = w.sum(-1, keepdim=True) - same
             r2 = term if r2 is None else r2 + term
-        if r2 is None:  # no columns at all: a constant kernel
+        if r2 is None:  # no columns at all: a constant kernel (r = 0)
             shape = x1.shape[:-1] if diag else (*x1.shape[:-1], x2.shape[-2])
-            return torch.ones(shape, dtype=x1.dtype, device=x1.device)
-        return self.profile(r2)
+            return torch.zeros((*ls.shape[:-2], *shape), dtype=x1.dtype, device=x1.device)
+        return r2
 
     def against(self, x2: Tensor, ls: Tensor) -> Callable[[Tensor], Tensor]:
         """``x1 -> k(x1, x2)`` for fixed ``x2`` (``(n, d)``) and column length scales ``ls``
