@@ -452,3 +452,66 @@ def test_the_cheapest_level_scale_has_gamma_2_1_and_stays_moderate(monkeypatch):
     flat = s0_fitted()
     assert max(with_prior) < 20.0, with_prior
     assert min(flat) > 100.0, flat
+
+
+@pytest.mark.parametrize("num_levels,cat_dims", [(1, {}), (2, {1: 3}), (3, {0: 4, 2: 2})])
+def test_the_ar1_covariance_equals_the_formula_written_out(num_levels, cat_dims):
+    """The AR1 kernel (all levels in one pass) and the fit's training covariance (from
+    squared differences made once) against ``sum_k a_k(l) a_k(l') s_k^2 matern52(r_k^2)``
+    computed element by element in NumPy; the fit's objective and gradient against the
+    kernel's."""
+    from optuna_mfkd.gp.fitting import (
+        _map_value,
+        log_priors,
+        map_objective,
+        random_start,
+        training_covariance,
+    )
+
+    torch.manual_seed(num_levels)
+    n, d = 12, 4
+    X = torch.rand(n, d, dtype=torch.float64)
+    for j, k in cat_dims.items():
+        X[:, j] = torch.randint(0, k, (n,)).double()
+    levels = torch.arange(n) % num_levels
+    y = torch.sin(3 * X.sum(1)) + 0.3 * levels
+    model = fit_ar1_model(X, levels, y, num_levels, cat_dims=cat_dims, fit=False).model
+    random_start(model)
+    model.train()
+    covar = model.covar_module
+    rho = covar.rho.detach().numpy()
+    ls = [k.base_kernel.lengthscale.detach().numpy().reshape(-1) for k in covar.base_kernels]
+    scales = [float(k.outputscale) for k in covar.base_kernels]
+    owner = [k.base_kernel._owner.tolist() for k in covar.base_kernels]  # column -> its length scale
+    assert all(len(set(o[c] for c in cat_dims)) <= 1 for o in owner)
+    x, lv = X.numpy(), levels.numpy()
+
+    def a(k, level):  # prod_{j=k}^{level-1} rho_j, 0 for k > level
+        return 0.0 if k > level else float(np.prod(rho[k:level]))
+
+    expected = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            for k in range(num_levels):
+                # with ard, one length scale per numerical column, one shared by the categoricals
+                col = owner[k]
+                r2 = sum((x[i, c] - x[j, c]) ** 2 / ls[k][col[c]] ** 2 for c in range(d) if c not in cat_dims)
+                r2 += sum(2.0 * (x[i, c] != x[j, c]) / ls[k][col[c]] ** 2 for c in cat_dims)
+                r = math.sqrt(r2)
+                matern = (1 + math.sqrt(5) * r + 5 / 3 * r2) * math.exp(-math.sqrt(5) * r)
+                expected[i, j] += a(k, lv[i]) * a(k, lv[j]) * scales[k] * matern
+    train_X = model.train_inputs[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(covar.forward(train_X, train_X).numpy(), expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(covar.forward(train_X, train_X, diag=True).numpy(), np.diag(expected), rtol=1e-10)
+        np.testing.assert_allclose(training_covariance(model)().numpy(), expected, rtol=1e-10, atol=1e-12)
+    priors = log_priors(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = _map_value(model, training_covariance(model)(), priors)
+    slow = map_objective(model, priors)
+    assert float(fast) == pytest.approx(float(slow), rel=1e-12)
+    grads = [torch.autograd.grad(v, params, allow_unused=True) for v in (fast, slow)]
+    for g_fast, g_slow in zip(*grads):
+        assert (g_fast is None) == (g_slow is None)  # rho is unused with one level
+        if g_fast is not None:
+            torch.testing.assert_close(g_fast, g_slow, rtol=1e-9, atol=1e-12)

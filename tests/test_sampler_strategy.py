@@ -78,8 +78,11 @@ def test_paper_strategy_reproduces_the_recorded_trials(case):
     points of the ``*-paper`` records were made again twice: ``discrete-paper/seed-1`` from
     trial 12 on when the fit's objective moved from GPyTorch's likelihood to
     :func:`optuna_mfkd.gp.fitting.map_objective` (equal to rounding; a near-tie among the
-    random candidates went the other way), and all four from trial 9-12 on when the cheapest
-    level's output scale got its ``Gamma(2, 1)`` prior (another model). Every level and every
+    random candidates went the other way), all four from trial 9-12 on when the cheapest
+    level's output scale got its ``Gamma(2, 1)`` prior (another model), and
+    ``discrete-paper/seed-1`` from trial 12 on again when the fit's training covariance came
+    from squared differences made once per fit (equal to rounding; the fit stops at its
+    iteration cap, where such differences move the hyperparameters). Every level and every
     warm-up point is the original record."""
     expected = json.loads(GOLDEN.read_text())[case]
     trials = _paper_strategy_trials(case, len(expected))

@@ -78,17 +78,14 @@ class AR1Kernel(Kernel):
         f1, f2 = x1[..., :-1], x2[..., :-1]
         a1 = self.coefficients(x1[..., -1]).to(x1.dtype)
         a2 = a1 if x2 is x1 else self.coefficients(x2[..., -1]).to(x2.dtype)
-        stacked = self._stacked_bases()
+        stacked = self.stacked_bases()
         if stacked is not None and x1.dim() == 2 and x2.dim() == 2:
             # Every level's kernel in one pass: k_k = s_k^2 * profile(r_k^2), stacked over k.
             first = stacked[0].base_kernel
             scales = torch.stack([kernel.outputscale.reshape(()) for kernel in stacked])
             ls = first.stacked_lengthscales([kernel.base_kernel for kernel in stacked])
             kk = first.profile(first.scaled_sq_dist(ls, f1, f2, diag=diag))  # (L, n, m) or (L, n)
-            if diag:
-                return ((a1 * a2).transpose(0, 1) * scales[:, None] * kk).sum(0)
-            weights = a1.transpose(0, 1)[:, :, None] * a2.transpose(0, 1)[:, None, :]  # (L, n, m)
-            return (weights * scales[:, None, None] * kk).sum(0)
+            return combine(kk, a1, a2, scales, diag)
         out = None
         for k, kernel in enumerate(self.base_kernels):
             # ``forward``, not ``__call__``: a dense tensor, without a lazy kernel tensor per
@@ -102,7 +99,7 @@ class AR1Kernel(Kernel):
         assert out is not None
         return out
 
-    def _stacked_bases(self) -> list[ScaleKernel] | None:
+    def stacked_bases(self) -> list[ScaleKernel] | None:
         """The base kernels when all are ``ScaleKernel``\\ s (no batch shape) over
         :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel`\\ s of one layout, whose
         covariances :meth:`forward` then forms in one pass; else ``None``."""
@@ -119,3 +116,14 @@ class AR1Kernel(Kernel):
             ):
                 return None
         return bases
+
+
+def combine(kk: Tensor, a1: Tensor, a2: Tensor, scales: Tensor, diag: bool = False) -> Tensor:
+    """``sum_k a_k(l) a_k(m) s_k^2 k_k(x, x')`` from every level's kernel without its output
+    scale, ``kk`` (``(L, n, m)``, or ``(L, n)`` with ``diag``), the coefficients of both sides
+    (``(n, L)`` and ``(m, L)``, :meth:`AR1Kernel.coefficients`) and the output scales
+    ``s_k^2`` (``(L,)``)."""
+    if diag:
+        return ((a1 * a2).transpose(0, 1) * scales[:, None] * kk).sum(0)
+    weights = a1.transpose(0, 1)[:, :, None] * a2.transpose(0, 1)[:, None, :]  # (L, n, m)
+    return (weights * scales[:, None, None] * kk).sum(0)

@@ -22,7 +22,10 @@ constant mean and noise variance and ``p`` the model's priors. It is the value G
 ``ExactMarginalLogLikelihood`` gives (equal to rounding, gradients too; tested), without the
 lazy kernel tensors, the likelihood's masked noise operator and the distribution object that
 GPyTorch builds per evaluation: at ``n`` = 20-300 those, not the Cholesky factorisation, were
-most of the fit's time (16 ms of an evaluation at ``n`` = 20, two levels).
+most of the fit's time (16 ms of an evaluation at ``n`` = 20, two levels). Within a fit,
+:func:`map_closure` forms ``K`` by :func:`training_covariance`: each column's squared
+differences of the training rows are made once, so an evaluation weighs them by the length
+scales (one matrix product for all levels) instead of forming distances again.
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ from gpytorch.priors import GammaPrior, LogNormalPrior
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
+from optuna_mfkd.gp.ar1_kernel import AR1Kernel, combine
+
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
+#: The most numbers :func:`training_covariance` keeps (``d n^2``; 64 MB in float64).
+MAX_TERMS = 8_000_000
 
 
 def random_start(model: ExactGP) -> None:
@@ -110,11 +117,16 @@ def map_objective(model: ExactGP, priors: list[Callable[[], Tensor]] | None = No
             definite even with GPyTorch's jitter (BoTorch's fit then retries).
     """
     X = model.train_inputs[0]
+    return _map_value(model, model.covar_module.forward(X, X), priors)
+
+
+def _map_value(model: ExactGP, K: Tensor, priors: list[Callable[[], Tensor]] | None) -> Tensor:
+    """``J(theta)`` of ``model`` given its training covariance ``K`` (without noise)."""
+    X = model.train_inputs[0]
     z = model.train_targets
     levels = X[:, -1].round().long()
     means = torch.stack([m.constant.reshape(()) for m in model.mean_module.base_means])
     noise = model.likelihood.noise_covar.noise.reshape(-1)
-    K = model.covar_module.forward(X, X)
     chol = psd_safe_cholesky(K + torch.diag(noise[levels]))
     r = (z - means[levels]).unsqueeze(-1)
     w = torch.linalg.solve_triangular(chol, r, upper=False)  # r^T alpha = ||C^{-1} r||^2
@@ -125,15 +137,50 @@ def map_objective(model: ExactGP, priors: list[Callable[[], Tensor]] | None = No
     return value / n
 
 
+def training_covariance(model: ExactGP) -> Callable[[], Tensor] | None:
+    """A function giving the AR1 model's training covariance ``K`` at its current
+    hyperparameters, from the squared differences of the training rows made once
+    (:meth:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel.sq_dist_terms`):
+
+        K = sum_k a_k(l) a_k(l)^T * s_k^2 * profile( sum_j terms_j / l_{k,j}^2 )
+
+    (one weighted sum per evaluation instead of the kernel's distances); ``None`` where the
+    kernel is not of that form or the terms would hold more than :data:`MAX_TERMS` numbers
+    (then :func:`map_objective` forms ``K`` through the kernel)."""
+    covar = model.covar_module
+    bases = covar.stacked_bases() if isinstance(covar, AR1Kernel) else None
+    X = model.train_inputs[0]
+    if bases is None or X.shape[-2] ** 2 * (X.shape[-1] - 1) > MAX_TERMS or X.dim() != 2:
+        return None
+    first = bases[0].base_kernel
+    kernels = [kernel.base_kernel for kernel in bases]
+    terms = first.sq_dist_terms(X[:, :-1]).flatten(1)  # (d, n * n)
+    levels = X[:, -1]
+    n = X.shape[-2]
+
+    def K() -> Tensor:
+        inv_sq = first.stacked_lengthscales(kernels)[:, 0, :] ** -2  # (L, d)
+        kk = first.profile((inv_sq @ terms).reshape(-1, n, n))
+        a = covar.coefficients(levels).to(X.dtype)
+        return combine(kk, a, a, torch.stack([kernel.outputscale.reshape(()) for kernel in bases]))
+
+    return K
+
+
 def map_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
     """BoTorch's forward-backward closure of ``-J`` (:func:`map_objective`) over the
     parameters BoTorch's fit optimises (``get_parameters(mll, requires_grad=True)``, in its
     order), for ``fit_gpytorch_mll(mll, closure=...)``."""
     model = mll.model
     priors = log_priors(model)
-    return ForwardBackwardClosure(
-        forward=lambda: -map_objective(model, priors), parameters=get_parameters(mll, requires_grad=True)
-    )
+    K = training_covariance(model)
+    if K is None:
+        def forward() -> Tensor:
+            return -map_objective(model, priors)
+    else:
+        def forward() -> Tensor:
+            return -_map_value(model, K(), priors)
+    return ForwardBackwardClosure(forward=forward, parameters=get_parameters(mll, requires_grad=True))
 
 
 def fit_map(model: ExactGP, build: Callable[[], ExactGP], restarts: int, max_iter: int) -> ExactGP:

@@ -145,6 +145,18 @@ class MixedMaternKernel(Kernel):
         (all of :meth:`same_layout` as this one), for :meth:`scaled_sq_dist`."""
         return torch.stack([k._lengthscales() for k in kernels])
 
+    def sq_dist_terms(self, x: Tensor) -> Tensor:
+        """``(d, n, n)``: each column's part of ``r^2`` between the rows of ``x`` (``(n, d)``)
+        before scaling: ``(x_j - x'_j)^2`` for a numerical column, ``2 [x_j != x'_j]`` for a
+        categorical one; ``r^2 = sum_j terms_j / l_j^2``. Made once per fit, these turn
+        every evaluation of a training covariance into one weighted sum (the fit's objective,
+        :func:`optuna_mfkd.gp.fitting.map_closure`)."""
+        terms = (x.transpose(0, 1)[:, :, None] - x.transpose(0, 1)[:, None, :]) ** 2
+        if len(self._cat):
+            codes = x[:, self._cat].round()
+            terms[self._cat] = 2.0 * (codes.transpose(0, 1)[:, :, None] != codes.transpose(0, 1)[:, None, :]).to(x.dtype)
+        return terms
+
     def scaled_sq_dist(self, ls: Tensor, x1: Tensor, x2: Tensor, diag: bool = False) -> Tensor:
         """``r^2(x1, x2)`` (see the module) for column length scales ``ls`` of shape
         ``(*b, 1, d)``: ``(*b, n, m)``, or ``(*b, n)`` with ``diag``. A leading ``b`` of
