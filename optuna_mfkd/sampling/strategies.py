@@ -252,8 +252,7 @@ class CostAwareStrategy(Strategy):
 
 def _rows_at(obs: Observations, level: int) -> np.ndarray:
     """Internal rows observed or running at ``level``."""
-    rows = [obs.X[obs.levels == level], *(pt[None] for lv, pt in obs.running if lv == level)]
-    return np.concatenate(rows) if rows else obs.X[:0]
+    return np.concatenate([obs.X[obs.levels == level], *(pt[None] for lv, pt in obs.running if lv == level)])
 
 
 class InformationStrategy(CostAwareStrategy):
