@@ -170,7 +170,9 @@ class CostAwareStrategy(Strategy):
                 row, fitted, single = self.proposer.model_step(
                     (study_key, tuple(encoder.names)), encoder, obs, grid, used[top], every_level_pending=True
                 )
-                taken = [_rows_at(obs, lv) if exclusive and not encoder.is_discrete else None for lv in range(top + 1)]
+                # The top level's freedom is not consulted (it is always allowed): no test there.
+                near_test = exclusive and not encoder.is_discrete
+                taken = [_rows_at(obs, lv) if near_test and lv < top else None for lv in range(top + 1)]
                 points, free = self._level_points(fitted, encoder, grid, row, used, taken)
                 feats = encoder.encode(cands.representatives(encoder, np.stack(points), grid))
                 counts = np.bincount(levels, minlength=top + 1) + np.bincount(
