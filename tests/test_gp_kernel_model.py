@@ -379,7 +379,7 @@ def test_fixed_noise_is_kept_through_the_fit_a_warm_start_and_pending_points():
 def test_map_objective_equals_gpytorch_and_the_normal_density(num_levels, cat_dims, kernel, noise):
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    from optuna_mfkd.gp.fitting import map_objective, random_start
+    from optuna_mfkd.gp.fitting import ClosedFormObjective, map_objective, random_start
 
     torch.manual_seed(num_levels)
     n = 30
@@ -402,6 +402,14 @@ def test_map_objective_equals_gpytorch_and_the_normal_density(num_levels, cat_di
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    # The fit's closed-form value and gradient (no autograd) against GPyTorch's.
+    closed = ClosedFormObjective.of(model)
+    assert closed is not None
+    value, grads = closed()
+    assert value == pytest.approx(float(theirs), rel=1e-12, abs=1e-12)
+    for p, b in zip(params, g_theirs):
+        expected = np.zeros(tuple(p.shape)) if b is None else b.numpy()  # rho is unused with one level
+        np.testing.assert_allclose(grads[id(p)], expected, rtol=1e-9, atol=1e-12)
     # The likelihood part against scipy's normal density of the standardised targets.
     with torch.no_grad():
         train_X = model.train_inputs[0]
@@ -456,17 +464,9 @@ def test_the_cheapest_level_scale_has_gamma_2_1_and_stays_moderate(monkeypatch):
 
 @pytest.mark.parametrize("num_levels,cat_dims", [(1, {}), (2, {1: 3}), (3, {0: 4, 2: 2})])
 def test_the_ar1_covariance_equals_the_formula_written_out(num_levels, cat_dims):
-    """The AR1 kernel (all levels in one pass) and the fit's training covariance (from
-    squared differences made once) against ``sum_k a_k(l) a_k(l') s_k^2 matern52(r_k^2)``
-    computed element by element in NumPy; the fit's objective and gradient against the
-    kernel's."""
-    from optuna_mfkd.gp.fitting import (
-        _map_value,
-        log_priors,
-        map_objective,
-        random_start,
-        training_covariance,
-    )
+    """The AR1 kernel (all levels in one pass) against ``sum_k a_k(l) a_k(l') s_k^2
+    matern52(r_k^2)`` computed element by element in NumPy."""
+    from optuna_mfkd.gp.fitting import random_start
 
     torch.manual_seed(num_levels)
     n, d = 12, 4
@@ -504,14 +504,3 @@ def test_the_ar1_covariance_equals_the_formula_written_out(num_levels, cat_dims)
     with torch.no_grad():
         np.testing.assert_allclose(covar.forward(train_X, train_X).numpy(), expected, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(covar.forward(train_X, train_X, diag=True).numpy(), np.diag(expected), rtol=1e-10)
-        np.testing.assert_allclose(training_covariance(model)().numpy(), expected, rtol=1e-10, atol=1e-12)
-    priors = log_priors(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    fast = _map_value(model, training_covariance(model)(), priors)
-    slow = map_objective(model, priors)
-    assert float(fast) == pytest.approx(float(slow), rel=1e-12)
-    grads = [torch.autograd.grad(v, params, allow_unused=True) for v in (fast, slow)]
-    for g_fast, g_slow in zip(*grads):
-        assert (g_fast is None) == (g_slow is None)  # rho is unused with one level
-        if g_fast is not None:
-            torch.testing.assert_close(g_fast, g_slow, rtol=1e-9, atol=1e-12)

@@ -53,22 +53,9 @@ class AR1Kernel(Kernel):
         )
 
     def coefficients(self, levels: Tensor) -> Tensor:
-        """``a_k(l)`` for each level in ``levels``: a ``(..., n, L)`` tensor.
-
-        ``a_k(l) = prod_{j=k}^{l-1} rho_j`` for ``k <= l`` and 0 otherwise.
-        """
-        levels = levels.round().long().clamp(0, self.num_levels - 1)
-        cols = []
-        for k in range(self.num_levels):
-            # prod_{j=k}^{l-1} rho_j for every possible l, as a lookup table over l.
-            table = [torch.zeros((), dtype=self.rho.dtype, device=self.rho.device)] * k
-            prod = torch.ones((), dtype=self.rho.dtype, device=self.rho.device)
-            table.append(prod)
-            for j in range(k, self.num_levels - 1):
-                prod = prod * self.rho[j]
-                table.append(prod)
-            cols.append(torch.stack(table)[levels])
-        return torch.stack(cols, dim=-1)
+        """``a_k(l)`` for each level in ``levels``: a ``(..., n, L)`` tensor
+        (:func:`coefficients` of this kernel's ``rho``)."""
+        return coefficients(self.rho, levels, self.num_levels)
 
     def forward(
         self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params
@@ -116,6 +103,24 @@ class AR1Kernel(Kernel):
             ):
                 return None
         return bases
+
+
+def coefficients(rho: Tensor, levels: Tensor, num_levels: int) -> Tensor:
+    """``a_k(l) = prod_{j=k}^{l-1} rho_j`` for ``k <= l`` and 0 otherwise, for each level in
+    ``levels`` (rounded, clipped to ``0 .. num_levels - 1``): a ``(..., n, L)`` tensor,
+    differentiable in ``rho`` (``(L - 1,)``)."""
+    levels = levels.round().long().clamp(0, num_levels - 1)
+    cols = []
+    for k in range(num_levels):
+        # prod_{j=k}^{l-1} rho_j for every possible l, as a lookup table over l.
+        table = [torch.zeros((), dtype=rho.dtype, device=rho.device)] * k
+        prod = torch.ones((), dtype=rho.dtype, device=rho.device)
+        table.append(prod)
+        for j in range(k, num_levels - 1):
+            prod = prod * rho[j]
+            table.append(prod)
+        cols.append(torch.stack(table)[levels])
+    return torch.stack(cols, dim=-1)
 
 
 def combine(kk: Tensor, a1: Tensor, a2: Tensor, scales: Tensor, diag: bool = False) -> Tensor:

@@ -23,31 +23,36 @@ constant mean and noise variance and ``p`` the model's priors. It is the value G
 lazy kernel tensors, the likelihood's masked noise operator and the distribution object that
 GPyTorch builds per evaluation: at ``n`` = 20-300 those, not the Cholesky factorisation, were
 most of the fit's time (16 ms of an evaluation at ``n`` = 20, two levels). Within a fit,
-:func:`map_closure` forms ``K`` by :func:`training_covariance`: each column's squared
-differences of the training rows are made once, so an evaluation weighs them by the length
-scales (one matrix product for all levels) instead of forming distances again.
+:func:`map_closure` evaluates ``J`` by :class:`RawObjective`, a pure function of the raw
+parameters the optimiser moves: each column's squared differences of the training rows are
+made once, so an evaluation weighs them by the length scales (one matrix product for all
+levels) instead of forming distances again, and the modules' properties, constraints and
+prior closures are looked up once per fit instead of at every evaluation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 from botorch.exceptions import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.utils import get_parameters
+from gpytorch.constraints import Interval
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.models import ExactGP
-from gpytorch.priors import GammaPrior, LogNormalPrior
+from gpytorch.priors import GammaPrior, LogNormalPrior, Prior
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
-from optuna_mfkd.gp.ar1_kernel import AR1Kernel, combine
+from optuna_mfkd.gp.ar1_kernel import AR1Kernel, coefficients, combine
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
-#: The most numbers :func:`training_covariance` keeps (``d n^2``; 64 MB in float64).
+#: The most numbers :class:`RawObjective` keeps (``d n^2``; 64 MB in float64).
 MAX_TERMS = 8_000_000
 
 
@@ -70,39 +75,43 @@ def random_start(model: ExactGP) -> None:
         rho.copy_(6.0 * torch.rand(rho.shape, dtype=rho.dtype) - 3.0)
 
 
-def log_priors(model: ExactGP) -> list[Callable[[], Tensor]]:
-    """One function per prior of the model: ``log p(theta_p)`` (summed over its elements) at
-    the current hyperparameters.
-
-    The priors are looked up once (walking the modules costs more than the densities), and
-    the model's two kinds are written out as torch forms them (the same rounding):
+def log_density(prior: Prior) -> Callable[[Tensor], Tensor]:
+    """``v -> log p(v)`` of ``prior``, summed over ``v``'s elements. The model's two kinds are
+    written out as torch forms them (the same rounding, without a distribution object per
+    call):
 
         LogNormal(mu, s):  log p(v) = -(log v - mu)^2 / (2 s^2) - log s - log sqrt(2 pi) - log v
         Gamma(a, b):       log p(v) = a log b + (a - 1) log v - b v - log Gamma(a)
 
     Any other prior uses its ``log_prob``.
     """
-    terms: list[Callable[[], Tensor]] = []
-    for _, module, prior, closure, _ in model.named_priors():
-        if isinstance(prior, LogNormalPrior):
-            mu, s = prior.loc.detach(), prior.scale.detach()
-            two_var, log_s = 2 * s**2, s.log()  # in the prior's own precision, as torch's Normal
+    if isinstance(prior, LogNormalPrior):
+        mu, s = prior.loc.detach(), prior.scale.detach()
+        two_var, log_s = 2 * s**2, s.log()  # in the prior's own precision, as torch's Normal
 
-            def term(module=module, closure=closure, mu=mu, two_var=two_var, log_s=log_s) -> Tensor:
-                log_v = torch.log(closure(module))
-                return ((-((log_v - mu) ** 2) / two_var - log_s - _LOG_SQRT_2PI) - log_v).sum()
-        elif isinstance(prior, GammaPrior):
-            a, b = prior.concentration.detach(), prior.rate.detach()
-            a_log_b, lgamma_a = torch.xlogy(a, b), torch.lgamma(a)
+        def density(v: Tensor) -> Tensor:
+            log_v = torch.log(v)
+            return ((-((log_v - mu) ** 2) / two_var - log_s - _LOG_SQRT_2PI) - log_v).sum()
+    elif isinstance(prior, GammaPrior):
+        a, b = prior.concentration.detach(), prior.rate.detach()
+        a_log_b, lgamma_a = torch.xlogy(a, b), torch.lgamma(a)
 
-            def term(module=module, closure=closure, a=a, b=b, a_log_b=a_log_b, lgamma_a=lgamma_a) -> Tensor:
-                v = closure(module)
-                return (a_log_b + torch.xlogy(a - 1, v) - b * v - lgamma_a).sum()
-        else:
-            def term(module=module, closure=closure, prior=prior) -> Tensor:
-                return prior.log_prob(closure(module)).sum()
-        terms.append(term)
-    return terms
+        def density(v: Tensor) -> Tensor:
+            return (a_log_b + torch.xlogy(a - 1, v) - b * v - lgamma_a).sum()
+    else:
+        def density(v: Tensor) -> Tensor:
+            return prior.log_prob(v).sum()
+    return density
+
+
+def log_priors(model: ExactGP) -> list[Callable[[], Tensor]]:
+    """One function per prior of the model: ``log p(theta_p)`` (summed over its elements) at
+    the current hyperparameters (:func:`log_density`). The priors are looked up once
+    (walking the modules costs more than the densities)."""
+    return [
+        lambda module=module, closure=closure, density=log_density(prior): density(closure(module))
+        for _, module, prior, closure, _ in model.named_priors()
+    ]
 
 
 def map_objective(model: ExactGP, priors: list[Callable[[], Tensor]] | None = None) -> Tensor:
@@ -127,44 +136,258 @@ def _map_value(model: ExactGP, K: Tensor, priors: list[Callable[[], Tensor]] | N
     levels = X[:, -1].round().long()
     means = torch.stack([m.constant.reshape(()) for m in model.mean_module.base_means])
     noise = model.likelihood.noise_covar.noise.reshape(-1)
-    chol = psd_safe_cholesky(K + torch.diag(noise[levels]))
-    r = (z - means[levels]).unsqueeze(-1)
-    w = torch.linalg.solve_triangular(chol, r, upper=False)  # r^T alpha = ||C^{-1} r||^2
-    n = len(z)
-    value = -0.5 * (w * w).sum() - chol.diagonal().log().sum() - 0.5 * n * math.log(2.0 * math.pi)
+    value = _log_marginal(K, noise[levels], z - means[levels])
     for term in log_priors(model) if priors is None else priors:
         value = value + term()
-    return value / n
+    return value / len(z)
 
 
-def training_covariance(model: ExactGP) -> Callable[[], Tensor] | None:
-    """A function giving the AR1 model's training covariance ``K`` at its current
-    hyperparameters, from the squared differences of the training rows made once
-    (:meth:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel.sq_dist_terms`):
+def _log_marginal(K: Tensor, noise: Tensor, r: Tensor) -> Tensor:
+    """``log N(r; 0, K + diag(noise))``: ``-1/2 r^T alpha - sum_i log C_ii - n/2 log(2 pi)``.
 
-        K = sum_k a_k(l) a_k(l)^T * s_k^2 * profile( sum_j terms_j / l_{k,j}^2 )
+    Raises:
+        linear_operator.utils.errors.NotPSDError: see :func:`map_objective`.
+    """
+    chol = psd_safe_cholesky(K + torch.diag(noise))
+    w = torch.linalg.solve_triangular(chol, r.unsqueeze(-1), upper=False)  # r^T alpha = ||C^{-1} r||^2
+    return -0.5 * (w * w).sum() - chol.diagonal().log().sum() - 0.5 * len(r) * math.log(2.0 * math.pi)
 
-    (one weighted sum per evaluation instead of the kernel's distances); ``None`` where the
-    kernel is not of that form or the terms would hold more than :data:`MAX_TERMS` numbers
-    (then :func:`map_objective` forms ``K`` through the kernel)."""
-    covar = model.covar_module
-    bases = covar.stacked_bases() if isinstance(covar, AR1Kernel) else None
-    X = model.train_inputs[0]
-    if bases is None or X.shape[-2] ** 2 * (X.shape[-1] - 1) > MAX_TERMS or X.dim() != 2:
+
+#: Above this raw value torch's (and GPyTorch's) softplus is the identity.
+_LINEAR_ABOVE = 20.0
+#: Where each prior of the AR1 model sits: its name in ``named_priors`` -> what it is on.
+_PRIOR_SITES = (
+    (re.compile(r"likelihood\.noise_covar\.noise_prior"), "noise"),
+    (re.compile(r"covar_module\.base_kernels\.(\d+)\.outputscale_prior"), "scale"),
+    (re.compile(r"covar_module\.base_kernels\.(\d+)\.base_kernel\.lengthscale_prior"), "lengthscale"),
+)
+
+
+def _softplus_bound(module: torch.nn.Module, name: str) -> float | None:
+    """The lower bound ``b`` of ``module``'s raw parameter ``name`` when its value is
+    ``softplus(raw) + b`` (GPyTorch's ``GreaterThan``/``Positive``), ``-inf`` when it has no
+    constraint (the value is the raw number), ``None`` for any other constraint."""
+    constraint = getattr(module, f"{name}_constraint", None)
+    if constraint is None or not constraint.enforced:
+        return -math.inf
+    transform = constraint._transform if isinstance(constraint, Interval) else None
+    softplus = transform is torch.nn.functional.softplus or (
+        isinstance(transform, torch.nn.Softplus) and transform.beta == 1.0 and transform.threshold == _LINEAR_ABOVE
+    )
+    if softplus and math.isinf(float(constraint.upper_bound)):
+        return float(constraint.lower_bound)
+    return None
+
+
+def _prior_density(prior: Prior) -> Callable[[np.ndarray], tuple[float, np.ndarray]] | None:
+    """``v -> (sum log p(v), d/dv log p(v))`` of a log-normal or Gamma prior (the forms of
+    :func:`log_density`); ``None`` for other priors."""
+    # The constants in the prior's own precision, as torch forms them (:func:`log_density`).
+    if isinstance(prior, LogNormalPrior):
+        mu = float(prior.loc)
+        two_var, log_s = float(2 * prior.scale.detach() ** 2), float(prior.scale.detach().log())
+
+        def density(v: np.ndarray) -> tuple[float, np.ndarray]:
+            log_v = np.log(v)
+            return (
+                float(np.sum(-((log_v - mu) ** 2) / two_var - log_s - _LOG_SQRT_2PI - log_v)),
+                (-2.0 * (log_v - mu) / two_var - 1.0) / v,
+            )
+    elif isinstance(prior, GammaPrior):
+        a, b = float(prior.concentration), float(prior.rate)
+        constant = float(torch.xlogy(prior.concentration.detach(), prior.rate.detach()) - torch.lgamma(prior.concentration.detach()))
+
+        def density(v: np.ndarray) -> tuple[float, np.ndarray]:
+            return float(np.sum(constant + (a - 1.0) * np.log(v) - b * v)), (a - 1.0) / v - b
+    else:
         return None
-    first = bases[0].base_kernel
-    kernels = [kernel.base_kernel for kernel in bases]
-    terms = first.sq_dist_terms(X[:, :-1]).flatten(1)  # (d, n * n)
-    levels = X[:, -1]
-    n = X.shape[-2]
+    return density
 
-    def K() -> Tensor:
-        inv_sq = first.stacked_lengthscales(kernels)[:, 0, :] ** -2  # (L, d)
-        kk = first.profile((inv_sq @ terms).reshape(-1, n, n))
-        a = covar.coefficients(levels).to(X.dtype)
-        return combine(kk, a, a, torch.stack([kernel.outputscale.reshape(()) for kernel in bases]))
 
-    return K
+class ClosedFormObjective:
+    """``J(theta)`` (see the module) of an AR1 model and its gradient in closed form, on the
+    raw parameters the optimiser moves, for :func:`map_closure`.
+
+    Forward, with ``terms_j`` each column's squared differences of the training rows
+    (:meth:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel.sq_dist_terms`, made once),
+    ``l_{k,j}`` level ``k``'s length scale of column ``j``, ``a_k`` the AR1 coefficients of
+    the rows (:func:`~optuna_mfkd.gp.ar1_kernel.coefficients`) and ``P`` the kernel's profile:
+
+        R_k = sum_j terms_j / l_{k,j}^2,   K = sum_k s_k^2 (a_k a_k^T) o P(R_k),
+        Sigma = K + diag(noise_{l_i}),     alpha = Sigma^{-1} (z - m_{l_i}).
+
+    Backward (Rasmussen & Williams, eq. 5.9), with ``G = (alpha alpha^T - Sigma^{-1}) / 2``:
+
+        dJ/dSigma = G,   dJ/dm_l = sum_{l_i = l} alpha_i,   dJ/dnoise_l = sum_{l_i = l} G_ii,
+        dJ/ds_k^2 = sum(G o W_k o P(R_k)),   W_k = a_k a_k^T,
+        dJ/d(1/l_{k,j}^2) = sum(H_k o terms_j),   H_k = s_k^2 G o W_k o P'(R_k),
+        dJ/da_k = 2 s_k^2 (G o P(R_k)) a_k,   then the chain rule through ``a_k(rho)``,
+
+    plus the priors' derivatives, and ``d value / d raw = sigmoid(raw)`` where the value is
+    ``softplus(raw) + bound``. At ``n`` = 20 one evaluation costs a few NumPy operations on
+    ``n x n`` arrays instead of the hundred-odd autograd nodes of :func:`map_objective`,
+    whose value and gradient it equals to rounding (tested). Made by :meth:`of`.
+    """
+
+    def __init__(self, model: ExactGP, bases: list, priors: list, bounds: dict[int, float]) -> None:
+        X = model.train_inputs[0]
+        covar = model.covar_module
+        self._model = model
+        self._bases = bases
+        self._kernel = bases[0].base_kernel
+        self._owner = self._kernel._owner.numpy()
+        self._levels = X[:, -1].round().long().numpy()
+        self._level_tensor = torch.from_numpy(self._levels)
+        self._z = model.train_targets.detach().numpy()
+        terms = self._kernel.sq_dist_terms(X[:, :-1].detach())
+        self._terms = terms.reshape(terms.shape[0], -1).numpy()  # (d, n * n)
+        self._num_levels = covar.num_levels
+        self._priors = priors
+        self._bounds = bounds
+        self._onehot = np.eye(self._num_levels)[self._levels]  # (n, L)
+
+    @classmethod
+    def of(cls, model: ExactGP) -> ClosedFormObjective | None:
+        """The objective of ``model``; ``None`` where the model is not of that form (the
+        covariance not an :class:`AR1Kernel` over stacked bases, a prior other than
+        log-normal or Gamma or elsewhere than on the noises, output scales and length scales,
+        a constraint other than ``softplus(raw) + bound``, batched inputs) or the terms would
+        hold more than :data:`MAX_TERMS` numbers (then :func:`map_objective` serves)."""
+        covar = model.covar_module
+        bases = covar.stacked_bases() if isinstance(covar, AR1Kernel) else None
+        X = model.train_inputs[0]
+        if bases is None or X.dim() != 2 or X.shape[-2] ** 2 * (X.shape[-1] - 1) > MAX_TERMS:
+            return None
+        priors = []
+        for name, _, prior, _, _ in model.named_priors():
+            site = next(((what, m) for pattern, what in _PRIOR_SITES if (m := pattern.fullmatch(name))), None)
+            density = _prior_density(prior)
+            if site is None or density is None:
+                return None
+            what, match = site
+            priors.append((what, int(match.group(1)) if match.groups() else 0, density))
+        noise_covar = model.likelihood.noise_covar
+        owners = [(noise_covar, "raw_noise")]
+        owners += [(mean, "raw_constant") for mean in model.mean_module.base_means]
+        owners += [(kernel, "raw_outputscale") for kernel in bases]
+        owners += [(kernel.base_kernel, "raw_lengthscale") for kernel in bases]
+        bounds = {}
+        for module, name in owners:
+            bound = _softplus_bound(module, name)
+            if bound is None:
+                return None
+            bounds[id(getattr(module, name))] = bound
+        return cls(model, bases, priors, bounds)
+
+    def covers(self, parameters: Iterable[Tensor]) -> bool:
+        """Whether :meth:`__call__` gives the gradient of each of ``parameters``."""
+        return all(id(p) in self._bounds or p is self._model.covar_module.rho for p in parameters)
+
+    def _value(self, raw: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(value, d value / d raw)`` of a raw parameter (see :meth:`of`)."""
+        x = raw.detach().numpy()
+        bound = self._bounds[id(raw)]
+        if bound == -math.inf:
+            return x, np.ones_like(x)
+        # softplus and its derivative, the sigmoid; linear above the threshold, as torch's
+        linear = x > _LINEAR_ABOVE
+        value = np.where(linear, x, np.logaddexp(0.0, np.where(linear, 0.0, x)))
+        return value + bound, np.where(linear, 1.0, 0.5 * (1.0 + np.tanh(0.5 * x)))
+
+    def __call__(self) -> tuple[float, dict[int, np.ndarray]]:
+        """``J`` at the model's current hyperparameters and its gradient: ``{id(raw
+        parameter): dJ/d raw}`` for every raw parameter of the model (``rho`` included).
+
+        Raises:
+            linear_operator.utils.errors.NotPSDError: as :func:`map_objective`.
+        """
+        model, bases, L = self._model, self._bases, self._num_levels
+        n = len(self._z)
+        lv = self._levels
+        noise_covar = model.likelihood.noise_covar
+        means_mod = list(model.mean_module.base_means)
+        ls_raw = [k.base_kernel.raw_lengthscale for k in bases]
+        s_raw = [k.raw_outputscale for k in bases]
+        ls, dls = zip(*(self._value(r) for r in ls_raw))  # (1, g) each
+        sc, dsc = zip(*(self._value(r) for r in s_raw))
+        noise, dnoise = self._value(noise_covar.raw_noise)
+        means, dmeans = zip(*(self._value(m.raw_constant) for m in means_mod))
+        ls_cols = np.stack([v.reshape(-1)[self._owner] for v in ls])  # (L, d)
+        scales = np.array([float(v) for v in sc])
+        noise = noise.reshape(-1)
+        rho = model.covar_module.rho.detach().numpy()
+        A = coefficients(torch.from_numpy(rho), self._level_tensor, L).numpy()  # (n, L)
+        R = ((ls_cols**-2) @ self._terms).reshape(L, n, n)
+        P, dP = _profile(R, self._kernel.nu)
+        W = A.T[:, :, None] * A.T[:, None, :]  # (L, n, n)
+        K = np.einsum("k,kij->ij", scales, W * P)
+        Sigma = torch.from_numpy(K + np.diag(noise[lv]))
+        chol = psd_safe_cholesky(Sigma)
+        r = self._z - np.array([float(m) for m in means])[lv]
+        alpha = torch.cholesky_solve(torch.from_numpy(r).unsqueeze(-1), chol).numpy()[:, 0]
+        inv = torch.cholesky_inverse(chol).numpy()
+        value = -0.5 * r @ alpha - float(chol.diagonal().log().sum()) - 0.5 * n * math.log(2.0 * math.pi)
+        G = 0.5 * (np.outer(alpha, alpha) - inv)
+        # The likelihood's gradient with respect to each value.
+        g_means = self._onehot.T @ alpha
+        g_noise = self._onehot.T @ np.diag(G)
+        GP = G * P  # (L, n, n)
+        g_scales = np.einsum("kij,kij->k", GP, W)
+        H = scales[:, None, None] * G * W * dP
+        g_inv_sq = H.reshape(L, -1) @ self._terms.T  # (L, d)
+        g_ls_cols = g_inv_sq * (-2.0) * ls_cols**-3
+        g_A = 2.0 * scales[None, :] * np.einsum("kij,jk->ik", GP, A)  # (n, L)
+        # The priors' (summed into the same gradients).
+        g_ls = [np.bincount(self._owner, weights=g_ls_cols[k], minlength=ls[k].size) for k in range(L)]
+        for what, k, density in self._priors:
+            v = noise if what == "noise" else scales[k : k + 1] if what == "scale" else ls[k].reshape(-1)
+            logp, dlogp = density(v)
+            value += logp
+            if what == "noise":
+                g_noise = g_noise + dlogp
+            elif what == "scale":
+                g_scales[k] += dlogp[0]
+            else:
+                g_ls[k] = g_ls[k] + dlogp
+        grads = {id(noise_covar.raw_noise): g_noise.reshape(noise_covar.raw_noise.shape) * dnoise}
+        for m, g, d in zip(means_mod, g_means, dmeans):
+            grads[id(m.raw_constant)] = np.asarray(g * d).reshape(m.raw_constant.shape)
+        for k in range(L):
+            grads[id(s_raw[k])] = np.asarray(g_scales[k] * dsc[k]).reshape(s_raw[k].shape)
+            grads[id(ls_raw[k])] = g_ls[k].reshape(ls_raw[k].shape) * dls[k]
+        grads[id(model.covar_module.rho)] = _rho_gradient(rho, lv, g_A, L)
+        return value / n, {key: g / n for key, g in grads.items()}
+
+
+def _profile(R: np.ndarray, nu: float) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's profile ``P(R)`` of squared distances and ``dP/dR``
+    (:meth:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel.profile`):
+
+        Matern-5/2:  P = (1 + sqrt(5) r + 5/3 R) e^{-sqrt(5) r},  dP/dR = -5/6 (1 + sqrt(5) r) e^{-sqrt(5) r}
+        squared exponential:  P = e^{-R/2},  dP/dR = -P / 2      (r = sqrt(R))
+    """
+    R = np.maximum(R, 0.0)
+    if nu == math.inf:
+        P = np.exp(-0.5 * R)
+        return P, -0.5 * P
+    s5r = math.sqrt(5.0) * np.sqrt(np.maximum(R, 1e-30))
+    e = np.exp(-s5r)
+    return (1.0 + s5r + (5.0 / 3.0) * R) * e, -(5.0 / 6.0) * (1.0 + s5r) * e
+
+
+def _rho_gradient(rho: np.ndarray, levels: np.ndarray, g_A: np.ndarray, L: int) -> np.ndarray:
+    """``dJ/drho_j = sum_i sum_k dJ/da_k(i) * d a_k(l_i) / d rho_j``, where ``a_k(l) =
+    prod_{m=k}^{l-1} rho_m``, so its derivative is the product without ``rho_j`` for
+    ``k <= j < l`` and 0 otherwise."""
+    out = np.zeros(max(L - 1, 0))
+    for j in range(L - 1):
+        for k in range(j + 1):
+            for level in range(j + 1, L):
+                at = levels == level
+                if at.any():
+                    others = np.prod([rho[m] for m in range(k, level) if m != j])
+                    out[j] += others * g_A[at, k].sum()
+    return out
 
 
 def map_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
@@ -172,15 +395,23 @@ def map_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
     parameters BoTorch's fit optimises (``get_parameters(mll, requires_grad=True)``, in its
     order), for ``fit_gpytorch_mll(mll, closure=...)``."""
     model = mll.model
-    priors = log_priors(model)
-    K = training_covariance(model)
-    if K is None:
+    parameters = get_parameters(mll, requires_grad=True)
+    closed = ClosedFormObjective.of(model)
+    if closed is None or not closed.covers(parameters.values()):
+        priors = log_priors(model)
+
         def forward() -> Tensor:
             return -map_objective(model, priors)
-    else:
-        def forward() -> Tensor:
-            return -_map_value(model, K(), priors)
-    return ForwardBackwardClosure(forward=forward, parameters=get_parameters(mll, requires_grad=True))
+
+        return ForwardBackwardClosure(forward=forward, parameters=parameters)
+
+    def closure() -> tuple[Tensor, tuple[Tensor, ...]]:
+        value, grads = closed()
+        return torch.tensor(-value, dtype=torch.float64), tuple(
+            torch.as_tensor(-grads[id(p)], dtype=torch.float64).reshape(p.shape) for p in parameters.values()
+        )
+
+    return closure
 
 
 def fit_map(model: ExactGP, build: Callable[[], ExactGP], restarts: int, max_iter: int) -> ExactGP:
