@@ -49,7 +49,7 @@ from gpytorch.priors import GammaPrior, LogNormalPrior, Prior
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
-from optuna_mfkd.gp.ar1_kernel import AR1Kernel, coefficients, combine
+from optuna_mfkd.gp.ar1_kernel import AR1Kernel, coefficients
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 #: The most numbers :class:`RawObjective` keeps (``d n^2``; 64 MB in float64).
@@ -108,10 +108,11 @@ def log_priors(model: ExactGP) -> list[Callable[[], Tensor]]:
     """One function per prior of the model: ``log p(theta_p)`` (summed over its elements) at
     the current hyperparameters (:func:`log_density`). The priors are looked up once
     (walking the modules costs more than the densities)."""
-    return [
-        lambda module=module, closure=closure, density=log_density(prior): density(closure(module))
-        for _, module, prior, closure, _ in model.named_priors()
-    ]
+    terms = []
+    for _, module, prior, closure, _ in model.named_priors():
+        density = log_density(prior)
+        terms.append(lambda module=module, closure=closure, density=density: density(closure(module)))
+    return terms
 
 
 def map_objective(model: ExactGP, priors: list[Callable[[], Tensor]] | None = None) -> Tensor:
