@@ -69,6 +69,9 @@ def test_gains_follow_the_posterior_correlation_and_noise():
     # The expectation over f*: the mean of the gains of each value alone.
     each = [float(information_gains(cov, [0.0, 0.0], 0.2, f_star[k : k + 1])[0]) for k in range(3)]
     assert float(gains[0]) == pytest.approx(np.mean(each))
+    # One level's gain alone is the same number as among all levels'.
+    for m in (0, 1):
+        assert float(information_gains(cov, [1.0, 0.0], 0.2, f_star, levels=[m])[0]) == float(noisy[m])
 
 
 def test_max_value_quantiles():

@@ -108,9 +108,12 @@ def level_correlations(level_cov: Tensor, noise: Sequence[float]) -> Tensor:
     return level_cov[:, -1] / (noisy * var[-1]).sqrt()
 
 
-def information_gains(level_cov: Tensor, noise: Sequence[float], top_mean: float, max_values: Tensor) -> Tensor:
+def information_gains(
+    level_cov: Tensor, noise: Sequence[float], top_mean: float, max_values: Tensor, levels: Sequence[int] | None = None,
+) -> Tensor:
     """``I(y_m; f*)`` (nats) of an observation at each level ``m`` of one point: an ``(L,)``
-    tensor. The level choice takes ``argmax_m I(y_m; f*) / c_m`` over the allowed levels.
+    tensor (or one entry per level of ``levels``, the same numbers computed for those levels
+    only). The level choice takes ``argmax_m I(y_m; f*) / c_m`` over the allowed levels.
 
     Args:
         level_cov: ``(L, L)`` joint posterior covariance of the latent levels at the point
@@ -126,7 +129,8 @@ def information_gains(level_cov: Tensor, noise: Sequence[float], top_mean: float
                          f"{tuple(level_cov.shape)} and {len(noise)}.")
     sigma = float(level_cov[-1, -1].clamp_min(1e-18).sqrt())
     gamma = (max_values.to(torch.float64).reshape(-1) - top_mean) / sigma
-    return information_gain(gamma, level_correlations(level_cov, noise))
+    r = level_correlations(level_cov, noise)
+    return information_gain(gamma, r if levels is None else r[list(levels)])
 
 
 def choose_level_by_information(gains: Sequence[float], costs: Sequence[float], allowed: Sequence[bool]) -> int:

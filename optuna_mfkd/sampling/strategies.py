@@ -275,7 +275,7 @@ class InformationStrategy(CostAwareStrategy):
         noise = [fitted.noise_variance(m) for m in range(top + 1)]
         start = len(mean) - len(feats)  # level m is weighed at its own point, feats[m]
         gains = [
-            float(information_gains(covar_all[m], noise, float(mean[start + m]), max_values)[m])
+            float(information_gains(covar_all[m], noise, float(mean[start + m]), max_values, levels=[m])[0])
             for m in range(top + 1)
         ]
         return choose_level_by_information(gains, costs, allowed)
