@@ -391,13 +391,14 @@ def _rho_gradient(rho: np.ndarray, levels: np.ndarray, g_A: np.ndarray, L: int) 
     return out
 
 
-def map_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
-    """BoTorch's forward-backward closure of ``-J`` (:func:`map_objective`) over the
-    parameters BoTorch's fit optimises (``get_parameters(mll, requires_grad=True)``, in its
-    order), for ``fit_gpytorch_mll(mll, closure=...)``."""
+def map_closure(mll: ExactMarginalLogLikelihood, closed_form: bool = True) -> ForwardBackwardClosure:
+    """BoTorch's closure of ``-J`` and its gradient over the parameters BoTorch's fit
+    optimises (``get_parameters(mll, requires_grad=True)``, in its order), for
+    ``fit_gpytorch_mll(mll, closure=...)``: :class:`ClosedFormObjective` where the model is of
+    its form and ``closed_form``, else :func:`map_objective` with autograd."""
     model = mll.model
     parameters = get_parameters(mll, requires_grad=True)
-    closed = ClosedFormObjective.of(model)
+    closed = ClosedFormObjective.of(model) if closed_form else None
     if closed is None or not closed.covers(parameters.values()):
         priors = log_priors(model)
 
