@@ -421,6 +421,32 @@ def test_map_objective_equals_gpytorch_and_the_normal_density(num_levels, cat_di
     assert float(ours) == pytest.approx((density + log_prior) / n, rel=1e-9)
 
 
+def test_the_closed_form_by_chunks_of_columns_equals_it_at_once(monkeypatch):
+    """Where the columns' squared differences would not fit in ``MAX_TERMS`` numbers they are
+    made per chunk of columns at each evaluation: the same value and gradient."""
+    from optuna_mfkd.gp import fitting
+    from optuna_mfkd.gp.fitting import ClosedFormObjective, random_start
+
+    torch.manual_seed(3)
+    n = 30
+    X = torch.rand(n, 5, dtype=torch.float64)
+    X[:, 1] = torch.randint(0, 3, (n,)).double()
+    X[:, 4] = torch.randint(0, 4, (n,)).double()
+    levels = torch.arange(n) % 2
+    y = torch.sin(3 * X.sum(1)) + 0.3 * levels
+    model = fit_ar1_model(X, levels, y, 2, cat_dims={1: 3, 4: 4}, fit=False).model
+    random_start(model)
+    model.train()
+    value, grads = ClosedFormObjective.of(model)()
+    monkeypatch.setattr(fitting, "MAX_TERMS", 2 * n * n)
+    chunked = ClosedFormObjective.of(model)
+    assert chunked._chunks == [[0, 1], [2, 3], [4]]
+    value_c, grads_c = chunked()
+    assert value_c == pytest.approx(value, rel=1e-13)
+    for key, g in grads.items():
+        np.testing.assert_allclose(grads_c[key], g, rtol=1e-12, atol=1e-14)
+
+
 def _augmented_branin_design(seed: int, n_low: int = 40, n_high: int = 12):
     """A random two-level design of BoTorch's AugmentedBranin (fidelity 0.5 and 1), maximised."""
     from botorch.test_functions.multi_fidelity import AugmentedBranin

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -52,7 +52,8 @@ from torch import Tensor
 from optuna_mfkd.gp.ar1_kernel import AR1Kernel, coefficients
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
-#: The most numbers :class:`RawObjective` keeps (``d n^2``; 64 MB in float64).
+#: The most squared differences :class:`ClosedFormObjective` holds at once (``d n^2``; 64 MB
+#: in float64): above it they are made again per chunk of columns at each evaluation.
 MAX_TERMS = 8_000_000
 
 
@@ -240,8 +241,13 @@ class ClosedFormObjective:
         self._levels = X[:, -1].round().long().numpy()
         self._level_tensor = torch.from_numpy(self._levels)
         self._z = model.train_targets.detach().numpy()
-        terms = self._kernel.sq_dist_terms(X[:, :-1].detach())
-        self._terms = terms.reshape(terms.shape[0], -1).numpy()  # (d, n * n)
+        # The columns' squared differences, (c, n * n) per chunk of columns: made here once
+        # where all fit in MAX_TERMS numbers, else per chunk at each evaluation.
+        x, d, n = X[:, :-1].detach(), X.shape[-1] - 1, X.shape[-2]
+        per_chunk = max(1, MAX_TERMS // max(n * n, 1))
+        self._chunks = [list(range(j, min(j + per_chunk, d))) for j in range(0, d, per_chunk)]
+        self._terms = self._chunk_terms(x, self._chunks[0]) if len(self._chunks) == 1 else None
+        self._x = x
         self._num_levels = covar.num_levels
         self._priors = priors
         self._bounds = bounds
@@ -252,12 +258,12 @@ class ClosedFormObjective:
         """The objective of ``model``; ``None`` where the model is not of that form (the
         covariance not an :class:`AR1Kernel` over stacked bases, a prior other than
         log-normal or Gamma or elsewhere than on the noises, output scales and length scales,
-        a constraint other than ``softplus(raw) + bound``, batched inputs) or the terms would
-        hold more than :data:`MAX_TERMS` numbers (then :func:`map_objective` serves)."""
+        a constraint other than ``softplus(raw) + bound``, batched inputs; then
+        :func:`map_objective` serves)."""
         covar = model.covar_module
         bases = covar.stacked_bases() if isinstance(covar, AR1Kernel) else None
         X = model.train_inputs[0]
-        if bases is None or X.dim() != 2 or X.shape[-2] ** 2 * (X.shape[-1] - 1) > MAX_TERMS:
+        if bases is None or X.dim() != 2:
             return None
         priors = []
         for name, _, prior, _, _ in model.named_priors():
@@ -279,6 +285,18 @@ class ClosedFormObjective:
                 return None
             bounds[id(getattr(module, name))] = bound
         return cls(model, bases, priors, bounds)
+
+    def _chunk_terms(self, x: Tensor, columns: list[int]) -> np.ndarray:
+        terms = self._kernel.sq_dist_terms(x, columns)
+        return terms.reshape(len(columns), -1).numpy()
+
+    def _terms_by_chunk(self) -> Iterator[tuple[list[int], np.ndarray]]:
+        """``(columns, terms (c, n * n))`` of each chunk of columns."""
+        if self._terms is not None:
+            yield self._chunks[0], self._terms
+            return
+        for columns in self._chunks:
+            yield columns, self._chunk_terms(self._x, columns)
 
     def covers(self, parameters: Iterable[Tensor]) -> bool:
         """Whether :meth:`__call__` gives the gradient of each of ``parameters``."""
@@ -318,7 +336,11 @@ class ClosedFormObjective:
         noise = noise.reshape(-1)
         rho = model.covar_module.rho.detach().numpy()
         A = coefficients(torch.from_numpy(rho), self._level_tensor, L).numpy()  # (n, L)
-        R = ((ls_cols**-2) @ self._terms).reshape(L, n, n)
+        inv_sq = ls_cols**-2  # (L, d)
+        R = np.zeros((L, n * n))
+        for columns, terms in self._terms_by_chunk():
+            R += inv_sq[:, columns] @ terms
+        R = R.reshape(L, n, n)
         P, dP = _profile(R, self._kernel.nu)
         W = A.T[:, :, None] * A.T[:, None, :]  # (L, n, n)
         K = np.einsum("k,kij->ij", scales, W * P)
@@ -335,7 +357,9 @@ class ClosedFormObjective:
         GP = G * P  # (L, n, n)
         g_scales = np.einsum("kij,kij->k", GP, W)
         H = scales[:, None, None] * G * W * dP
-        g_inv_sq = H.reshape(L, -1) @ self._terms.T  # (L, d)
+        g_inv_sq = np.zeros_like(inv_sq)  # (L, d)
+        for columns, terms in self._terms_by_chunk():
+            g_inv_sq[:, columns] = H.reshape(L, -1) @ terms.T
         g_ls_cols = g_inv_sq * (-2.0) * ls_cols**-3
         g_A = 2.0 * scales[None, :] * np.einsum("kij,jk->ik", GP, A)  # (n, L)
         # The priors' (summed into the same gradients).

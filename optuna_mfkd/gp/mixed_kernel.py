@@ -145,16 +145,21 @@ class MixedMaternKernel(Kernel):
         (all of :meth:`same_layout` as this one), for :meth:`scaled_sq_dist`."""
         return torch.stack([k._lengthscales() for k in kernels])
 
-    def sq_dist_terms(self, x: Tensor) -> Tensor:
-        """``(d, n, n)``: each column's part of ``r^2`` between the rows of ``x`` (``(n, d)``)
-        before scaling: ``(x_j - x'_j)^2`` for a numerical column, ``2 [x_j != x'_j]`` for a
-        categorical one; ``r^2 = sum_j terms_j / l_j^2``. Made once per fit, these turn
-        every evaluation of a training covariance into one weighted sum (the fit's objective,
-        :func:`optuna_mfkd.gp.fitting.map_closure`)."""
-        terms = (x.transpose(0, 1)[:, :, None] - x.transpose(0, 1)[:, None, :]) ** 2
-        if len(self._cat):
-            codes = x[:, self._cat].round()
-            terms[self._cat] = 2.0 * (codes.transpose(0, 1)[:, :, None] != codes.transpose(0, 1)[:, None, :]).to(x.dtype)
+    def sq_dist_terms(self, x: Tensor, columns: Sequence[int] | None = None) -> Tensor:
+        """``(c, n, n)``: each column's part of ``r^2`` between the rows of ``x`` (``(n, d)``)
+        before scaling, for the ``columns`` given (default: all ``d``, in order):
+        ``(x_j - x'_j)^2`` for a numerical column, ``2 [x_j != x'_j]`` for a categorical one;
+        ``r^2 = sum_j terms_j / l_j^2``. Made once per fit (or per chunk of columns where all
+        would not fit in memory), these turn every evaluation of a training covariance into
+        one weighted sum (:class:`optuna_mfkd.gp.fitting.ClosedFormObjective`)."""
+        cols = list(range(x.shape[-1])) if columns is None else [int(j) for j in columns]
+        xs = x[:, cols].transpose(0, 1)  # (c, n)
+        terms = (xs[:, :, None] - xs[:, None, :]) ** 2
+        cat = set(self._cat.tolist())
+        at = [i for i, j in enumerate(cols) if j in cat]
+        if at:
+            codes = xs[at].round()
+            terms[at] = 2.0 * (codes[:, :, None] != codes[:, None, :]).to(x.dtype)
         return terms
 
     def scaled_sq_dist(self, ls: Tensor, x1: Tensor, x2: Tensor, diag: bool = False) -> Tensor:
