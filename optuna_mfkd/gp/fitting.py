@@ -234,24 +234,48 @@ class ClosedFormObjective:
     def __init__(self, model: ExactGP, bases: list, priors: list, bounds: dict[int, float]) -> None:
         X = model.train_inputs[0]
         covar = model.covar_module
-        self._model = model
-        self._bases = bases
+        L = covar.num_levels
+        self._num_levels = L
+        self._nu = bases[0].base_kernel.nu
         self._kernel = bases[0].base_kernel
-        self._owner = self._kernel._owner.numpy()
-        self._levels = X[:, -1].round().long().numpy()
-        self._level_tensor = torch.from_numpy(self._levels)
+        owner = self._kernel._owner.numpy()
+        levels = X[:, -1].round().long().numpy()
+        self._levels = levels
+        self._onehot = np.eye(L)[levels]  # (n, L)
+        self._all_levels = torch.arange(L)
         self._z = model.train_targets.detach().numpy()
+        self._priors = priors
         # The columns' squared differences, (c, n * n) per chunk of columns: made here once
         # where all fit in MAX_TERMS numbers, else per chunk at each evaluation.
         x, d, n = X[:, :-1].detach(), X.shape[-1] - 1, X.shape[-2]
         per_chunk = max(1, MAX_TERMS // max(n * n, 1))
         self._chunks = [list(range(j, min(j + per_chunk, d))) for j in range(0, d, per_chunk)]
-        self._terms = self._chunk_terms(x, self._chunks[0]) if len(self._chunks) == 1 else None
         self._x = x
-        self._num_levels = covar.num_levels
-        self._priors = priors
-        self._bounds = bounds
-        self._onehot = np.eye(self._num_levels)[self._levels]  # (n, L)
+        self._terms = self._chunk_terms(self._chunks[0]) if len(self._chunks) == 1 else None
+        # Every raw parameter as a slice of one flat vector: the noises, the means, rho, the
+        # output scales, then each level's length scales.
+        noise = model.likelihood.noise_covar.raw_noise
+        tensors = [noise, *(m.raw_constant for m in model.mean_module.base_means), covar.rho]
+        tensors += [k.raw_outputscale for k in bases] + [k.base_kernel.raw_lengthscale for k in bases]
+        self._tensors = tensors
+        sizes = [t.numel() for t in tensors]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self._slices = {id(t): (int(offsets[i]), int(offsets[i + 1]), tuple(t.shape)) for i, t in enumerate(tensors)}
+        lower = np.full(int(offsets[-1]), -math.inf)
+        for t in tensors:
+            if id(t) in bounds:
+                a, b, _ = self._slices[id(t)]
+                lower[a:b] = bounds[id(t)]
+        self._constrained = np.isfinite(lower)
+        self._lower = lower[self._constrained]
+        self._noise = slice(*self._slices[id(noise)][:2])
+        self._means = slice(self._slices[id(tensors[1])][0], self._slices[id(tensors[L])][1])
+        self._rho = slice(*self._slices[id(covar.rho)][:2])
+        self._scales = slice(self._slices[id(tensors[L + 2])][0], self._slices[id(tensors[2 * L + 1])][1])
+        ls_starts = [self._slices[id(k.base_kernel.raw_lengthscale)][0] for k in bases]
+        self._ls_sizes = [k.base_kernel.raw_lengthscale.numel() for k in bases]
+        self._ls = [slice(a, a + g) for a, g in zip(ls_starts, self._ls_sizes)]
+        self._ls_cols = np.array([[a + owner[j] for j in range(d)] for a in ls_starts], dtype=int)  # (L, d)
 
     @classmethod
     def of(cls, model: ExactGP) -> ClosedFormObjective | None:
@@ -286,8 +310,8 @@ class ClosedFormObjective:
             bounds[id(getattr(module, name))] = bound
         return cls(model, bases, priors, bounds)
 
-    def _chunk_terms(self, x: Tensor, columns: list[int]) -> np.ndarray:
-        terms = self._kernel.sq_dist_terms(x, columns)
+    def _chunk_terms(self, columns: list[int]) -> np.ndarray:
+        terms = self._kernel.sq_dist_terms(self._x, columns)
         return terms.reshape(len(columns), -1).numpy()
 
     def _terms_by_chunk(self) -> Iterator[tuple[list[int], np.ndarray]]:
@@ -296,22 +320,11 @@ class ClosedFormObjective:
             yield self._chunks[0], self._terms
             return
         for columns in self._chunks:
-            yield columns, self._chunk_terms(self._x, columns)
+            yield columns, self._chunk_terms(columns)
 
     def covers(self, parameters: Iterable[Tensor]) -> bool:
         """Whether :meth:`__call__` gives the gradient of each of ``parameters``."""
-        return all(id(p) in self._bounds or p is self._model.covar_module.rho for p in parameters)
-
-    def _value(self, raw: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``(value, d value / d raw)`` of a raw parameter (see :meth:`of`)."""
-        x = raw.detach().numpy()
-        bound = self._bounds[id(raw)]
-        if bound == -math.inf:
-            return x, np.ones_like(x)
-        # softplus and its derivative, the sigmoid; linear above the threshold, as torch's
-        linear = x > _LINEAR_ABOVE
-        value = np.where(linear, x, np.logaddexp(0.0, np.where(linear, 0.0, x)))
-        return value + bound, np.where(linear, 1.0, 0.5 * (1.0 + np.tanh(0.5 * x)))
+        return all(id(p) in self._slices for p in parameters)
 
     def __call__(self) -> tuple[float, dict[int, np.ndarray]]:
         """``J`` at the model's current hyperparameters and its gradient: ``{id(raw
@@ -320,68 +333,60 @@ class ClosedFormObjective:
         Raises:
             linear_operator.utils.errors.NotPSDError: as :func:`map_objective`.
         """
-        model, bases, L = self._model, self._bases, self._num_levels
-        n = len(self._z)
-        lv = self._levels
-        noise_covar = model.likelihood.noise_covar
-        means_mod = list(model.mean_module.base_means)
-        ls_raw = [k.base_kernel.raw_lengthscale for k in bases]
-        s_raw = [k.raw_outputscale for k in bases]
-        ls, dls = zip(*(self._value(r) for r in ls_raw))  # (1, g) each
-        sc, dsc = zip(*(self._value(r) for r in s_raw))
-        noise, dnoise = self._value(noise_covar.raw_noise)
-        means, dmeans = zip(*(self._value(m.raw_constant) for m in means_mod))
-        ls_cols = np.stack([v.reshape(-1)[self._owner] for v in ls])  # (L, d)
-        scales = np.array([float(v) for v in sc])
-        noise = noise.reshape(-1)
-        rho = model.covar_module.rho.detach().numpy()
-        A = coefficients(torch.from_numpy(rho), self._level_tensor, L).numpy()  # (n, L)
+        L, lv, n = self._num_levels, self._levels, len(self._z)
+        raw = np.concatenate([t.detach().numpy().reshape(-1) for t in self._tensors])
+        val, dval = raw.copy(), np.ones_like(raw)
+        # softplus(raw) + bound and its derivative, the sigmoid; linear above torch's threshold
+        x = raw[self._constrained]
+        linear = x > _LINEAR_ABOVE
+        val[self._constrained] = np.where(linear, x, np.logaddexp(0.0, np.where(linear, 0.0, x))) + self._lower
+        dval[self._constrained] = np.where(linear, 1.0, 0.5 * (1.0 + np.tanh(0.5 * x)))
+        noise, means, rho, scales = val[self._noise], val[self._means], val[self._rho], val[self._scales]
+        ls_cols = val[self._ls_cols]  # (L, d)
+        # a_k(l) of each level l (rows) and k (columns); the training rows' by their level
+        A = self._onehot @ coefficients(torch.from_numpy(rho), self._all_levels, L).numpy()  # (n, L)
         inv_sq = ls_cols**-2  # (L, d)
         R = np.zeros((L, n * n))
         for columns, terms in self._terms_by_chunk():
             R += inv_sq[:, columns] @ terms
         R = R.reshape(L, n, n)
-        P, dP = _profile(R, self._kernel.nu)
+        P, dP = _profile(R, self._nu)
         W = A.T[:, :, None] * A.T[:, None, :]  # (L, n, n)
-        K = np.einsum("k,kij->ij", scales, W * P)
+        WP = W * P
+        K = np.tensordot(scales, WP, axes=1)
         Sigma = torch.from_numpy(K + np.diag(noise[lv]))
         chol = psd_safe_cholesky(Sigma)
-        r = self._z - np.array([float(m) for m in means])[lv]
+        r = self._z - means[lv]
         alpha = torch.cholesky_solve(torch.from_numpy(r).unsqueeze(-1), chol).numpy()[:, 0]
         inv = torch.cholesky_inverse(chol).numpy()
         value = -0.5 * r @ alpha - float(chol.diagonal().log().sum()) - 0.5 * n * math.log(2.0 * math.pi)
         G = 0.5 * (np.outer(alpha, alpha) - inv)
         # The likelihood's gradient with respect to each value.
-        g_means = self._onehot.T @ alpha
-        g_noise = self._onehot.T @ np.diag(G)
-        GP = G * P  # (L, n, n)
-        g_scales = np.einsum("kij,kij->k", GP, W)
-        H = scales[:, None, None] * G * W * dP
+        g = np.zeros_like(val)
+        g[self._means] = self._onehot.T @ alpha
+        g[self._noise] = self._onehot.T @ np.diag(G)
+        g_scales = (WP * G).reshape(L, -1).sum(1)
+        H = (scales[:, None, None] * G) * W * dP
         g_inv_sq = np.zeros_like(inv_sq)  # (L, d)
         for columns, terms in self._terms_by_chunk():
             g_inv_sq[:, columns] = H.reshape(L, -1) @ terms.T
-        g_ls_cols = g_inv_sq * (-2.0) * ls_cols**-3
+        np.add.at(g, self._ls_cols, g_inv_sq * (-2.0) * ls_cols**-3)
+        GP = G * P  # (L, n, n)
         g_A = 2.0 * scales[None, :] * np.einsum("kij,jk->ik", GP, A)  # (n, L)
+        g[self._rho] = _rho_gradient(rho, self._onehot.T @ g_A, L)
         # The priors' (summed into the same gradients).
-        g_ls = [np.bincount(self._owner, weights=g_ls_cols[k], minlength=ls[k].size) for k in range(L)]
         for what, k, density in self._priors:
-            v = noise if what == "noise" else scales[k : k + 1] if what == "scale" else ls[k].reshape(-1)
-            logp, dlogp = density(v)
-            value += logp
-            if what == "noise":
-                g_noise = g_noise + dlogp
-            elif what == "scale":
+            at = self._noise if what == "noise" else self._ls[k] if what == "lengthscale" else None
+            if at is None:
+                logp, dlogp = density(scales[k : k + 1])
                 g_scales[k] += dlogp[0]
             else:
-                g_ls[k] = g_ls[k] + dlogp
-        grads = {id(noise_covar.raw_noise): g_noise.reshape(noise_covar.raw_noise.shape) * dnoise}
-        for m, g, d in zip(means_mod, g_means, dmeans):
-            grads[id(m.raw_constant)] = np.asarray(g * d).reshape(m.raw_constant.shape)
-        for k in range(L):
-            grads[id(s_raw[k])] = np.asarray(g_scales[k] * dsc[k]).reshape(s_raw[k].shape)
-            grads[id(ls_raw[k])] = g_ls[k].reshape(ls_raw[k].shape) * dls[k]
-        grads[id(model.covar_module.rho)] = _rho_gradient(rho, lv, g_A, L)
-        return value / n, {key: g / n for key, g in grads.items()}
+                logp, dlogp = density(val[at])
+                g[at] += dlogp
+            value += logp
+        g[self._scales] = g_scales
+        g *= dval / n
+        return value / n, {i: g[a:b].reshape(shape) for i, (a, b, shape) in self._slices.items()}
 
 
 def _profile(R: np.ndarray, nu: float) -> tuple[np.ndarray, np.ndarray]:
@@ -400,18 +405,15 @@ def _profile(R: np.ndarray, nu: float) -> tuple[np.ndarray, np.ndarray]:
     return (1.0 + s5r + (5.0 / 3.0) * R) * e, -(5.0 / 6.0) * (1.0 + s5r) * e
 
 
-def _rho_gradient(rho: np.ndarray, levels: np.ndarray, g_A: np.ndarray, L: int) -> np.ndarray:
-    """``dJ/drho_j = sum_i sum_k dJ/da_k(i) * d a_k(l_i) / d rho_j``, where ``a_k(l) =
-    prod_{m=k}^{l-1} rho_m``, so its derivative is the product without ``rho_j`` for
-    ``k <= j < l`` and 0 otherwise."""
+def _rho_gradient(rho: np.ndarray, S: np.ndarray, L: int) -> np.ndarray:
+    """``dJ/drho_j = sum_{k <= j < l} S[l, k] prod_{m=k, m != j}^{l-1} rho_m``: the chain rule
+    through ``a_k(l) = prod_{m=k}^{l-1} rho_m``, with ``S[l, k]`` the sum of ``dJ/da_k`` over
+    the rows at level ``l``."""
     out = np.zeros(max(L - 1, 0))
     for j in range(L - 1):
         for k in range(j + 1):
             for level in range(j + 1, L):
-                at = levels == level
-                if at.any():
-                    others = np.prod([rho[m] for m in range(k, level) if m != j])
-                    out[j] += others * g_A[at, k].sum()
+                out[j] += S[level, k] * math.prod(rho[m] for m in range(k, level) if m != j)
     return out
 
 
@@ -434,7 +436,7 @@ def map_closure(mll: ExactMarginalLogLikelihood, closed_form: bool = True) -> Fo
     def closure() -> tuple[Tensor, tuple[Tensor, ...]]:
         value, grads = closed()
         return torch.tensor(-value, dtype=torch.float64), tuple(
-            torch.as_tensor(-grads[id(p)], dtype=torch.float64).reshape(p.shape) for p in parameters.values()
+            torch.from_numpy(np.negative(grads[id(p)], out=np.empty(p.shape))) for p in parameters.values()
         )
 
     return closure
