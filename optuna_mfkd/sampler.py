@@ -90,6 +90,9 @@ class MFKDSampler(BaseSampler):
         refit_every: re-optimise the hyperparameters (from the last optimum) once this many
             observations were added; in between only the data are updated.
         max_fit_iter: L-BFGS-B iteration cap of one fit.
+        fit_gtol: L-BFGS-B's gradient tolerance of a fit on the MAP objective summed over the
+            observations (Optuna's ``GPSampler`` stops at ``1e-2``); ``None`` (default):
+            scipy's ``1e-5`` on the objective per observation, ``n`` times tighter.
         ard: one length scale per numerical parameter and level (default), not one shared.
         cat_ard: one length scale per categorical parameter and level instead of one
             shared by them (default).
@@ -133,6 +136,7 @@ class MFKDSampler(BaseSampler):
         exhaustive_limit: int = EXHAUSTIVE_LIMIT,
         refit_every: int = 1,
         max_fit_iter: int = 50,
+        fit_gtol: float | None = None,
         ard: bool = True,
         cat_ard: bool = False,
         robust: bool = False,
@@ -149,7 +153,7 @@ class MFKDSampler(BaseSampler):
     ) -> None:
         self._options = build_options(
             fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition,
-            exhaustive_limit=exhaustive_limit, refit_every=refit_every, max_fit_iter=max_fit_iter, ard=ard,
+            exhaustive_limit=exhaustive_limit, refit_every=refit_every, max_fit_iter=max_fit_iter, fit_gtol=fit_gtol, ard=ard,
             cat_ard=cat_ard, robust=robust, torch_threads=torch_threads, point_key=point_key, strategy=strategy,
             costs=costs, screen=screen, xi_min=xi_min, level_points=level_points, constraints_func=constraints_func,
             steps=steps, model_check=model_check,

@@ -447,6 +447,38 @@ def test_the_closed_form_by_chunks_of_columns_equals_it_at_once(monkeypatch):
         np.testing.assert_allclose(grads_c[key], g, rtol=1e-12, atol=1e-14)
 
 
+def test_a_looser_gradient_tolerance_stops_the_fit_sooner(monkeypatch):
+    """``gtol`` is on the objective summed over the observations (GPSampler's scale): 1e-2
+    ends a fit from the defaults in fewer evaluations than scipy's default on the per-point
+    objective, at a MAP objective close to it."""
+    from optuna_mfkd.gp import fitting
+    from optuna_mfkd.gp.fitting import map_objective
+
+    X, levels, y = _augmented_branin_design(0)
+    calls = []
+    original = fitting.map_closure
+
+    def counting(mll, closed_form=True):
+        closure = original(mll, closed_form)
+
+        def counted():
+            calls.append(1)
+            return closure()
+
+        return counted
+
+    monkeypatch.setattr(fitting, "map_closure", counting)
+    found = {}
+    for gtol in (None, 1e-2):
+        calls.clear()
+        fitted = fit_ar1_model(X, levels, y, 2, max_iter=200, gtol=gtol)
+        fitted.model.train()
+        with torch.no_grad():
+            found[gtol] = (len(calls), float(map_objective(fitted.model)))
+    assert found[1e-2][0] < found[None][0], found
+    assert found[1e-2][1] == pytest.approx(found[None][1], abs=0.05), found
+
+
 def _augmented_branin_design(seed: int, n_low: int = 40, n_high: int = 12):
     """A random two-level design of BoTorch's AugmentedBranin (fidelity 0.5 and 1), maximised."""
     from botorch.test_functions.multi_fidelity import AugmentedBranin

@@ -303,6 +303,9 @@ def test_study_with_other_fidelities_is_refused():
         ({"n_candidates": 0}, "n_candidates"),
         ({"n_candidates": "some"}, "n_candidates"),
         ({"refit_every": 0}, "refit_every"),
+        ({"fit_gtol": 0.0}, "fit_gtol"),
+        ({"fit_gtol": math.inf}, "fit_gtol"),
+        ({"fit_gtol": "1e-2"}, "fit_gtol"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):

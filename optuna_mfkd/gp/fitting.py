@@ -442,15 +442,23 @@ def map_closure(mll: ExactMarginalLogLikelihood, closed_form: bool = True) -> Fo
     return closure
 
 
-def fit_map(model: ExactGP, build: Callable[[], ExactGP], restarts: int, max_iter: int) -> ExactGP:
+def fit_map(
+    model: ExactGP, build: Callable[[], ExactGP], restarts: int, max_iter: int, gtol: float | None = None,
+) -> ExactGP:
     """Fit ``model`` (the first start) and, for ``restarts > 1``, ``restarts - 1`` fresh models
     from ``build`` at :func:`random_start`; return the one with the largest :func:`map_objective`.
 
     With ``restarts == 1`` this is one ``fit_gpytorch_mll`` call (its errors propagate);
     otherwise failed starts are skipped and ``ModelFittingError`` is raised only when all fail.
+    ``gtol``: L-BFGS-B stops where every component of the gradient of ``n J`` (the objective
+    summed over the ``n`` observations, as Optuna's ``GPSampler`` fits it) is at most ``gtol``,
+    i.e. scipy's ``gtol = gtol / n`` on ``J``; ``None``: scipy's default (``1e-5`` on ``J``).
     """
     if restarts < 1:
         raise ValueError(f"restarts must be at least 1, got {restarts}")
+    options: dict[str, float] = {"maxiter": max_iter}
+    if gtol is not None:
+        options["gtol"] = gtol / max(len(model.train_targets), 1)
     best, best_value, error = None, -math.inf, None
     for start in range(restarts):
         candidate = model if start == 0 else build()
@@ -459,7 +467,7 @@ def fit_map(model: ExactGP, build: Callable[[], ExactGP], restarts: int, max_ite
         mll = ExactMarginalLogLikelihood(candidate.likelihood, candidate)
         try:
             fit_gpytorch_mll(
-                mll, closure=map_closure(mll), optimizer_kwargs={"options": {"maxiter": max_iter}}
+                mll, closure=map_closure(mll), optimizer_kwargs={"options": options}
             )
         except ModelFittingError as err:
             if restarts == 1:

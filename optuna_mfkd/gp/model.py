@@ -424,6 +424,7 @@ def fit_ar1_model(
     cat_dims: Mapping[int, int] | None = None,
     warm_start: dict[str, Tensor] | None = None,
     max_iter: int = 200,
+    gtol: float | None = None,
     lengthscale_loc: float | None = None,
     ard: bool = True,
     cat_ard: bool = False,
@@ -440,6 +441,9 @@ def fit_ar1_model(
         warm_start: hyperparameters of a previous fit (:meth:`FittedModel.hyperparameters`);
             the optimiser starts there instead of at the defaults.
         max_iter: L-BFGS-B iteration cap of each fitting attempt.
+        gtol: L-BFGS-B's gradient tolerance on the MAP objective summed over the
+            observations (``None``: scipy's default on the objective per observation, see
+            :func:`optuna_mfkd.gp.fitting.fit_map`).
         ard: one length scale per numerical feature and level.
         cat_ard: one length scale per categorical feature and level.
         robust: robust standardisation (see :func:`standardise`).
@@ -482,7 +486,7 @@ def fit_ar1_model(
         _load_hyperparameters(model, warm_start)
         model.reset_noise()
     if fit:
-        model = fit_map(model, build, restarts, max_iter)
+        model = fit_map(model, build, restarts, max_iter, gtol)
     model.eval()
     return FittedModel(
         model, standardisation, num_levels, cat_dims, ard, lengthscale_loc, cat_ard, kernel, noise

@@ -92,6 +92,7 @@ class SamplerOptions:
     seed: int | None
     refit_every: int
     max_fit_iter: int
+    fit_gtol: float | None
     ard: bool
     cat_ard: bool
     robust: bool
@@ -267,6 +268,7 @@ def build_options(
     exhaustive_limit: int,
     refit_every: int,
     max_fit_iter: int,
+    fit_gtol: float | None = None,
     ard: bool,
     cat_ard: bool,
     robust: bool,
@@ -320,6 +322,8 @@ def build_options(
         raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}.")
     refit_every = _positive_int("refit_every", refit_every)
     max_fit_iter = _positive_int("max_fit_iter", max_fit_iter)
+    if fit_gtol is not None:
+        fit_gtol = _number("fit_gtol", fit_gtol, 0.0, True, "a positive number or None")
     if torch_threads is not None:
         torch_threads = _positive_int("torch_threads", torch_threads)
     if point_key is not None and not callable(point_key):
@@ -348,6 +352,7 @@ def build_options(
         seed=None if seed is None else int(seed),
         refit_every=refit_every,
         max_fit_iter=max_fit_iter,
+        fit_gtol=fit_gtol,
         ard=bool(ard),
         cat_ard=bool(cat_ard),
         robust=bool(robust),

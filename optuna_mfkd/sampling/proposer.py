@@ -133,6 +133,7 @@ class Proposer:
                 cat_dims=encoder.cat_dims,
                 warm_start=hyper,
                 max_iter=opts.max_fit_iter,
+                gtol=opts.fit_gtol,
                 ard=opts.ard,
                 cat_ard=opts.cat_ard,
                 robust=opts.robust,
