@@ -89,13 +89,10 @@ class MFKDSampler(BaseSampler):
         exhaustive_limit: see ``n_candidates``.
         refit_every: re-optimise the hyperparameters (from the last optimum) once this many
             observations were added; in between only the data are updated.
-        max_fit_iter: L-BFGS-B iteration cap of one fit.
-        fit_gtol: L-BFGS-B's gradient tolerance of a fit on the MAP objective summed over the
-            observations (Optuna's ``GPSampler`` stops at ``1e-2``); ``None`` (default):
-            scipy's ``1e-5`` on the objective per observation, ``n`` times tighter.
+        max_fit_iter, fit_gtol: a fit's L-BFGS-B iteration cap, and gradient tolerance on the MAP
+            objective summed over the observations (``None``: scipy's ``1e-5`` per observation).
         ard: one length scale per numerical parameter and level (default), not one shared.
-        cat_ard: one length scale per categorical parameter and level instead of one
-            shared by them (default).
+        cat_ard: one length scale per categorical parameter and level, not one shared (default).
         robust: per-level median and scaled MAD with the lower tail compressed instead of
             mean and standard deviation (default; :func:`optuna_mfkd.gp.model.standardise`):
             it tolerates a few broken runs but collapses on a tightly exploited level.
@@ -152,11 +149,10 @@ class MFKDSampler(BaseSampler):
         model_check: bool = True,
     ) -> None:
         self._options = build_options(
-            fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition,
-            exhaustive_limit=exhaustive_limit, refit_every=refit_every, max_fit_iter=max_fit_iter, fit_gtol=fit_gtol, ard=ard,
-            cat_ard=cat_ard, robust=robust, torch_threads=torch_threads, point_key=point_key, strategy=strategy,
-            costs=costs, screen=screen, xi_min=xi_min, level_points=level_points, constraints_func=constraints_func,
-            steps=steps, model_check=model_check,
+            fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition, exhaustive_limit=exhaustive_limit,
+            refit_every=refit_every, max_fit_iter=max_fit_iter, fit_gtol=fit_gtol, ard=ard, cat_ard=cat_ard, robust=robust,
+            torch_threads=torch_threads, point_key=point_key, strategy=strategy, costs=costs, screen=screen,
+            xi_min=xi_min, level_points=level_points, constraints_func=constraints_func, steps=steps, model_check=model_check,
         )
         self._names = list(self._options.names)
         self._candidates = Candidates(self._options, np.random.default_rng(seed))
