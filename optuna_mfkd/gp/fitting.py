@@ -273,8 +273,7 @@ class ClosedFormObjective:
         self._rho = slice(*self._slices[id(covar.rho)][:2])
         self._scales = slice(self._slices[id(tensors[L + 2])][0], self._slices[id(tensors[2 * L + 1])][1])
         ls_starts = [self._slices[id(k.base_kernel.raw_lengthscale)][0] for k in bases]
-        self._ls_sizes = [k.base_kernel.raw_lengthscale.numel() for k in bases]
-        self._ls = [slice(a, a + g) for a, g in zip(ls_starts, self._ls_sizes)]
+        self._ls = [slice(a, a + k.base_kernel.raw_lengthscale.numel()) for a, k in zip(ls_starts, bases)]
         self._ls_cols = np.array([[a + owner[j] for j in range(d)] for a in ls_starts], dtype=int)  # (L, d)
 
     @classmethod
