@@ -128,12 +128,7 @@ def map_objective(model: ExactGP, priors: list[Callable[[], Tensor]] | None = No
             definite even with GPyTorch's jitter (BoTorch's fit then retries).
     """
     X = model.train_inputs[0]
-    return _map_value(model, model.covar_module.forward(X, X), priors)
-
-
-def _map_value(model: ExactGP, K: Tensor, priors: list[Callable[[], Tensor]] | None) -> Tensor:
-    """``J(theta)`` of ``model`` given its training covariance ``K`` (without noise)."""
-    X = model.train_inputs[0]
+    K = model.covar_module.forward(X, X)
     z = model.train_targets
     levels = X[:, -1].round().long()
     means = torch.stack([m.constant.reshape(()) for m in model.mean_module.base_means])
@@ -416,7 +411,9 @@ def _rho_gradient(rho: np.ndarray, S: np.ndarray, L: int) -> np.ndarray:
     return out
 
 
-def map_closure(mll: ExactMarginalLogLikelihood, closed_form: bool = True) -> ForwardBackwardClosure:
+def map_closure(
+    mll: ExactMarginalLogLikelihood, closed_form: bool = True,
+) -> Callable[[], tuple[Tensor, tuple[Tensor | None, ...]]]:
     """BoTorch's closure of ``-J`` and its gradient over the parameters BoTorch's fit
     optimises (``get_parameters(mll, requires_grad=True)``, in its order), for
     ``fit_gpytorch_mll(mll, closure=...)``: :class:`ClosedFormObjective` where the model is of
