@@ -23,12 +23,12 @@ def _mixed_rows(n: int, gen: torch.Generator) -> torch.Tensor:
     return X
 
 
-def _fitted(num_levels: int, n: int = 45):
+def _fitted(num_levels: int, n: int = 45, kernel: str = "matern52"):
     gen = torch.Generator().manual_seed(num_levels)
     X = _mixed_rows(n, gen)
     levels = torch.arange(n) % num_levels
     y = torch.sin(3 * X[:, 0]) + X[:, 2] * (X[:, 1] == 1) - 0.2 * X[:, 3] + 0.3 * levels
-    return fit_ar1_model(X, levels, y, num_levels, cat_dims=CAT, max_iter=40), gen
+    return fit_ar1_model(X, levels, y, num_levels, cat_dims=CAT, max_iter=40, kernel=kernel), gen
 
 
 def test_against_equals_the_kernel_forward():
@@ -55,9 +55,10 @@ def _gpytorch_marginals(fitted, X):
     return mean, model.covar_module(Xt, Xt, diag=True) - (v * v).sum(-2)
 
 
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
 @pytest.mark.parametrize("num_levels", [1, 2, 3])
-def test_marginals_equal_gpytorch_with_gradients(num_levels):
-    fitted, gen = _fitted(num_levels)
+def test_marginals_equal_gpytorch_with_gradients(num_levels, kernel):
+    fitted, gen = _fitted(num_levels, kernel=kernel)
     Xq = _mixed_rows(17, gen).requires_grad_(True)
     mean, var = fitted.marginals(Xq)
     (g_fast,) = torch.autograd.grad((mean + 3 * var).sum(), Xq)
@@ -72,6 +73,29 @@ def test_marginals_equal_gpytorch_with_gradients(num_levels):
         post = fitted.model.posterior(Xq.detach())
     torch.testing.assert_close(mean.detach(), post.mean.reshape(-1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(var.detach(), post.variance.reshape(-1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
+def test_closed_form_gradient_passes_gradcheck_at_and_off_the_training_points(kernel):
+    """The closed-form gradient against finite differences, also at a training row (r = 0,
+    where Matern's profile has a finite slope) and with only the mean or the variance used."""
+    fitted, gen = _fitted(2, n=24, kernel=kernel)
+    train = fitted.model.train_inputs[0][:, :-1]
+    Xq = torch.cat([_mixed_rows(5, gen), train[:2]]).requires_grad_(True)
+    num = [0, 2]  # finite differences in the numerical columns only (choices are steps)
+
+    def f(Z):
+        X = Xq.detach().clone()
+        X[:, num] = Z
+        return fitted.marginals(X)
+
+    Z = Xq.detach()[:, num].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (Z,), eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradcheck(lambda Z: f(Z)[0], (Z,), eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradcheck(lambda Z: f(Z)[1], (Z,), eps=1e-6, atol=1e-6, rtol=1e-5)
+    # The choice columns get no gradient (they are rounded to a choice).
+    (g,) = torch.autograd.grad(sum(t.sum() for t in fitted.marginals(Xq)), Xq)
+    assert torch.all(g[:, [1, 3]] == 0) and torch.any(g[:, num] != 0)
 
 
 def test_a_cheaper_level_is_predicted_through_rho():
@@ -102,3 +126,21 @@ def test_logei_reads_the_same_moments_as_botorch():
         one = X[:1]
         assert acqf(one).shape == reference(one).shape == (1,)
     torch.testing.assert_close(g_fast, g_ref)
+
+
+@pytest.mark.parametrize("shift", [0.0, 8.0, 40.0])
+def test_logei_closed_form_gradient_equals_botorch_far_below_the_incumbent(shift):
+    """The closed-form gradient of LogEI equals BoTorch's autograd one, also where the
+    improvement is many standard deviations away (u << 0, where EI underflows)."""
+    fitted, gen = _fitted(2)
+    best = float(fitted.top_targets().max()) + shift
+    acqf = build_acquisition("logei", fitted, best_f=best)
+    reference = LogExpectedImprovement(fitted.as_botorch_model(), best_f=best)
+    X = _mixed_rows(7, gen).unsqueeze(-2).requires_grad_(True)
+    value = acqf(X)
+    (g_fast,) = torch.autograd.grad(value.sum(), X)
+    Xr = X.detach().clone().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(reference(Xr).sum(), Xr)
+    assert torch.isfinite(value).all() and torch.isfinite(g_fast).all()
+    torch.testing.assert_close(value.detach(), reference(Xr).detach(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-6, atol=1e-9)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import torch
 from botorch.acquisition import AcquisitionFunction, LogExpectedImprovement
-from botorch.acquisition.analytic import AnalyticAcquisitionFunction
+from botorch.acquisition.analytic import AnalyticAcquisitionFunction, _log_ei_helper
 from botorch.utils.probability.utils import log_ndtr
 from botorch.utils.transforms import t_batch_mode_transform
 from torch import Tensor
@@ -63,7 +63,47 @@ class _TopLevelMoments(AnalyticAcquisitionFunction):
 
 
 class TopLevelLogEI(_TopLevelMoments, LogExpectedImprovement):
-    """BoTorch's ``LogExpectedImprovement`` with the moments read as in :class:`_TopLevelMoments`."""
+    """BoTorch's ``LogExpectedImprovement`` with the moments read as in :class:`_TopLevelMoments`
+    and, on a :class:`~optuna_mfkd.gp.model.TopLevelModel`, its gradient in closed form
+    (:class:`_LogEIOfMoments`)."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        if not isinstance(self.model, TopLevelModel) or self.posterior_transform is not None or not self.maximize:
+            return super().forward(X)
+        return self._of_moments(X)
+
+    @t_batch_mode_transform(expected_q=1)
+    def _of_moments(self, X: Tensor) -> Tensor:
+        if X.shape[-2] != 1:
+            raise ValueError(f"q = 1 only, got X of shape {tuple(X.shape)}.")
+        mean, var = self.model.fitted.marginals(X.reshape(-1, X.shape[-1]))
+        return _LogEIOfMoments.apply(mean, var, self.best_f.to(mean)).reshape(X.shape[:-2])
+
+
+class _LogEIOfMoments(torch.autograd.Function):
+    """``log EI = log h(u) + log sigma`` of the posterior mean and variance, ``u = (mu - f*) /
+    sigma``, ``sigma^2 = max(var, 1e-12)``, ``h(u) = phi(u) + u Phi(u)`` (BoTorch's stable
+    ``_log_ei_helper``), with the gradient in closed form: ``d log h / du = Phi(u) / h(u)``,
+    so with ``r = exp(log Phi(u) - log h(u))``
+
+        d logEI / d mu = r / sigma,    d logEI / d sigma = (1 - u r) / sigma,
+
+    and ``d sigma / d var = 1 / (2 sigma)`` (0 where the floor acts)."""
+
+    @staticmethod
+    def forward(ctx, mean: Tensor, var: Tensor, best_f: Tensor) -> Tensor:
+        sigma = var.clamp_min(1e-12).sqrt()
+        u = (mean - best_f) / sigma
+        log_h = _log_ei_helper(u)
+        ctx.save_for_backward(u, log_h, sigma, var)
+        return log_h + sigma.log()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        u, log_h, sigma, var = ctx.saved_tensors
+        r = torch.exp(log_ndtr(u) - log_h)
+        d_sigma = grad * (1.0 - u * r) / sigma
+        return grad * r / sigma, torch.where(var > 1e-12, d_sigma / (2.0 * sigma), 0.0), None
 
 
 class VarianceUCB(_TopLevelMoments):

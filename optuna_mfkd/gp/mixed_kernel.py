@@ -27,7 +27,7 @@ kernel that multiplies rather than adds the categorical distance, so this small 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from gpytorch.kernels import Kernel
@@ -191,41 +191,88 @@ class MixedMaternKernel(Kernel):
             return torch.zeros((*ls.shape[:-2], *shape), dtype=x1.dtype, device=x1.device)
         return r2
 
-    def against(self, x2: Tensor, ls: Tensor) -> Callable[[Tensor], Tensor]:
+    def against(self, x2: Tensor, ls: Tensor) -> CrossKernel:
         """``x1 -> k(x1, x2)`` for fixed ``x2`` (``(n, d)``) and column length scales ``ls``
         (``(1, d)``, as :meth:`_lengthscales` gives them), for predictions of a fitted model
-        (detached ``ls``). ``x2``'s side of ``r^2`` is formed once: its scaled numerical
-        columns ``b_i`` (centred at their mean ``c``), ``||b_i||^2`` and its weighted one-hot
-        codes ``onehot(x2) diag(w)``; a call then costs
+        (detached ``ls``): a :class:`CrossKernel`."""
+        return CrossKernel(self, x2, ls)
 
-            r^2 = ||a - c||^2 + ||b_i||^2 - 2 (a - c) . b_i  +  sum_j w_j - onehot(x1) diag(w) onehot(x2)^T
 
-        (``a`` the scaled numerical columns of ``x1``): two matmuls and the Matern function,
-        without GPyTorch's lazy kernel machinery."""
-        num, cat = self._num, self._cat
-        ls_n = ls[..., num]
-        b = x2[..., num] / ls_n if len(num) else None
-        if b is not None:
-            centre = b.mean(-2, keepdim=True)
-            b = b - centre
-            b_norm = (b * b).sum(-1)
-            b_t = b.transpose(-1, -2)
+class CrossKernel:
+    """``k(x1, x2)`` of a :class:`MixedMaternKernel` for a fixed ``x2`` (``(n, d)``) and fixed
+    column length scales ``ls`` (``(1, d)``), with its gradient in ``x1`` in closed form.
+
+    ``x2``'s side of ``r^2`` is formed once: its scaled numerical columns ``b_i`` (centred at
+    their mean ``c``), ``||b_i||^2`` and its weighted one-hot codes ``onehot(x2) diag(w)``;
+    with ``a`` the scaled, centred numerical columns of ``x1``,
+
+        r^2 = ||a||^2 + ||b_i||^2 - 2 a . b_i  +  sum_j w_j - onehot(x1) diag(w) onehot(x2)^T,
+
+        d r^2 / d x1_j = 2 (a_j - b_ij) / l_j   (numerical j; 0 for a categorical column),
+
+    so a value costs two matmuls and the profile, and the pull-back of a gradient ``G`` on
+    ``k`` (``(m, n)``) to ``x1`` costs one more:
+    ``grad_j = 2 / l_j (a_j sum_i G'_i - sum_i G'_i b_ij)`` with ``G' = G * dk/dr^2``.
+    """
+
+    def __init__(self, kernel: MixedMaternKernel, x2: Tensor, ls: Tensor) -> None:
+        self.kernel, self.num_train = kernel, len(x2)
+        num, cat = kernel._num, kernel._cat
+        self.ls_n = ls[..., num]
+        self.b = None
+        if len(num):
+            b = x2[..., num] / self.ls_n
+            self.centre = b.mean(-2, keepdim=True)
+            self.b = b - self.centre
+            self.b_norm = (self.b * self.b).sum(-1)
+            self.b_t = self.b.transpose(-1, -2)
         w = 2.0 / ls[..., cat] ** 2
-        w_sum = w.sum(-1, keepdim=True)
-        o2w_t = None
+        self.w_sum = w.sum(-1, keepdim=True)
+        self.o2w_t = None
         if len(cat):
-            o2w_t = (self._one_hot(x2[..., cat]) * w[..., self._onehot_owner]).transpose(-1, -2)
+            self.o2w_t = (kernel._one_hot(x2[..., cat]) * w[..., kernel._onehot_owner]).transpose(-1, -2)
 
-        def k(x1: Tensor) -> Tensor:
-            r2 = x1.new_zeros(len(x1), len(x2))
-            if b is not None:
-                a = x1[..., num] / ls_n - centre
-                r2 = (a * a).sum(-1, keepdim=True) + b_norm - 2.0 * (a @ b_t)
-            if o2w_t is not None:
-                r2 = r2 + (w_sum - self._one_hot(x1[..., cat]) @ o2w_t)
-            return self.profile(r2)
+    def sq_dist(self, x1: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``r^2(x1, x2)`` (``(m, n)``, unclamped) and ``a`` (``None`` without numerical columns)."""
+        kernel = self.kernel
+        r2, a = x1.new_zeros(len(x1), self.num_train), None
+        if self.b is not None:
+            a = x1[..., kernel._num] / self.ls_n - self.centre
+            r2 = (a * a).sum(-1, keepdim=True) + self.b_norm - 2.0 * (a @ self.b_t)
+        if self.o2w_t is not None:
+            r2 = r2 + (self.w_sum - kernel._one_hot(x1[..., kernel._cat]) @ self.o2w_t)
+        return r2, a
 
-        return k
+    def __call__(self, x1: Tensor) -> Tensor:
+        return self.kernel.profile(self.sq_dist(x1)[0])
+
+    def value_and_slope(self, x1: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``k``, ``dk/dr^2`` (both ``(m, n)``) and ``a``, for :meth:`pull_back`."""
+        r2, a = self.sq_dist(x1)
+        k, slope = profile_and_slope(r2, self.kernel.nu)
+        return k, slope, a
+
+    def pull_back(self, x1: Tensor, a: Tensor | None, g_r2: Tensor) -> Tensor:
+        """``(m, d)``: the gradient in ``x1`` of ``sum(g_r2 * r^2(x1, x2))`` (``g_r2`` the
+        gradient on ``r^2``, ``(m, n)``); zero in the categorical columns."""
+        grad = torch.zeros_like(x1)
+        if a is not None:
+            grad[:, self.kernel._num] = 2.0 * (a * g_r2.sum(-1, keepdim=True) - g_r2 @ self.b) / self.ls_n
+        return grad
+
+
+def profile_and_slope(r2: Tensor, nu: float) -> tuple[Tensor, Tensor]:
+    """The profile ``k(r^2)`` (:func:`matern52`, or :func:`squared_exponential` for
+    ``nu = inf``) and its derivative in ``r^2`` at ``r2`` clamped at 0:
+    ``-(5/6)(1 + sqrt(5) r) exp(-sqrt(5) r)`` and ``-k / 2``."""
+    r2 = r2.clamp_min(0.0)
+    if nu == math.inf:
+        k = torch.exp(-0.5 * r2)
+        return k, -0.5 * k
+    r = r2.sqrt()
+    sqrt5 = math.sqrt(5.0)
+    e = torch.exp(-sqrt5 * r)
+    return (1.0 + sqrt5 * r + (5.0 / 3.0) * r2) * e, (-5.0 / 6.0) * (1.0 + sqrt5 * r) * e
 
 
 def squared_exponential(r2: Tensor) -> Tensor:
