@@ -63,3 +63,29 @@ def test_overhead_on_other_spaces(tmp_path: Path) -> None:
     assert "### continuous:3" in text and "### mixed:4" in text
     with pytest.raises(SystemExit):
         so.main(["--space", "weird:3", "--out", str(tmp_path / "x")])
+
+
+def test_overhead_compare_averages_each_runs_ratio(tmp_path: Path) -> None:
+    """The before/after table: per run, MFKDSampler's median step (steps 2..) over GPSampler's
+    in that run, then the mean over the runs; the first steps' ratio apart."""
+    spec = importlib.util.spec_from_file_location("overhead_compare", ROOT / "benchmarks" / "overhead_compare.py")
+    oc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oc)
+
+    def run(name: str, mfkd: list[float], gp: list[float]) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        rows = [
+            {"space": "mixed:4", "completed_trials": 20, "sampler": s, "first_step_s": t[0], "steps_s": t}
+            for s, t in (("MFKDSampler (2 levels, defaults)", mfkd), ("GPSampler", gp))
+        ]
+        (d / "results.json").write_text(json.dumps(rows))
+        return d
+
+    before = [run("b1", [4.0, 1.0, 3.0, 2.0], [1.0, 1.0, 1.0, 1.0]), run("b2", [2.0, 4.0, 4.0], [1.0, 2.0, 2.0])]
+    after = [run("a1", [1.0, 0.5, 0.5], [2.0, 1.0, 1.0])]
+    # before: run 1 median(1, 3, 2) / 1 = 2, first 4; run 2: 4 / 2 = 2, first 2 -> 2.00, 3.00
+    # after: 0.5 / 1 = 0.5, first 0.5; median steps: (2 + 4) / 2 = 3 and 0.5
+    assert oc.table(before, after).splitlines()[-1] == "| mixed:4 | 20 | 2 levels | 3.000 / 0.500 | 2.00 / 0.50 | 3.00 / 0.50 |"
+    with pytest.raises(SystemExit):
+        oc.main(["--before", str(tmp_path / "nothing"), "--after", str(after[0])])
