@@ -85,25 +85,24 @@ class MFKDSampler(BaseSampler):
             random points (every point when the space is discrete and not larger).
         beta: UCB trade-off (``>= 0``), see above; unused by ``"logei"``.
         seed: seed of the warm-up draws, the optimiser's starts and the fit's restarts.
-        acquisition: ``"logei"`` or ``"ucb"`` (see above).
-        exhaustive_limit: see ``n_candidates``.
+        acquisition, exhaustive_limit: ``"logei"`` or ``"ucb"`` (see above); see ``n_candidates``.
         refit_every: re-optimise the hyperparameters (from the last optimum) once this many
             observations were added; in between only the data are updated.
         max_fit_iter, fit_gtol: a fit's L-BFGS-B iteration cap, and gradient tolerance on the MAP
             objective summed over the observations (``None``: scipy's ``1e-5`` per observation).
-        ard: one length scale per numerical parameter and level (default), not one shared.
-        cat_ard: one length scale per categorical parameter and level, not one shared (default).
-        robust: per-level median and scaled MAD with the lower tail compressed instead of
-            mean and standard deviation (default; :func:`optuna_mfkd.gp.model.standardise`):
-            it tolerates a few broken runs but collapses on a tightly exploited level.
+        kernel, deterministic_objective: ``"matern52"`` (default) or ``"rbf"`` (squared exponential,
+            for very smooth objectives); every level's noise fixed at ``1e-6``, not fitted.
+        ard, cat_ard: one length scale per numerical (default) / categorical parameter and level.
+        robust: per-level median and scaled MAD, lower tail compressed, not mean and standard
+            deviation (:func:`optuna_mfkd.gp.model.standardise`; tolerates broken runs).
         torch_threads: torch threads inside a step (restored after; ``None``: untouched).
         point_key: params -> key; points with equal keys are one point (e.g. isomorphic NB201
             cells, :func:`optuna_mfkd.nasbench201.space.cell_key`). Default: all the values.
         strategy: ``"paper"``, ``"mf-mes"`` (default) or ``"cost-aware"``; see above.
         costs: ``{level: cost of one evaluation}`` for the level choice; levels not
             named are learned from the trials.
-        screen: see the level choice above (positive).
-        xi_min: smallest discrepancy scale of the cost-aware level choice (``>= 0``).
+        screen, xi_min: see the level choice above (positive); the cost-aware rule's smallest
+            discrepancy scale (``>= 0``).
         level_points: ``{level: [params, ...]}``: the only points a cheaper level can
             evaluate (e.g. a cached low-fidelity pool); its warm-up draws from them, only they
             are promoted to it, and the level choice weighs it at the acquisition's best of
@@ -146,13 +145,14 @@ class MFKDSampler(BaseSampler):
         level_points: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
         steps: Sequence[float] | None = None,
-        model_check: bool = True,
+        model_check: bool = True, kernel: str = "matern52", deterministic_objective: bool = False,
     ) -> None:
         self._options = build_options(
             fidelities, n_warmup, n_candidates, beta, seed, acquisition=acquisition, exhaustive_limit=exhaustive_limit,
             refit_every=refit_every, max_fit_iter=max_fit_iter, fit_gtol=fit_gtol, ard=ard, cat_ard=cat_ard, robust=robust,
             torch_threads=torch_threads, point_key=point_key, strategy=strategy, costs=costs, screen=screen,
             xi_min=xi_min, level_points=level_points, constraints_func=constraints_func, steps=steps, model_check=model_check,
+            kernel=kernel, deterministic_objective=deterministic_objective,
         )
         self._names = list(self._options.names)
         self._candidates = Candidates(self._options, np.random.default_rng(seed))

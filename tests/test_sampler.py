@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import optuna
 import pytest
+import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
@@ -306,6 +307,8 @@ def test_study_with_other_fidelities_is_refused():
         ({"fit_gtol": 0.0}, "fit_gtol"),
         ({"fit_gtol": math.inf}, "fit_gtol"),
         ({"fit_gtol": "1e-2"}, "fit_gtol"),
+        ({"kernel": "matern"}, "kernel"),
+        ({"deterministic_objective": "yes"}, "deterministic_objective"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
@@ -390,3 +393,42 @@ def test_trial_set_up_by_the_sampler_has_a_heartbeat(tmp_path):
     time.sleep(2.5)
     optuna.storages.fail_stale_trials(study)
     assert study.trials[0].state == TrialState.FAIL
+
+
+@pytest.mark.parametrize("kernel", ["matern52", "rbf"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_kernel_and_deterministic_objective_reach_every_fit(monkeypatch, kernel, deterministic):
+    """The sampler's ``kernel`` and ``deterministic_objective`` are the fits' base kernels
+    and noise: every level's noise fixed at 1e-6 (not fitted) for a deterministic objective."""
+    from optuna_mfkd.gp import model as gp_model
+
+    fitted = []
+    real_fit = gp_model.fit_ar1_model
+
+    def spy(*args, **kwargs):
+        fitted.append(real_fit(*args, **kwargs))
+        return fitted[-1]
+
+    monkeypatch.setattr(gp_model, "fit_ar1_model", spy)
+    sampler = MFKDSampler(
+        ["low", "high"], n_warmup={"low": 4, "high": 3}, costs={"low": 0.1, "high": 1.0}, seed=0,
+        kernel=kernel, deterministic_objective=deterministic,
+    )
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        shift = 0.1 if fidelity_of(trial) == "low" else 0.0
+        return (x - 0.3) ** 2 + (y - 0.6 - shift) ** 2
+
+    study.optimize(objective, n_trials=10)
+    assert fitted, "no model was fitted"
+    for f in fitted:
+        nus = {k.base_kernel.nu for k in f.model.covar_module.base_kernels}
+        assert nus == {math.inf if kernel == "rbf" else 2.5}
+        noise = f.model.likelihood.noise_covar.noise.detach().reshape(-1)
+        if deterministic:
+            assert torch.allclose(noise, torch.full_like(noise, 1e-6))
+            assert not f.model.likelihood.noise_covar.raw_noise.requires_grad
+        else:
+            assert bool((noise > 1e-5).all())  # fitted under its Gamma(1.1, 30) prior

@@ -60,6 +60,10 @@ from optuna_mfkd.gp.standardisation import Standardisation, standardise
 #: Base kernels of :class:`AR1CoKrigingGP` by name: the smoothness ``nu`` of
 #: :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` (``"rbf"``: squared exponential).
 KERNELS = {"matern52": 2.5, "rbf": math.inf}
+#: The fixed noise variance (model units) of every level for a deterministic objective
+#: (``MFKDSampler(deterministic_objective=True)``; Optuna's GPSampler fixes its noise at the
+#: same floor there).
+DETERMINISTIC_NOISE = 1e-6
 
 #: Keys of a fitted model's state that carry hyperparameters (not data-dependent buffers).
 _HYPER_PREFIXES = ("mean_module.", "covar_module.", "likelihood.")

@@ -102,6 +102,8 @@ class SamplerOptions:
     constraints_func: Callable[[Any], Sequence[float]] | None = None
     steps: tuple[float, ...] | None = None
     model_check: bool = True
+    kernel: str = "matern52"
+    deterministic_objective: bool = False
 
     @property
     def top(self) -> int:
@@ -282,6 +284,8 @@ def build_options(
     constraints_func: Callable[[Any], Sequence[float]] | None = None,
     steps: Sequence[float] | None = None,
     model_check: bool = True,
+    kernel: str = "matern52",
+    deterministic_objective: bool = False,
 ) -> SamplerOptions:
     """The checked :class:`SamplerOptions` of MFKDSampler's arguments.
 
@@ -289,6 +293,7 @@ def build_options(
         ValueError: one line naming the first argument that is wrong.
     """
     from optuna_mfkd.gp.acquisition import ACQUISITIONS  # loads torch; options stay light otherwise
+    from optuna_mfkd.gp.model import KERNELS
 
     if steps is not None:
         steps = normalise_steps(steps, fidelities, strategy, level_points)
@@ -296,8 +301,11 @@ def build_options(
     elif strategy is None:
         strategy = defaults.DEFAULT_STRATEGY
     names, settings = normalise_fidelities(fidelities)
-    if not isinstance(model_check, bool):
-        raise ValueError(f"model_check must be True or False, got {model_check!r}.")
+    for flag, value in (("model_check", model_check), ("deterministic_objective", deterministic_objective)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be True or False, got {value!r}.")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}.")
     if strategy not in (*STRATEGIES, "steps"):
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}.")
     if costs is not None and not isinstance(costs, Mapping):
@@ -362,4 +370,6 @@ def build_options(
         constraints_func=constraints_func,
         steps=None if steps is None else tuple(steps),
         model_check=model_check,
+        kernel=kernel,
+        deterministic_objective=deterministic_objective,
     )

@@ -138,6 +138,8 @@ class Proposer:
                 cat_ard=opts.cat_ard,
                 robust=opts.robust,
                 fit=refit,
+                kernel=opts.kernel,
+                noise=gp_model.DETERMINISTIC_NOISE if opts.deterministic_objective else None,
             )
         if refit:
             self._last_fit[key] = (len(y), fitted.hyperparameters())
