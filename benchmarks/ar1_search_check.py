@@ -1,9 +1,10 @@
 """Search results of MFKDSampler with other AR1 fit options, on the tuning problems.
 
 ``benchmarks/tune_strategy.py`` with one addition: a variant's JSON may hold ``"fit"``, keyword
-arguments of :func:`optuna_mfkd.gp.model.fit_ar1_model` (``kernel``, ``restarts``, ``noise``)
-that every fit of the sampler then receives (the sampler does not expose them); the other
-keys are MFKDSampler's, as in ``tune_strategy.py``. Problems, metrics, ``runs.csv`` and
+arguments of :func:`optuna_mfkd.gp.model.fit_ar1_model` that every fit of the sampler then
+receives: ``restarts`` and any ``noise`` (MFKDSampler's own ``kernel=`` and
+``deterministic_objective=True`` give the squared exponential and a noise of ``1e-6``); the
+other keys are MFKDSampler's, as in ``tune_strategy.py``. Problems, metrics, ``runs.csv`` and
 ``summary.md`` are ``tune_strategy.py``'s::
 
     OMP_NUM_THREADS=1 python benchmarks/ar1_search_check.py --seeds 0-19 --jobs 2 \\
