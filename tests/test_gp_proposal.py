@@ -79,3 +79,34 @@ def test_exhaustive_choice_skips_taken_points_and_breaks_ties_at_random():
 
 def test_unique_representatives_keep_the_first_of_each_key():
     assert unique_representatives(["a", "b", "a", "c", "b"]).tolist() == [0, 1, 3]
+
+
+def test_closed_form_search_equals_botorchs_optimize_acqf_from_the_same_starts():
+    """On the top level of fitted AR1 models (1 and 2 levels, both kernels), the closed-form
+    L-BFGS-B search reaches the point and value of BoTorch's ``optimize_acqf`` (autograd
+    through the same acquisition) from the same starts."""
+    from botorch.optim import optimize_acqf
+
+    from optuna_mfkd.gp.acquisition import build_acquisition
+    from optuna_mfkd.gp.model import fit_ar1_model
+    from optuna_mfkd.gp.proposal import _continuous_starts, _lbfgsb_closed_form
+
+    gen = torch.Generator().manual_seed(3)
+    d = 5
+    bounds = torch.stack([torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)])
+    for num_levels, kernel in ((1, "matern52"), (2, "matern52"), (2, "rbf")):
+        X = torch.rand(24, d, generator=gen, dtype=torch.float64)
+        levels = torch.arange(24) % num_levels
+        y = -((X - 0.35) ** 2).sum(-1) + 0.2 * torch.sin(7 * X[:, 0]) + 0.1 * levels
+        fitted = fit_ar1_model(X, levels, y, num_levels, kernel=kernel)
+        acqf = build_acquisition("logei", fitted)
+        assert acqf.closed_form
+        torch.manual_seed(0)
+        starts = _continuous_starts(acqf, bounds, X[:3], 256, 6)
+        got = _lbfgsb_closed_form(acqf, bounds, starts)
+        want, _ = optimize_acqf(acqf, bounds=bounds, q=1, num_restarts=len(starts),
+                                batch_initial_conditions=starts.unsqueeze(-2))
+        with torch.no_grad():
+            v_got, v_want = float(acqf(got.unsqueeze(0))), float(acqf(want.reshape(1, 1, d)))
+        assert abs(v_got - v_want) <= 1e-7 * (1 + abs(v_want))
+        torch.testing.assert_close(got.reshape(-1), want.reshape(-1), atol=1e-6, rtol=0)

@@ -65,10 +65,15 @@ class _TopLevelMoments(AnalyticAcquisitionFunction):
 class TopLevelLogEI(_TopLevelMoments, LogExpectedImprovement):
     """BoTorch's ``LogExpectedImprovement`` with the moments read as in :class:`_TopLevelMoments`
     and, on a :class:`~optuna_mfkd.gp.model.TopLevelModel`, its gradient in closed form
-    (:class:`_LogEIOfMoments`)."""
+    (:func:`log_ei_of_moments`; :meth:`value_and_gradient` without autograd)."""
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether :meth:`value_and_gradient` applies (the top level of an AR1 model, maximised)."""
+        return isinstance(self.model, TopLevelModel) and self.posterior_transform is None and self.maximize
 
     def forward(self, X: Tensor) -> Tensor:
-        if not isinstance(self.model, TopLevelModel) or self.posterior_transform is not None or not self.maximize:
+        if not self.closed_form:
             return super().forward(X)
         return self._of_moments(X)
 
@@ -77,33 +82,58 @@ class TopLevelLogEI(_TopLevelMoments, LogExpectedImprovement):
         if X.shape[-2] != 1:
             raise ValueError(f"q = 1 only, got X of shape {tuple(X.shape)}.")
         mean, var = self.model.fitted.marginals(X.reshape(-1, X.shape[-1]))
-        return _LogEIOfMoments.apply(mean, var, self.best_f.to(mean)).reshape(X.shape[:-2])
+        best_f = self.best_f.to(mean)
+        if mean.requires_grad or var.requires_grad:
+            value = _LogEIOfMoments.apply(mean, var, best_f)
+        else:
+            value = log_ei_of_moments(mean, var, best_f, slopes=False)[0]
+        return value.reshape(X.shape[:-2])
+
+    def value_and_gradient(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """LogEI and its gradient at the rows of ``X`` (``(m, d)``), in closed form without
+        autograd (the inner loop of :func:`optuna_mfkd.gp.proposal.optimise`); needs
+        :attr:`closed_form`."""
+        mean, var, pull_back = self.model.fitted.top_predictor().marginals_and_pull_back(X)
+        value, d_mean, d_var = log_ei_of_moments(mean, var, self.best_f.to(mean))
+        return value, pull_back(d_mean, d_var)
 
 
-class _LogEIOfMoments(torch.autograd.Function):
-    """``log EI = log h(u) + log sigma`` of the posterior mean and variance, ``u = (mu - f*) /
+def log_ei_of_moments(
+    mean: Tensor, var: Tensor, best_f: Tensor, slopes: bool = True
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``log EI = log h(u) + log sigma`` of posterior means and variances, ``u = (mu - f*) /
     sigma``, ``sigma^2 = max(var, 1e-12)``, ``h(u) = phi(u) + u Phi(u)`` (BoTorch's stable
-    ``_log_ei_helper``), with the gradient in closed form: ``d log h / du = Phi(u) / h(u)``,
-    so with ``r = exp(log Phi(u) - log h(u))``
+    ``_log_ei_helper``), and (with ``slopes``) its derivatives in closed form: ``d log h / du =
+    Phi(u) / h(u)``, so with ``r = exp(log Phi(u) - log h(u))``
 
         d logEI / d mu = r / sigma,    d logEI / d sigma = (1 - u r) / sigma,
 
-    and ``d sigma / d var = 1 / (2 sigma)`` (0 where the floor acts)."""
+    and ``d sigma / d var = 1 / (2 sigma)`` (0 where the floor acts). Returns the value and
+    the two derivatives (``None`` without ``slopes``)."""
+    sigma = var.clamp_min(1e-12).sqrt()
+    u = (mean - best_f) / sigma
+    log_h = _log_ei_helper(u)
+    value = log_h + sigma.log()
+    if not slopes:
+        return value, None, None
+    r = torch.exp(log_ndtr(u) - log_h)
+    d_var = torch.where(var > 1e-12, (1.0 - u * r) / (2.0 * sigma * sigma), 0.0)
+    return value, r / sigma, d_var
+
+
+class _LogEIOfMoments(torch.autograd.Function):
+    """:func:`log_ei_of_moments` with its closed-form derivatives as the backward."""
 
     @staticmethod
     def forward(ctx, mean: Tensor, var: Tensor, best_f: Tensor) -> Tensor:
-        sigma = var.clamp_min(1e-12).sqrt()
-        u = (mean - best_f) / sigma
-        log_h = _log_ei_helper(u)
-        ctx.save_for_backward(u, log_h, sigma, var)
-        return log_h + sigma.log()
+        value, d_mean, d_var = log_ei_of_moments(mean, var, best_f)
+        ctx.save_for_backward(d_mean, d_var)
+        return value
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
-        u, log_h, sigma, var = ctx.saved_tensors
-        r = torch.exp(log_ndtr(u) - log_h)
-        d_sigma = grad * (1.0 - u * r) / sigma
-        return grad * r / sigma, torch.where(var > 1e-12, d_sigma / (2.0 * sigma), 0.0), None
+        d_mean, d_var = ctx.saved_tensors
+        return grad * d_mean, grad * d_var, None
 
 
 class VarianceUCB(_TopLevelMoments):

@@ -61,8 +61,7 @@ from optuna_mfkd.gp.standardisation import Standardisation, standardise
 #: :class:`~optuna_mfkd.gp.mixed_kernel.MixedMaternKernel` (``"rbf"``: squared exponential).
 KERNELS = {"matern52": 2.5, "rbf": math.inf}
 #: The fixed noise variance (model units) of every level for a deterministic objective
-#: (``MFKDSampler(deterministic_objective=True)``; Optuna's GPSampler fixes its noise at the
-#: same floor there).
+#: (``MFKDSampler(deterministic_objective=True)``; GPSampler's floor there too).
 DETERMINISTIC_NOISE = 1e-6
 
 #: Keys of a fitted model's state that carry hyperparameters (not data-dependent buffers).
@@ -250,6 +249,10 @@ class FittedModel:
         query-independent parts (kernel weights, detached length scales) are formed once
         (:class:`~optuna_mfkd.gp.predictive.LevelPredictor`).
         """
+        return self.top_predictor().marginals(X)
+
+    def top_predictor(self) -> LevelPredictor:
+        """The top level's :class:`~optuna_mfkd.gp.predictive.LevelPredictor`, made once."""
         if self._top is None:
             model = self.model
             L, alpha = self.training_cholesky()
@@ -261,7 +264,7 @@ class FittedModel:
             self._top = LevelPredictor(
                 model.covar_module, train_X, L, alpha, prior_mean, self.num_levels - 1
             )
-        return self._top.marginals(X)
+        return self._top
 
     def level_covariance(self, X: Tensor) -> Tensor:
         """Joint posterior covariance of the latent levels ``y_0 .. y_{L-1}`` at each row of

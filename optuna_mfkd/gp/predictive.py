@@ -30,6 +30,9 @@ pulled back through each base kernel's ``kappa_k`` by
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from gpytorch.kernels import ScaleKernel
 from torch import Tensor
@@ -106,8 +109,16 @@ class LevelPredictor:
             v = torch.linalg.solve_triangular(self.chol, K_sn.transpose(-1, -2), upper=False)
             return self.prior_mean + K_sn @ self.alpha, (self.prior_var - (v * v).sum(-2)).clamp_min(1e-12)
 
+    def marginals_and_pull_back(self, X: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor, Tensor], Tensor]]:
+        """Mean, variance and ``(g_mu, g_var) -> dJ/dX`` at the rows of ``X`` (``(m, d)``),
+        without autograd (see the module)."""
+        X = X.to(self.chol.dtype)
+        with torch.no_grad():
+            mean, var, v, parts = self._forward(X)
+        return mean, var, partial(self._pull_back, X, v, var, parts)
+
     def _forward(self, X: Tensor) -> tuple[Tensor, Tensor, Tensor, list]:
-        """Mean, variance, ``L^{-1} K_{n x}`` and per term ``(k, dk/dr^2, a)`` for the backward."""
+        """Mean, variance, ``L^{-1} K_{n x}`` and per term ``(dk/dr^2, a)`` for the pull-back."""
         K_sn = X.new_zeros(len(X), self.num_train)
         parts = []
         for kappa, w in self.terms:
@@ -118,29 +129,32 @@ class LevelPredictor:
         mean = self.prior_mean + K_sn @ self.alpha
         return mean, (self.prior_var - (v * v).sum(-2)).clamp_min(1e-12), v, parts
 
+    def _pull_back(
+        self, X: Tensor, v: Tensor, var: Tensor, parts: list, g_mean: Tensor | None, g_var: Tensor | None
+    ) -> Tensor:
+        """``dJ/dX`` from ``g_mean = dJ/dmu`` and ``g_var = dJ/dsigma^2`` (either ``None``)."""
+        g_K = X.new_zeros(len(X), self.num_train)
+        if g_mean is not None:
+            g_K = g_K + g_mean[:, None] * self.alpha[None, :]
+        if g_var is not None:
+            g_var = torch.where(var > 1e-12, g_var, 0.0)  # the clamp's gradient
+            B = torch.linalg.solve_triangular(self.chol.transpose(-1, -2), v, upper=True)
+            g_K = g_K - 2.0 * g_var[:, None] * B.transpose(-1, -2)
+        grad = torch.zeros_like(X)
+        for (kappa, w), (slope, a) in zip(self.terms, parts):
+            grad = grad + kappa.pull_back(X, a, g_K * w * slope)
+        return grad
+
 
 class _Marginals(torch.autograd.Function):
     """:meth:`LevelPredictor.marginals` with its gradient in ``X`` in closed form."""
 
     @staticmethod
     def forward(ctx, X: Tensor, predictor: LevelPredictor) -> tuple[Tensor, Tensor]:
-        mean, var, v, parts = predictor._forward(X)
-        ctx.predictor, ctx.parts = predictor, parts
-        ctx.save_for_backward(X, v, var)
+        mean, var, pull_back = predictor.marginals_and_pull_back(X)
+        ctx.pull_back = pull_back
         return mean, var
 
     @staticmethod
     def backward(ctx, g_mean: Tensor | None, g_var: Tensor | None) -> tuple[Tensor, None]:
-        X, v, var = ctx.saved_tensors
-        pred = ctx.predictor
-        g_K = X.new_zeros(len(X), pred.num_train)
-        if g_mean is not None:
-            g_K = g_K + g_mean[:, None] * pred.alpha[None, :]
-        if g_var is not None:
-            g_var = torch.where(var > 1e-12, g_var, 0.0)  # the clamp's gradient
-            B = torch.linalg.solve_triangular(pred.chol.transpose(-1, -2), v, upper=True)
-            g_K = g_K - 2.0 * g_var[:, None] * B.transpose(-1, -2)
-        grad = torch.zeros_like(X)
-        for (kappa, w), (slope, a) in zip(pred.terms, ctx.parts):
-            grad = grad + kappa.pull_back(X, a, g_K * w * slope)
-        return grad, None
+        return ctx.pull_back(g_mean, g_var), None

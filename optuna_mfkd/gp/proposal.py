@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.optim import optimize_acqf
+from botorch.optim.batched_lbfgs_b import fmin_l_bfgs_b_batched
 from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from botorch.utils.sampling import draw_sobol_samples
 
@@ -128,13 +129,16 @@ def optimise(
             starts = None
         else:
             starts = _continuous_starts(acqf, bounds, X_best, raw_samples, num_restarts)
-            X, _ = optimize_acqf(
-                acqf,
-                bounds=bounds,
-                q=1,
-                num_restarts=len(starts),
-                batch_initial_conditions=starts.unsqueeze(-2),
-            )
+            if getattr(acqf, "closed_form", False):
+                X = _lbfgsb_closed_form(acqf, bounds, starts)
+            else:
+                X, _ = optimize_acqf(
+                    acqf,
+                    bounds=bounds,
+                    q=1,
+                    num_restarts=len(starts),
+                    batch_initial_conditions=starts.unsqueeze(-2),
+                )
     best = encoder.decode(X.reshape(1, -1))
     if key_of(best)[0] not in excluded:
         return best[0]
@@ -145,6 +149,33 @@ def optimise(
     if not free.any():
         return cand[0]
     return cand[best_of_candidates(acqf, encoder.encode(cand), free, rng)]
+
+
+def _lbfgsb_closed_form(acqf: AcquisitionFunction, bounds: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """``optimize_acqf``'s search from given ``starts`` (``(k, p)``), with the acquisition's
+    value and gradient from ``acqf.value_and_gradient`` (closed form, no autograd graph)
+    instead of BoTorch's autograd wrapper: the same batched L-BFGS-B (BoTorch's
+    ``fmin_l_bfgs_b_batched``, one problem per start, ``maxiter`` 2000 as
+    ``gen_candidates_scipy``), the results clamped to the bounds and the best by the
+    acquisition returned (``(1, p)``)."""
+    p = starts.shape[-1]
+
+    def value_and_grad(x: np.ndarray, batch_indices: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        value, grad = acqf.value_and_gradient(torch.from_numpy(x).reshape(-1, p))
+        if not torch.isfinite(grad).all():
+            raise FloatingPointError("the acquisition's gradient is not finite")
+        return -value.numpy(), -grad.reshape(x.shape).numpy()
+
+    lo, hi = bounds[0].tolist(), bounds[1].tolist()
+    xs, _, _ = fmin_l_bfgs_b_batched(
+        value_and_grad,
+        starts.to(torch.float64).numpy().copy(),
+        bounds=list(zip(lo, hi)),
+        maxiter=2000,
+        pass_batch_indices=True,
+    )
+    cand = torch.from_numpy(np.asarray(xs)).reshape(-1, p).clamp(bounds[0], bounds[1])
+    return cand[int(torch.argmax(score(acqf, cand)))].reshape(1, p)
 
 
 def _continuous_starts(
