@@ -12,8 +12,10 @@ Two paths, both pure functions of tensors and the encoder (no storage access):
   maximum are broken uniformly at random (a fixed order would favour the first of many
   equal points, e.g. copies of the incumbent).
 - **Optimised** (:func:`optimise`): BoTorch's optimisers. Fully continuous spaces use
-  ``optimize_acqf`` (L-BFGS-B from ``num_restarts`` starts chosen among ``raw_samples``
-  Sobol points and perturbations of the best observed points); spaces with categorical or
+  ``optimize_acqf``'s search (batched L-BFGS-B from ``num_restarts`` starts chosen among
+  ``raw_samples`` Sobol points and perturbations of the best observed points), driven
+  directly with LogEI's closed-form value and gradient where the acquisition has them
+  (``closed_form``; the same iterates, without an autograd graph per evaluation); spaces with categorical or
   discrete parameters use ``optimize_acqf_mixed_alternating`` (alternating L-BFGS-B over
   the numerical columns and local search over the others, from random starts and
   "spray points" around the best observed points; :data:`MIXED_OPTIONS`). Integer and stepped parameters with
