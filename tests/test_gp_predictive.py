@@ -144,3 +144,23 @@ def test_logei_closed_form_gradient_equals_botorch_far_below_the_incumbent(shift
     assert torch.isfinite(value).all() and torch.isfinite(g_fast).all()
     torch.testing.assert_close(value.detach(), reference(Xr).detach(), rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(g_fast, g_ref, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("with_base", [True, False])
+def test_constrained_closed_form_value_and_gradient_equal_autograd(with_base):
+    """``ConstrainedAcquisition.value_and_gradient`` (no autograd) against autograd through its
+    forward: LogEI times the probability of feasibility of two constraints, or the latter alone."""
+    fitted, gen = _fitted(2)
+    c1, _ = _fitted(2, n=30)
+    c2, _ = _fitted(1, n=20)
+    acqf = build_acquisition("logei", fitted, constraints=[(c1, 0.1), (c2, -0.2)],
+                             best_f=None if with_base else float("-inf"))
+    assert acqf.closed_form
+    X = _mixed_rows(9, gen)
+    X[:, [1, 3]] = X[:, [1, 3]].round()
+    value, grad = acqf.value_and_gradient(X)
+    Xr = X.clone().unsqueeze(-2).requires_grad_(True)
+    ref = acqf(Xr)
+    (g_ref,) = torch.autograd.grad(ref.sum(), Xr)
+    torch.testing.assert_close(value, ref.detach(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad, g_ref.squeeze(-2), rtol=1e-7, atol=1e-9)

@@ -82,9 +82,9 @@ def test_unique_representatives_keep_the_first_of_each_key():
 
 
 def test_closed_form_search_equals_botorchs_optimize_acqf_from_the_same_starts():
-    """On the top level of fitted AR1 models (1 and 2 levels, both kernels), the closed-form
-    L-BFGS-B search reaches the point and value of BoTorch's ``optimize_acqf`` (autograd
-    through the same acquisition) from the same starts."""
+    """On the top level of fitted AR1 models (1 and 2 levels, both kernels, with a constraint),
+    the closed-form L-BFGS-B search reaches the point and value of BoTorch's ``optimize_acqf``
+    (autograd through the same acquisition) from the same starts."""
     from botorch.optim import optimize_acqf
 
     from optuna_mfkd.gp.acquisition import build_acquisition
@@ -99,7 +99,12 @@ def test_closed_form_search_equals_botorchs_optimize_acqf_from_the_same_starts()
         levels = torch.arange(24) % num_levels
         y = -((X - 0.35) ** 2).sum(-1) + 0.2 * torch.sin(7 * X[:, 0]) + 0.1 * levels
         fitted = fit_ar1_model(X, levels, y, num_levels, kernel=kernel)
-        acqf = build_acquisition("logei", fitted)
+        constraints = []
+        if kernel == "rbf":  # and a constraint sum(x) <= 2.2 modelled as -c
+            c_model = fit_ar1_model(X, levels, 2.2 - X.sum(-1), num_levels, kernel=kernel)
+            zero = c_model.standardisation.apply(torch.zeros(1, dtype=torch.float64), torch.tensor([num_levels - 1]))
+            constraints = [(c_model, float(zero[0]))]
+        acqf = build_acquisition("logei", fitted, constraints=constraints)
         assert acqf.closed_form
         torch.manual_seed(0)
         starts = _continuous_starts(acqf, bounds, X[:3], 256, 6)

@@ -29,6 +29,7 @@ probability of feasibility is maximised.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -184,6 +185,29 @@ class ConstrainedAcquisition(AcquisitionFunction):
         flat = X.reshape(-1, X.shape[-1])
         out = self.log_feasibility(flat).reshape(X.shape[:-2])
         return out if self.base is None else out + self.base(X)
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether :meth:`value_and_gradient` applies (no base, or a closed-form LogEI)."""
+        return self.base is None or bool(getattr(self.base, "closed_form", False))
+
+    def value_and_gradient(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """The acquisition and its gradient at the rows of ``X`` (``(m, d)``) without autograd:
+        with ``z_j = (mu_j - t_j) / sigma_j`` and ``q_j = exp(log phi(z_j) - log Phi(z_j))``,
+        ``d log Phi(z_j) / d mu_j = q_j / sigma_j`` and ``d / d sigma_j^2 = -z_j q_j / (2 sigma_j^2)``;
+        needs :attr:`closed_form`."""
+        value, grad = (
+            self.base.value_and_gradient(X) if self.base is not None else (X.new_zeros(len(X)), torch.zeros_like(X))
+        )
+        for fitted, threshold in self.constraints:
+            mean, var, pull_back = fitted.top_predictor().marginals_and_pull_back(X)
+            sigma = var.sqrt()
+            z = (mean - threshold) / sigma
+            log_cdf = log_ndtr(z)
+            q = torch.exp(-0.5 * z * z - 0.5 * math.log(2.0 * math.pi) - log_cdf)
+            value = value + log_cdf
+            grad = grad + pull_back(q / sigma, -z * q / (2.0 * var))
+        return value, grad
 
 
 def build_acquisition(
