@@ -18,7 +18,9 @@ Two paths, both pure functions of tensors and the encoder (no storage access):
   (``closed_form``; the same iterates, without an autograd graph per evaluation); spaces with categorical or
   discrete parameters use ``optimize_acqf_mixed_alternating`` (alternating L-BFGS-B over
   the numerical columns and local search over the others, from random starts and
-  "spray points" around the best observed points; :data:`MIXED_OPTIONS`). Integer and stepped parameters with
+  "spray points" around the best observed points; :data:`MIXED_OPTIONS`), its continuous
+  steps batched over the starts on the closed-form value and gradient where the acquisition
+  has them (:func:`_mixed_closed_form`, the same points). Integer and stepped parameters with
   more than ``max_discrete_values`` values are relaxed to continuous and snapped by
   :meth:`~optuna_mfkd.gp.encoding.SearchSpaceEncoder.decode`. Ours is only the choice of
   starts and the check that the result is not excluded (else the best non-excluded start,
@@ -33,9 +35,18 @@ from collections.abc import Callable, Hashable, Sequence
 import numpy as np
 import torch
 from botorch.acquisition import AcquisitionFunction
+from botorch.generation.gen import gen_candidates_scipy
 from botorch.optim import optimize_acqf
 from botorch.optim.batched_lbfgs_b import fmin_l_bfgs_b_batched
-from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+from botorch.optim.optimize import OptimizeAcqfInputs
+from botorch.optim.optimize_mixed import (
+    CONVERGENCE_TOL,
+    MAX_BATCH_SIZE,
+    discrete_step,
+    generate_starting_points,
+    optimize_acqf_mixed_alternating,
+    round_discrete_dims,
+)
 from botorch.utils.sampling import draw_sobol_samples
 
 from optuna_mfkd.gp.acquisition import score
@@ -113,7 +124,11 @@ def optimise(
     with torch.random.fork_rng(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(int(rng.integers(2**31 - 1)))
-        if cat or discrete:
+        if (cat or discrete) and getattr(acqf, "closed_form", False):
+            acqf.X_baseline = X_best
+            X = _mixed_closed_form(acqf, bounds, discrete, cat, raw_samples, num_restarts, max_discrete_values)
+            starts = None
+        elif cat or discrete:
             acqf.X_baseline = X_best
             X, _ = optimize_acqf_mixed_alternating(
                 acqf,
@@ -160,24 +175,90 @@ def _lbfgsb_closed_form(acqf: AcquisitionFunction, bounds: torch.Tensor, starts:
     ``fmin_l_bfgs_b_batched``, one problem per start, ``maxiter`` 2000 as
     ``gen_candidates_scipy``), the results clamped to the bounds and the best by the
     acquisition returned (``(1, p)``)."""
-    p = starts.shape[-1]
+    every = torch.arange(starts.shape[-1])
+    cand = _bounded_lbfgsb(acqf, bounds, starts.to(torch.float64), every, 2000)
+    return cand[int(torch.argmax(score(acqf, cand)))].reshape(1, -1)
 
-    def value_and_grad(x: np.ndarray, batch_indices: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        value, grad = acqf.value_and_gradient(torch.from_numpy(x).reshape(-1, p))
+
+def _mixed_closed_form(
+    acqf: AcquisitionFunction,
+    bounds: torch.Tensor,
+    discrete: dict[int, list[float]],
+    cat: dict[int, list[float]],
+    raw_samples: int,
+    num_restarts: int,
+    max_discrete_values: int,
+) -> torch.Tensor:
+    """``optimize_acqf_mixed_alternating`` with :data:`MIXED_OPTIONS`, its continuous steps
+    taken by :func:`_bounded_lbfgsb` on the acquisition's closed-form value and gradient: the
+    same starts (BoTorch's ``generate_starting_points``), the same discrete local search
+    (``discrete_step``), and per start the same L-BFGS-B over the numerical columns with the
+    others fixed, batched over the starts instead of one scipy run per start through
+    autograd. Integer columns with more than ``max_discrete_values`` values are relaxed and
+    rounded after each continuous step, as BoTorch does. Returns ``(1, p)``."""
+    options = {
+        "max_discrete_values": max_discrete_values,
+        "num_spray_points": min(64, raw_samples // 4),
+        **MIXED_OPTIONS,
+    }
+    options.setdefault("batch_limit", MAX_BATCH_SIZE)
+    options.setdefault("init_batch_limit", options["batch_limit"])
+    discrete = {j: sorted(v) for j, v in discrete.items()}
+    cat = {j: sorted(v) for j, v in cat.items()}
+    relaxed = {j: v for j, v in discrete.items() if len(v) > max_discrete_values}
+    discrete = {j: v for j, v in discrete.items() if j not in relaxed}
+    inputs = OptimizeAcqfInputs(
+        acq_function=acqf, bounds=bounds, q=1, num_restarts=num_restarts, raw_samples=raw_samples,
+        options=options, inequality_constraints=None, equality_constraints=None,
+        nonlinear_inequality_constraints=None, fixed_features={}, post_processing_func=None,
+        batch_initial_conditions=None, return_best_only=False, gen_candidates=gen_candidates_scipy,
+        sequential=True, return_acq_values=True,
+    )
+    fixed = torch.tensor(sorted([*discrete, *cat]), dtype=torch.long)
+    cont = torch.tensor([j for j in range(bounds.shape[-1]) if j not in set(fixed.tolist())], dtype=torch.long)
+    best_X, best_val = generate_starting_points(inputs, discrete, cat, cont)
+    done = torch.zeros(len(best_X), dtype=torch.bool)
+    for _ in range(int(options["maxiter_alternating"])):
+        before = best_val.clone()
+        best_X[~done], best_val[~done] = discrete_step(inputs, discrete, cat, best_X[~done])
+        if len(cont):
+            X = _bounded_lbfgsb(acqf, bounds, best_X[~done], cont, int(options["maxiter_continuous"]))
+            if relaxed:
+                X = round_discrete_dims(X, relaxed)
+            best_X[~done], best_val[~done] = X, score(acqf, X)
+        done = done | (best_val - before < CONVERGENCE_TOL)
+        if bool(done.all()):
+            break
+    return best_X[int(torch.argmax(best_val))].unsqueeze(0)
+
+
+def _bounded_lbfgsb(
+    acqf: AcquisitionFunction, bounds: torch.Tensor, X: torch.Tensor, free: torch.Tensor, maxiter: int
+) -> torch.Tensor:
+    """From each row of ``X`` (``(b, p)``), BoTorch's batched L-BFGS-B (scipy's defaults,
+    ``maxiter``) over the columns ``free`` with the others fixed, maximising ``acqf`` by its
+    ``value_and_gradient``; the results clamped to the bounds (``(b, p)``)."""
+    base = X.detach().clone()
+    lo, hi = bounds[0, free], bounds[1, free]
+
+    def value_and_grad(x: np.ndarray, batch_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        rows = base[batch_indices].clone()
+        rows[:, free] = torch.from_numpy(x).reshape(len(batch_indices), -1)
+        value, grad = acqf.value_and_gradient(rows)
         if not torch.isfinite(grad).all():
             raise FloatingPointError("the acquisition's gradient is not finite")
-        return -value.numpy(), -grad.reshape(x.shape).numpy()
+        return -value.numpy(), -grad[:, free].reshape(x.shape).numpy()
 
-    lo, hi = bounds[0].tolist(), bounds[1].tolist()
     xs, _, _ = fmin_l_bfgs_b_batched(
         value_and_grad,
-        starts.to(torch.float64).numpy().copy(),
-        bounds=list(zip(lo, hi)),
-        maxiter=2000,
+        base[:, free].clamp(lo, hi).numpy().copy(),
+        bounds=list(zip(lo.tolist(), hi.tolist())),
+        maxiter=maxiter,
         pass_batch_indices=True,
     )
-    cand = torch.from_numpy(np.asarray(xs)).reshape(-1, p).clamp(bounds[0], bounds[1])
-    return cand[int(torch.argmax(score(acqf, cand)))].reshape(1, p)
+    out = base.clone()
+    out[:, free] = torch.from_numpy(np.asarray(xs)).reshape(len(base), -1).clamp(lo, hi)
+    return out
 
 
 def _continuous_starts(
