@@ -66,6 +66,9 @@ METHODS = (
     *PEER_METHODS,
 )
 REFERENCE = "mfkd+pruner"
+#: The methods every other one is tested against: the step mode with its own pruner, and the
+#: level mode (one level per rung) with its default level rule.
+REFERENCES = (REFERENCE, "mfkd-levels")
 #: Problems the step mode's settings may be tuned on (the others are reported untouched).
 TUNING_PROBLEMS = ("augmented-hartmann", "mlp-digits")
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -139,7 +142,7 @@ def plot(problem: CurveProblem, rows: dict[str, list[dict]], path: Path, log: bo
         style = (
             {"lw": 2.4, "color": "black"}
             if m == REFERENCE
-            else {"lw": 1.3, "ls": "--" if m in PEER_METHODS else "-"}
+            else {"lw": 2.4} if m in REFERENCES else {"lw": 1.3, "ls": "--" if m in PEER_METHODS else "-"}
         )
         line = ax.plot(grid, med, label=f"{m} (n={len(rs)})", **style)[0]
         ax.fill_between(grid, q1, q3, alpha=0.12, color=line.get_color())
@@ -159,10 +162,28 @@ def plot(problem: CurveProblem, rows: dict[str, list[dict]], path: Path, log: bo
     plt.close(fig)
 
 
+def _marks(at: dict[str, list[list[float]]], ref: str) -> dict[str, list[str]]:
+    """Per method other than ``ref``: the Holm-corrected (over the methods) two-sided
+    Mann-Whitney U p-value against ``ref`` at each fraction, marked ``+`` where ``ref`` is
+    ahead and ``-`` where it is behind (by the medians, where p < 0.05)."""
+    others = [m for m in at if m != ref]
+    marks: dict[str, list[str]] = {m: [] for m in others}
+    for k in range(len(FRACTIONS)):
+        raw = []
+        for m in others:
+            a, b = at[ref][k], at[m][k]
+            ok = len(a) > 1 and len(b) > 1 and len(set(a) | set(b)) > 1
+            raw.append(stats.mannwhitneyu(a, b).pvalue if ok else 1.0)
+        for m, adj in zip(others, holm(raw) if raw else []):
+            sign = "+" if np.median(at[ref][k]) < np.median(at[m][k]) else "-"
+            marks[m].append(f"{adj:.2g}{sign if adj < 0.05 else ''}")
+    return marks
+
+
 def report(records: list[dict], out: Path, command: str) -> None:
     """The results README: per problem, mean regret at each budget fraction, the worst decile
     at the end, trials, pruned trials, seconds per run, and Holm-corrected two-sided
-    Mann-Whitney U p-values against :data:`REFERENCE` at every fraction."""
+    Mann-Whitney U p-values against each of :data:`REFERENCES` at every fraction."""
     lines = [
         "# Learning-curve problems: the step mode, Optuna's pruners, the level mode and the peers",
         "",
@@ -173,7 +194,8 @@ def report(records: list[dict], out: Path, command: str) -> None:
         "Simple regret of the best final value (lower is better; log10 for the functions), mean over the seeds "
         "(`(k none)`: k seeds had no finished run yet, ranked last in the tests); "
         "worst 10%: the mean of the worst tenth of the seeds at 100%; p: two-sided Mann-Whitney U against "
-        f"`{REFERENCE}` at 25 / 50 / 100 %, Holm-corrected over the methods (`+`: the reference is ahead, "
+        + " and against ".join(f"`{r}`" for r in REFERENCES)
+        + " at 25 / 50 / 100 %, Holm-corrected over the methods (`+`: the reference is ahead, "
         "`-`: behind, by the medians). Tuning problems: " + ", ".join(TUNING_PROBLEMS) + ".",
         "",
     ]
@@ -198,24 +220,15 @@ def report(records: list[dict], out: Path, command: str) -> None:
             ]
             for m, rs in rows.items()
         }
-        marks: dict[str, list[str]] = {m: [] for m in rows}
-        for k in range(len(FRACTIONS) if REFERENCE in rows else 0):
-            ref = at[REFERENCE][k]
-            others = [m for m in rows if m != REFERENCE]
-            raw = []
-            for m in others:
-                other = at[m][k]
-                ok = len(ref) > 1 and len(other) > 1 and len(set(ref) | set(other)) > 1
-                raw.append(stats.mannwhitneyu(ref, other).pvalue if ok else 1.0)
-            for m, adj in zip(others, holm(raw) if raw else []):
-                sign = "+" if np.median(at[REFERENCE][k]) < np.median(at[m][k]) else "-"
-                marks[m].append(f"{adj:.2g}{sign if adj < 0.05 else ''}")
+        refs = [r for r in REFERENCES if r in rows]
+        marks = {ref: _marks(at, ref) for ref in refs}
         lines += [
             f"## {problem} (optimum {p.optimum:.6g}, budget {rows[next(iter(rows))][0]['budget']:g} full "
             "trainings)",
             "",
-            "| method | seeds | 25% | 50% | 100% | worst 10% | trials | pruned | s/run | p_Holm 25/50/100% |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| method | seeds | 25% | 50% | 100% | worst 10% | trials | pruned | s/run | "
+            + " | ".join(f"p_Holm vs `{ref}` 25/50/100%" for ref in refs) + " |",
+            "|---|---|---|---|---|---|---|---|---|" + "---|" * len(refs),
         ]
         for m, rs in rows.items():
             worst = worst_decile(at[m][-1], higher_is_better=False)
@@ -223,7 +236,7 @@ def report(records: list[dict], out: Path, command: str) -> None:
             lines.append(
                 f"| `{m}` | {len(rs)} | {means} | {worst:.3g} | {np.mean([r['trials'] for r in rs]):.0f} | "
                 f"{np.mean([r['pruned'] for r in rs]):.0f} | {np.mean([r.get('seconds', math.nan) for r in rs]):.0f}"
-                f" | {' / '.join(marks[m])} |"
+                f" | {' | '.join(' / '.join(marks[ref].get(m, [])) for ref in refs)} |"
             )
         out.mkdir(parents=True, exist_ok=True)
         plot(p, rows, out / f"anytime-{problem}.png", log)
