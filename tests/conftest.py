@@ -16,10 +16,13 @@ The gRPC proxy tests need the ``grpc`` extra (``grpcio``, ``protobuf``) and skip
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -229,3 +232,14 @@ def two_level_bowl(trial: Any, wiggle: float = 0.2, frequency: float = 6.0) -> f
     trial.set_user_attr("cost", 1.0 if low else 10.0)
     value = (x - 0.3) ** 2 + (y - 0.7) ** 2
     return value + (wiggle * math.sin(frequency * x) if low else 0.0)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package), registered in
+    ``sys.modules`` under ``name`` so that its dataclasses and pickles resolve."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module

@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from optuna_mfkd.bench import harness, report
@@ -407,11 +408,7 @@ def test_peers_through_the_harness_and_report(sqlite_url, nb201_table_path, tmp_
 
 
 def test_peer_evaluations_counts_levels_costs_and_repeats():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_evaluations.py"
-    spec = importlib.util.spec_from_file_location("peer_evaluations", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run_stats = module.run_stats
+    run_stats = load_benchmark("peer_evaluations").run_stats
 
     def trial(index, level, cost):
         return optuna.trial.create_trial(
@@ -509,11 +506,7 @@ def test_single_level_problems_refuse_the_peers(pid, sqlite_url, capsys):
     with pytest.raises(ValueError, match="one level"):
         dataclasses.replace(problem, extra_methods=tuple(PEERS))
     # The suite's command line: one line, exit code 2, nothing run.
-    spec = importlib.util.spec_from_file_location(
-        "sampler_suite", Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_suite.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("sampler_suite")
     with pytest.raises(SystemExit) as exit_info:
         mod.main(
             [

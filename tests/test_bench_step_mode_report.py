@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_benchmark
 from scipy import stats
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("step_mode", ROOT / "benchmarks" / "step_mode.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_marks_are_holm_corrected_mann_whitney_against_the_reference():
-    sm = _script()
+    sm = load_benchmark("step_mode")
     rng = np.random.default_rng(0)
     good = [list(rng.normal(0.0, 1.0, 30)) for _ in sm.FRACTIONS]
     bad = [list(rng.normal(3.0, 1.0, 30)) for _ in sm.FRACTIONS]
@@ -40,5 +29,5 @@ def test_marks_are_holm_corrected_mann_whitney_against_the_reference():
 
 @pytest.mark.parametrize("reference", ["mfkd+pruner", "mfkd-levels"])
 def test_both_references_are_methods_of_the_comparison(reference):
-    sm = _script()
+    sm = load_benchmark("step_mode")
     assert reference in sm.REFERENCES and reference in sm.METHODS

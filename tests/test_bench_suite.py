@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 from scipy.stats import mannwhitneyu
 
 from optuna_mfkd.bench import harness
@@ -146,9 +146,7 @@ def test_nb201_problems_run_the_suite_methods(nb201_table_path):
 
 
 def test_command_line(sqlite_url, tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("sampler_suite", ROOT / "benchmarks" / "sampler_suite.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("sampler_suite")
     # A study stored before the bad requests below must survive them.
     tiny = _tiny_problems()[0]
     harness.run_specs(sqlite_url, suite.specs([tiny], ["random"], [0]), progress=False)
@@ -172,9 +170,7 @@ def test_report_falls_back_to_mfkd_paper_without_mfkd(sqlite_url, tmp_path):
     harness.run_specs(sqlite_url, suite.specs([tiny], methods, SEEDS), progress=False)
     notes = tmp_path / "notes.md"
     notes.write_text("## In plain words\n\nA note.\n")
-    spec = importlib.util.spec_from_file_location("sampler_suite", ROOT / "benchmarks" / "sampler_suite.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("sampler_suite")
     out = tmp_path / "report"
     assert mod.main(["--storage", sqlite_url, "--report-only", "--out", str(out), "--title", "Tiny",
                      "--notes", str(notes), "--anytime", "0.5", "1"]) == 0

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 from scipy.stats import wilcoxon
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def summary_mod():
-    spec = importlib.util.spec_from_file_location("paper_protocol_summary", ROOT / "benchmarks" / "paper_protocol_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("paper_protocol_summary")
 
 
 def _report_folder(path: Path, finals: dict[str, list[float]], shuffle_seed: int) -> Path:

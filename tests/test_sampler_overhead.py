@@ -3,26 +3,17 @@ step is kept apart, and the README's ratios are the medians' quotients."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("sampler_overhead", ROOT / "benchmarks" / "sampler_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 @pytest.mark.slow
 def test_overhead_rows_and_ratios(tmp_path: Path) -> None:
-    so = _script()
+    so = load_benchmark("sampler_overhead")
     assert so.main(["--sizes", "12", "--steps", "3", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())
     assert {r["sampler"] for r in rows} == set(so.NB201_SAMPLERS)
@@ -40,7 +31,7 @@ def test_overhead_rows_and_ratios(tmp_path: Path) -> None:
 
 
 def test_overhead_refuses_one_step(tmp_path: Path) -> None:
-    so = _script()
+    so = load_benchmark("sampler_overhead")
     with pytest.raises(SystemExit):
         so.main(["--steps", "1", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
@@ -50,7 +41,7 @@ def test_overhead_refuses_one_step(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_overhead_on_other_spaces(tmp_path: Path) -> None:
-    so = _script()
+    so = load_benchmark("sampler_overhead")
     argv = ["--space", "continuous:3", "mixed:4", "--sizes", "6", "8", "--steps", "3"]
     argv += ["--large-n", "8", "--large-steps", "2", "--out", str(tmp_path)]
     assert so.main(argv) == 0
@@ -68,9 +59,7 @@ def test_overhead_on_other_spaces(tmp_path: Path) -> None:
 def test_overhead_compare_averages_each_runs_ratio(tmp_path: Path) -> None:
     """The before/after table: per run, MFKDSampler's median step (steps 2..) over GPSampler's
     in that run, then the mean over the runs; the first steps' ratio apart."""
-    spec = importlib.util.spec_from_file_location("overhead_compare", ROOT / "benchmarks" / "overhead_compare.py")
-    oc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(oc)
+    oc = load_benchmark("overhead_compare")
 
     def run(name: str, mfkd: list[float], gp: list[float]) -> Path:
         d = tmp_path / name

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
 from optuna_mfkd.distill.teacher import save_teacher
 from optuna_mfkd.nasbench201.network import build_network
 from optuna_mfkd.training.cache import EvaluationCache
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _load_pool_module():
-    spec = importlib.util.spec_from_file_location("lowfi_pool", ROOT / "benchmarks" / "lowfi_pool.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("lowfi_pool", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("lowfi_pool")
 
 
 @pytest.fixture
@@ -124,9 +117,7 @@ def test_correlation_of_an_evaluation_cache_matches_scipy(nb201_table_path, tmp_
 
     from optuna_mfkd.nasbench201.table import load_table
 
-    spec = importlib.util.spec_from_file_location("fidelity_correlation", ROOT / "benchmarks" / "fidelity_correlation.py")
-    corr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(corr)
+    corr = load_benchmark("fidelity_correlation")
     table = load_table(nb201_table_path)
     url = f"sqlite:///{tmp_path / 'cache.db'}"
     cache = EvaluationCache(url)
