@@ -137,11 +137,7 @@ def optimise(
                 cat_dims=cat,
                 raw_samples=raw_samples,
                 num_restarts=num_restarts,
-                options={
-                    "max_discrete_values": max_discrete_values,
-                    "num_spray_points": min(64, raw_samples // 4),
-                    **MIXED_OPTIONS,
-                },
+                options=_mixed_options(raw_samples, max_discrete_values),
             )
             starts = None
         else:
@@ -166,6 +162,12 @@ def optimise(
     if not free.any():
         return cand[0]
     return cand[best_of_candidates(acqf, encoder.encode(cand), free, rng)]
+
+
+def _mixed_options(raw_samples: int, max_discrete_values: int) -> dict[str, object]:
+    """The options of BoTorch's alternating search: :data:`MIXED_OPTIONS`, the relaxation
+    limit and the number of spray points."""
+    return {"max_discrete_values": max_discrete_values, "num_spray_points": min(64, raw_samples // 4), **MIXED_OPTIONS}
 
 
 def _lbfgsb_closed_form(acqf: AcquisitionFunction, bounds: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
@@ -196,13 +198,8 @@ def _mixed_closed_form(
     others fixed, batched over the starts instead of one scipy run per start through
     autograd. Integer columns with more than ``max_discrete_values`` values are relaxed and
     rounded after each continuous step, as BoTorch does. Returns ``(1, p)``."""
-    options = {
-        "max_discrete_values": max_discrete_values,
-        "num_spray_points": min(64, raw_samples // 4),
-        **MIXED_OPTIONS,
-    }
-    options.setdefault("batch_limit", MAX_BATCH_SIZE)
-    options.setdefault("init_batch_limit", options["batch_limit"])
+    options = {**_mixed_options(raw_samples, max_discrete_values), "batch_limit": MAX_BATCH_SIZE,
+               "init_batch_limit": MAX_BATCH_SIZE}
     discrete = {j: sorted(v) for j, v in discrete.items()}
     cat = {j: sorted(v) for j, v in cat.items()}
     relaxed = {j: v for j, v in discrete.items() if len(v) > max_discrete_values}
@@ -214,8 +211,7 @@ def _mixed_closed_form(
         batch_initial_conditions=None, return_best_only=False, gen_candidates=gen_candidates_scipy,
         sequential=True, return_acq_values=True,
     )
-    fixed = torch.tensor(sorted([*discrete, *cat]), dtype=torch.long)
-    cont = torch.tensor([j for j in range(bounds.shape[-1]) if j not in set(fixed.tolist())], dtype=torch.long)
+    cont = torch.tensor([j for j in range(bounds.shape[-1]) if j not in discrete and j not in cat], dtype=torch.long)
     best_X, best_val = generate_starting_points(inputs, discrete, cat, cont)
     done = torch.zeros(len(best_X), dtype=torch.bool)
     for _ in range(int(options["maxiter_alternating"])):
