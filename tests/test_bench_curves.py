@@ -110,7 +110,9 @@ def test_run_stores_the_study_in_one_storage(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["mfkd+hyperbandx", "cma+pruner", "nope", "mfkd+pruner@1.5", "mfkd+pruner@x", "tpe+sha@0.1"]
+    "name",
+    ["mfkd+hyperbandx", "cma+pruner", "nope", "mfkd+pruner@1.5", "mfkd+pruner@x", "tpe+sha@0.1",
+     "tpe@w5+hyperband", "mfkd@5+pruner", "mfkd@w-1+pruner", "mfkd@wx+pruner"],
 )
 def test_unknown_methods_are_named(name):
     with pytest.raises(ValueError, match=name.replace("+", r"\+")):
@@ -126,3 +128,17 @@ def test_a_pruner_threshold_reaches_mfkd_pruner():
     from optuna_mfkd.pruning import MIN_PROBABILITY
 
     assert curve_runs.build_study(LinearCurve(), "mfkd+pruner", seed=0).pruner.min_probability == MIN_PROBABILITY
+
+
+def test_a_warmup_reaches_the_step_mode():
+    """``mfkd@w<k>``: the step mode's warm-up (trials at the top level) is ``k``, the
+    default's otherwise."""
+    from optuna_mfkd.sampling.options import SINGLE_LEVEL_WARMUP
+
+    assert curve_runs.check_method("mfkd@w4+pruner") == "mfkd@w4+pruner"
+    study = curve_runs.build_study(LinearCurve(), "mfkd@w4+hyperband", seed=0)
+    top = study.sampler.fidelities[-1]
+    assert study.sampler.n_warmup[top] == 4
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    default = curve_runs.build_study(LinearCurve(), "mfkd+pruner", seed=0).sampler
+    assert default.n_warmup[top] == SINGLE_LEVEL_WARMUP

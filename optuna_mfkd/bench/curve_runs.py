@@ -10,7 +10,8 @@ Every method runs an Optuna study whose objective trains a configuration step by
   (``HyperbandPruner(min_resource=rungs[0], max_resource=final step, reduction_factor=3)``),
   ``sha`` (``SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=3)``);
   ``pruner@<p>`` is MFKDPruner with ``min_probability=p`` (e.g. ``mfkd+pruner@0.02``, for
-  choosing the threshold).
+  choosing the threshold); ``mfkd@w<k>`` is the step mode with ``k`` warm-up trials instead of
+  the default (e.g. ``mfkd@w5+pruner``).
 - ``mfkd-levels``: MFKDSampler's level mode (the defaults: MF-MES's level rule) with one level per
   rung: a trial trains up to its level's step.
 - peers (:mod:`optuna_mfkd.bench.peers`: ``dehb``, ``syne-asha``, ``syne-bohb``, ``smac-hb``,
@@ -71,9 +72,26 @@ def pruner_threshold(pruner: str) -> float | None:
     return threshold
 
 
+def sampler_warmup(sampler: str) -> int | None:
+    """``k`` of an ``mfkd@w<k>`` sampler name (the step mode's warm-up trials), ``None`` for a
+    name without ``@``; a ``ValueError`` when ``k`` is not a non-negative integer."""
+    name, at, value = sampler.partition("@")
+    if not at:
+        return None
+    if name != "mfkd" or not value.startswith("w") or not value[1:].isdigit():
+        raise ValueError(f"sampler {sampler!r}: only 'mfkd@w<k>' with k a non-negative integer takes a warm-up")
+    return int(value[1:])
+
+
 def check_method(name: str) -> str:
     """``name`` if it is a method of this module, else a ``ValueError`` naming it."""
     sampler, _, pruner = name.partition("+")
+    if "@" in sampler:
+        try:
+            sampler_warmup(sampler)
+        except ValueError as err:
+            raise ValueError(f"method {name!r}: {err}") from None
+        sampler = sampler.partition("@")[0]
     if "@" in pruner:
         try:
             pruner_threshold(pruner)
@@ -84,7 +102,7 @@ def check_method(name: str) -> str:
         return name
     raise ValueError(
         f"method {name!r}: use <sampler>+<pruner> with sampler in {SAMPLERS} and pruner in {PRUNERS} "
-        f"(pruner@<p>: MFKDPruner's threshold), {LEVEL_METHOD!r}, or a peer in {PEER_METHODS}"
+        f"(pruner@<p>: MFKDPruner's threshold; mfkd@w<k>: its warm-up), {LEVEL_METHOD!r}, or a peer in {PEER_METHODS}"
     )
 
 
@@ -106,8 +124,10 @@ def build_study(problem: CurveProblem, method: str, seed: int) -> optuna.Study:
         )
         return optuna.create_study(sampler=PEERS[method].build_sampler(seed, context))
     sampler_name, _, pruner_name = method.partition("+")
-    if sampler_name == "mfkd":
+    if sampler_name.partition("@")[0] == "mfkd":
         sampler = MFKDSampler(steps=rungs, seed=seed)
+        if (warmup := sampler_warmup(sampler_name)) is not None:
+            sampler = MFKDSampler(steps=rungs, seed=seed, n_warmup={sampler.fidelities[-1]: warmup})
     else:
         sampler = {
             "tpe": optuna.samplers.TPESampler,
