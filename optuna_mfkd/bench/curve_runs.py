@@ -86,18 +86,12 @@ def sampler_warmup(sampler: str) -> int | None:
 def check_method(name: str) -> str:
     """``name`` if it is a method of this module, else a ``ValueError`` naming it."""
     sampler, _, pruner = name.partition("+")
-    if "@" in sampler:
+    for part, parse in ((sampler, sampler_warmup), (pruner, pruner_threshold)):
         try:
-            sampler_warmup(sampler)
+            parse(part)  # checks an ``@`` setting; ``None`` without one
         except ValueError as err:
             raise ValueError(f"method {name!r}: {err}") from None
-        sampler = sampler.partition("@")[0]
-    if "@" in pruner:
-        try:
-            pruner_threshold(pruner)
-        except ValueError as err:
-            raise ValueError(f"method {name!r}: {err}") from None
-        pruner = pruner.partition("@")[0]
+    sampler, pruner = sampler.partition("@")[0], pruner.partition("@")[0]
     if name in PEER_METHODS or name == LEVEL_METHOD or (sampler in SAMPLERS and pruner in PRUNERS):
         return name
     raise ValueError(
